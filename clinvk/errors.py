@@ -1,0 +1,92 @@
+"""Engine errors.
+
+Every failure the engine can report is a :class:`ClinvkError` with a stable machine
+``code``. The edges translate codes into their own vocabulary (HTTP status and body
+shape, CLI exit code); the engine itself never knows about either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ClinvkError(Exception):
+    """Base class: a human message plus a machine code and the offending field."""
+
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        details: Any = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+        if code:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ClinvkError):
+    """The configuration file or an override is invalid (file, key and reason in the text)."""
+
+    code = "config_error"
+
+
+class InvalidRequest(ClinvkError):
+    """Caller input is malformed; ``field`` names the offending field."""
+
+    code = "invalid_request"
+
+
+class UnknownBackend(InvalidRequest):
+    code = "unknown_backend"
+
+
+class PolicyViolation(ClinvkError):
+    """The request is well formed but the server's policy refuses it (workdir, privilege)."""
+
+    code = "forbidden"
+
+
+class NotFound(ClinvkError):
+    code = "not_found"
+
+
+class AmbiguousPrefix(InvalidRequest):
+    code = "ambiguous_session_prefix"
+
+
+class SessionBusy(ClinvkError):
+    """Another continuation of the same session is running right now."""
+
+    code = "session_busy"
+
+
+class BackendUnavailable(ClinvkError):
+    """The backend's binary cannot be found or executed."""
+
+    code = "backend_unavailable"
+
+
+class Saturated(ClinvkError):
+    """Too many concurrent runs; ``retry_after`` says when to try again."""
+
+    code = "server_saturated"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreError(ClinvkError):
+    """The session store cannot be read or written (disk full, permissions, corruption)."""
+
+    code = "store_error"
