@@ -1,0 +1,355 @@
+"""Subprocess lifecycle for backend CLIs (SPEC §4).
+
+A :class:`ProcessRun` owns one child and everything it spawns: the child starts in a
+new session (its own process group), so any kill — timeout, idle watchdog, output cap,
+cancellation from another thread, server shutdown — reaches the whole group with
+SIGTERM and then SIGKILL after a short grace. Output is read with a selector on the
+calling thread (no reader threads), which is also where the limits are enforced.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from clinvk.errors import BackendUnavailable
+
+EXITED = "exited"
+TIMEOUT = "timeout"
+IDLE_TIMEOUT = "idle_timeout"
+CANCELLED = "cancelled"
+OUTPUT_LIMIT = "output_limit"
+LINE_LIMIT = "line_limit"
+
+STDERR_TAIL_BYTES = 16 * 1024
+# After the child itself exits, how long a grandchild may keep stdout open before it is
+# treated as a leftover and killed.
+EXIT_DRAIN_SECS = 0.3
+POLL_SECS = 0.25
+
+_active: weakref.WeakSet[ProcessRun] = weakref.WeakSet()
+_active_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    max_output_bytes: int = 16 * 1024 * 1024
+    max_line_bytes: int = 8 * 1024 * 1024
+    kill_grace: float = 1.0
+
+
+@dataclass
+class ProcessOutcome:
+    exit_code: int | None
+    reason: str
+    duration_ms: int
+    stderr_tail: str
+    output_bytes: int
+    pid: int
+
+    @property
+    def killed(self) -> bool:
+        return self.reason != EXITED
+
+
+class ProcessRun:
+    """One backend process. Iterate :meth:`lines`; call :meth:`cancel` from anywhere."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        stdin: str = "",
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.argv = argv
+        self.stdin_text = stdin
+        self.env = env
+        self.cwd = cwd
+        self.limits = limits or Limits()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.outcome: ProcessOutcome | None = None
+        self._reason: str | None = None
+        self._stderr: deque[bytes] = deque()
+        self._stderr_len = 0
+        self._started = 0.0
+        self._output_bytes = 0
+        self._wake_r, self._wake_w = -1, -1
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            self._close_wake_pipe()
+            raise BackendUnavailable(f"cannot start {self.argv[0]!r}: {exc.strerror}") from exc
+        self._started = time.monotonic()
+        with _active_lock:
+            _active.add(self)
+        self._feed_stdin()
+
+    def _feed_stdin(self) -> None:
+        data = self.stdin_text.encode("utf-8")
+        assert self.proc and self.proc.stdin
+        pipe = self.proc.stdin
+
+        def write() -> None:
+            try:
+                pipe.write(data)
+            except (BrokenPipeError, OSError):
+                pass
+            finally:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+        if len(data) < 60_000:  # fits the pipe buffer: cannot block
+            write()
+        else:
+            threading.Thread(target=write, name="clinvk-stdin", daemon=True).start()
+
+    def cancel(self, reason: str = CANCELLED) -> None:
+        """Stop the run from any thread: the group gets SIGTERM now, SIGKILL after the grace."""
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+            if self._finished.is_set() or self.proc is None:
+                return
+            self._signal_group(signal.SIGTERM)
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+
+    @property
+    def cancelled(self) -> bool:
+        return self._reason is not None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def lines(self, heartbeat: float | None = None) -> Iterator[str | None]:
+        """Yield stdout lines (without the newline) as they arrive.
+
+        With ``heartbeat``, ``None`` is yielded whenever that many seconds pass without a
+        line, so a caller can keep its own client connection alive. When the generator
+        ends, :attr:`outcome` is set; if the caller stops early, the group is killed.
+        """
+        if self.proc is None:
+            self.start()
+        assert self.proc and self.proc.stdout and self.proc.stderr
+        limits = self.limits
+        sel = selectors.DefaultSelector()
+        out_fd, err_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        sel.register(out_fd, selectors.EVENT_READ, "out")
+        sel.register(err_fd, selectors.EVENT_READ, "err")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        buf = bytearray()
+        last_activity = last_yield = self._started
+        exited_at: float | None = None
+        open_fds = {out_fd, err_fd}
+        completed = False
+        try:
+            while out_fd in open_fds:
+                now = time.monotonic()
+                if self._reason:
+                    break
+                if limits.timeout and now - self._started >= limits.timeout:
+                    self._set_reason(TIMEOUT)
+                    break
+                if limits.idle_timeout and now - last_activity >= limits.idle_timeout:
+                    self._set_reason(IDLE_TIMEOUT)
+                    break
+                if exited_at is None and self.proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at >= EXIT_DRAIN_SECS:
+                    break  # child gone; a leftover grandchild holds the pipe open
+                wait = POLL_SECS
+                if limits.timeout:
+                    wait = min(wait, self._started + limits.timeout - now)
+                if limits.idle_timeout:
+                    wait = min(wait, last_activity + limits.idle_timeout - now)
+                if heartbeat:
+                    wait = min(wait, last_yield + heartbeat - now)
+                ready = sel.select(max(wait, 0.0))
+                if not ready:
+                    if heartbeat and time.monotonic() - last_yield >= heartbeat:
+                        last_yield = time.monotonic()
+                        yield None
+                    continue
+                for key, _ in ready:
+                    if key.data == "wake":
+                        os.read(self._wake_r, 64)
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fd)
+                        open_fds.discard(key.fd)
+                        continue
+                    if key.data == "err":
+                        self._keep_stderr(chunk)
+                        continue
+                    last_activity = time.monotonic()
+                    self._output_bytes += len(chunk)
+                    if self._output_bytes > limits.max_output_bytes:
+                        self._set_reason(OUTPUT_LIMIT)
+                        break
+                    buf += chunk
+                    while True:
+                        nl = buf.find(b"\n")
+                        if nl < 0:
+                            break
+                        line = bytes(buf[:nl])
+                        del buf[: nl + 1]
+                        last_yield = time.monotonic()
+                        yield line.decode("utf-8", errors="replace")
+                    if len(buf) > limits.max_line_bytes:
+                        self._set_reason(LINE_LIMIT)
+                        break
+                if self._reason:
+                    break
+            if buf and not self._reason:
+                yield bytes(buf).decode("utf-8", errors="replace")
+            completed = True
+        finally:
+            sel.close()
+            if not completed:
+                # Stopped early by our caller (client gone): that is a cancellation.
+                self._set_reason(CANCELLED)
+            self._finish(err_fd if err_fd in open_fds else None)
+
+    def _set_reason(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+
+    def _keep_stderr(self, chunk: bytes) -> None:
+        self._stderr.append(chunk)
+        self._stderr_len += len(chunk)
+        while self._stderr_len > STDERR_TAIL_BYTES and len(self._stderr) > 1:
+            self._stderr_len -= len(self._stderr.popleft())
+
+    def _drain_stderr(self, fd: int | None) -> None:
+        if fd is None:
+            return
+        sel = selectors.DefaultSelector()
+        sel.register(fd, selectors.EVENT_READ)
+        try:
+            deadline = time.monotonic() + 0.2
+            while time.monotonic() < deadline and sel.select(0.05):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self._keep_stderr(chunk)
+        finally:
+            sel.close()
+
+    # -- ending -------------------------------------------------------------------------------
+
+    def _finish(self, stderr_fd: int | None) -> None:
+        """Make sure the whole group is gone, reap the child and record the outcome."""
+        assert self.proc is not None
+        if self._reason:
+            self._terminate_group()
+        else:
+            self.proc.wait()
+            self._drain_stderr(stderr_fd)
+            # Anything still in the group now would be orphaned: remove it.
+            self._signal_group(signal.SIGKILL)
+        if self._reason:
+            self._drain_stderr(stderr_fd)
+        with self._lock:
+            self._finished.set()
+        self.outcome = ProcessOutcome(
+            exit_code=self.proc.returncode,
+            reason=self._reason or EXITED,
+            duration_ms=int((time.monotonic() - self._started) * 1000),
+            stderr_tail=b"".join(self._stderr).decode("utf-8", errors="replace"),
+            output_bytes=self._output_bytes,
+            pid=self.proc.pid,
+        )
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        self._close_wake_pipe()
+        with _active_lock:
+            _active.discard(self)
+
+    def _terminate_group(self) -> None:
+        assert self.proc is not None
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.limits.kill_grace
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if self.proc.returncode is not None and not self._group_alive():
+                break
+            time.sleep(0.02)
+        self._signal_group(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - the kernel did not deliver
+            pass
+
+    def _group_alive(self) -> bool:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _close_wake_pipe(self) -> None:
+        with self._lock:
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self._wake_r = self._wake_w = -1
+
+
+def active_runs() -> list[ProcessRun]:
+    with _active_lock:
+        return list(_active)
+
+
+def terminate_all(reason: str = CANCELLED) -> int:
+    """Cancel every running backend process of this server process (used at shutdown)."""
+    runs = active_runs()
+    for run in runs:
+        run.cancel(reason)
+    return len(runs)
