@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import threading
@@ -58,10 +59,8 @@ class Invocation:
     env: dict[str, str] = field(default_factory=dict)
 
     def display(self) -> str:
-        """The argv as a shell-quoted command line (prompt goes on stdin)."""
-        import shlex
-
-        return shlex.join(self.argv)
+        """The exact argv, shell-quoted, with the prompt shown as the here-string it is fed as."""
+        return f"{shlex.join(self.argv)} <<< {shlex.quote(self.stdin)}"
 
 
 @dataclass
