@@ -440,8 +440,8 @@ def _row_to_session(row: sqlite3.Row | tuple[Any, ...]) -> Session:
         token_usage=TokenUsage(
             input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd
         ),
-        tags=json.loads(tags),
-        metadata=json.loads(metadata),
+        tags=json.loads(tags) if tags != "[]" else [],
+        metadata=json.loads(metadata) if metadata != "{}" else {},
         error_message=error_message,
         parent_id=parent_id,
     )
