@@ -1,0 +1,156 @@
+"""The runner against real processes: limits, cancellation and the whole process group."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from clinvk.errors import BackendUnavailable
+from clinvk.runner import (
+    CANCELLED,
+    EXITED,
+    IDLE_TIMEOUT,
+    LINE_LIMIT,
+    OUTPUT_LIMIT,
+    TIMEOUT,
+    Limits,
+    ProcessRun,
+    active_runs,
+    terminate_all,
+)
+
+PY = sys.executable
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def grandchild_script(pidfile: str) -> str:
+    """A child and a grandchild that both ignore SIGTERM; the grandchild's pid goes to a file."""
+    return (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+        f"open({pidfile!r}, 'w').write(str(g.pid))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+
+
+def test_lines_exit_code_and_stderr_tail():
+    run = ProcessRun(["bash", "-c", "echo a; echo b; echo oops >&2; exit 3"])
+    assert list(run.lines()) == ["a", "b"]
+    assert run.outcome.exit_code == 3 and run.outcome.reason == EXITED
+    assert "oops" in run.outcome.stderr_tail
+
+
+def test_prompt_on_stdin_small_and_large():
+    assert list(ProcessRun(["cat"], stdin="--help\n-p x").lines()) == ["--help", "-p x"]
+    big = "y" * 300_000
+    assert list(ProcessRun(["cat"], stdin=big + "\n").lines()) == [big]
+
+
+def test_timeout_kills_group_with_sigterm_ignoring_grandchild(tmp_path):
+    pidfile = str(tmp_path / "grandchild.pid")
+    run = ProcessRun([PY, "-c", grandchild_script(pidfile)], limits=Limits(timeout=1))
+    started = time.monotonic()
+    assert list(run.lines()) == ["started"]
+    elapsed = time.monotonic() - started
+    assert run.outcome.reason == TIMEOUT
+    assert elapsed < 1 + 2, elapsed  # gone within 2 s of the timeout
+    grandchild = int(open(pidfile).read())
+    deadline = time.monotonic() + 2
+    while pid_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(grandchild)
+    assert not pid_alive(run.outcome.pid)
+
+
+def test_idle_watchdog():
+    run = ProcessRun(["bash", "-c", "echo x; sleep 30"], limits=Limits(idle_timeout=0.5))
+    assert list(run.lines()) == ["x"]
+    assert run.outcome.reason == IDLE_TIMEOUT
+
+
+def test_output_and_line_caps():
+    big = ProcessRun([PY, "-c", "print('z' * 3_000_000)"], limits=Limits(max_line_bytes=100_000))
+    assert list(big.lines()) == [] and big.outcome.reason == LINE_LIMIT
+    many = ProcessRun([PY, "-c", "import sys\nfor _ in range(10**6): print('line')"],
+                      limits=Limits(max_output_bytes=50_000))
+    lines = list(many.lines())
+    assert many.outcome.reason == OUTPUT_LIMIT and len(lines) < 20_000
+
+
+def test_cancel_from_another_thread():
+    run = ProcessRun(["sleep", "30"])
+    threading.Timer(0.2, run.cancel).start()
+    started = time.monotonic()
+    assert list(run.lines()) == []
+    assert run.outcome.reason == CANCELLED
+    assert time.monotonic() - started < 2
+
+
+def test_consumer_stopping_early_kills_the_group():
+    run = ProcessRun(["bash", "-c", "echo 1; sleep 30"])
+    lines = run.lines()
+    assert next(lines) == "1"
+    lines.close()
+    assert run.outcome.reason == CANCELLED
+    assert not pid_alive(run.outcome.pid)
+
+
+def test_leftover_grandchild_after_normal_exit_is_removed(tmp_path):
+    script = "(sleep 30) & echo $! > {}; echo done".format(tmp_path / "pid")
+    run = ProcessRun(["bash", "-c", script])
+    assert list(run.lines()) == ["done"]
+    assert run.outcome.reason == EXITED and run.outcome.exit_code == 0
+    leftover = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 2
+    while pid_alive(leftover) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(leftover)
+
+
+def test_heartbeats_while_silent():
+    items = list(ProcessRun(["bash", "-c", "sleep 0.6; echo z"]).lines(heartbeat=0.2))
+    assert items[-1] == "z" and items.count(None) >= 2
+
+
+def test_missing_binary_is_unavailable(tmp_path):
+    with pytest.raises(BackendUnavailable):
+        ProcessRun([str(tmp_path / "nope")]).start()
+
+
+def test_terminate_all_reaches_every_active_run():
+    runs = [ProcessRun(["sleep", "30"]) for _ in range(3)]
+    for run in runs:
+        run.start()
+    results: list[list] = []
+    threads = [threading.Thread(target=lambda r=r: results.append(list(r.lines())))
+               for r in runs]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    assert terminate_all() >= 3
+    for t in threads:
+        t.join(5)
+    assert all(r.outcome and r.outcome.reason == CANCELLED for r in runs)
+    assert not [r for r in active_runs() if r in runs]
+
+
+def test_no_file_descriptor_leak():
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        list(ProcessRun(["true"]).lines())
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
