@@ -31,7 +31,6 @@ from clinvk.errors import ConfigError
 __all__ = [
     "APPROVAL_MODES",
     "BUILTIN_ALIASES",
-    "BUILTIN_BLOCKED_WORKDIR_PREFIXES",
     "KNOWN_BACKENDS",
     "LOG_FORMATS",
     "LOG_LEVELS",
@@ -63,9 +62,10 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 
 MIB = 1024 * 1024
 
-#: Built-in model aliases per backend; ``backends.<name>.aliases`` is merged over these.
-#: Claude takes its own tier aliases (always the latest of the tier); the Codex and Gemini
-#: names are the models the current CLIs use (``reference/real-cli``), see docs/configuration.md.
+#: Built-in model aliases per backend; ``backends.<name>.aliases`` is merged over these, so
+#: ``config show`` lists every alias in effect. They match the adapters' ``builtin_aliases``
+#: in ``clinvk/backends/`` (a test keeps the two in step). Claude takes its own tier aliases
+#: (always the latest model of the tier); see docs/configuration.md for the others.
 BUILTIN_ALIASES: Mapping[str, Mapping[str, str]] = {
     "claude": {
         "fast": "haiku",
@@ -76,29 +76,22 @@ BUILTIN_ALIASES: Mapping[str, Mapping[str, str]] = {
         "powerful": "opus",
     },
     "codex": {
-        "fast": "gpt-5.5-mini",
-        "quick": "gpt-5.5-mini",
+        "fast": "gpt-5.4-mini",
+        "quick": "gpt-5.4-mini",
         "balanced": "gpt-5.5",
         "default": "gpt-5.5",
-        "best": "gpt-5.5",
-        "powerful": "gpt-5.5",
+        "best": "gpt-5.5-codex",
+        "powerful": "gpt-5.5-codex",
     },
     "gemini": {
-        "fast": "gemini-3.5-flash-lite",
-        "quick": "gemini-3.5-flash-lite",
-        "balanced": "gemini-3.8-flash",
-        "default": "gemini-3.8-flash",
+        "fast": "gemini-2.5-flash",
+        "quick": "gemini-2.5-flash",
+        "balanced": "gemini-2.5-pro",
+        "default": "gemini-2.5-pro",
         "best": "gemini-3.1-pro-preview",
         "powerful": "gemini-3.1-pro-preview",
     },
 }
-
-#: Always blocked as working directories; ``server.blocked_workdir_prefixes`` adds to these
-#: (the Go tool let a configured list replace them, which silently unblocked /etc).
-BUILTIN_BLOCKED_WORKDIR_PREFIXES: tuple[str, ...] = (
-    "/etc", "/var/run", "/var/lock", "/root", "/sys", "/proc", "/dev", "/usr/bin",
-    "/usr/sbin", "/bin", "/sbin", "/boot", "/lib", "/lib64", "/usr/lib", "/usr/lib64",
-)
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _MASK = "****"
@@ -326,12 +319,6 @@ class BackendConfig:
     system_prompt: str = _key("", "System prompt used when a request gives none.")
     timeout_secs: int = _key(0, "Run timeout for this backend (0 = server/CLI default).",
                              check=_at_least(0))
-
-    def resolve_model(self, model: str | None) -> str:
-        """Map an alias to its model name; other names (and '') pass through unchanged."""
-        if not model:
-            return ""
-        return self.aliases.get(model, model)
 
 
 @dataclass(frozen=True)
@@ -1153,9 +1140,11 @@ def _line_edit(text: str, root: yaml.Node | None, parts: list[str], value: Any) 
     if isinstance(parent, yaml.MappingNode) and not parent.flow_style and parent.value:
         indent = parent.value[0][0].start_mark.column
         return _insert(text, _after_node(text, parent), _block_lines(missing, inline, indent))
+    str_tag = "tag:yaml.org,2002:str"
     if isinstance(parent, yaml.MappingNode) and parent.flow_style and len(missing) == 1 \
+            and _split_map_entry(".".join(parts)) \
             and parent.start_mark.line == parent.end_mark.line \
-            and all(isinstance(k, yaml.ScalarNode) and isinstance(v, yaml.ScalarNode)
+            and all(isinstance(v, yaml.ScalarNode) and k.tag == v.tag == str_tag
                     for k, v in parent.value):
         # "env: {A: b}" gains an entry: rewrite just that one-line mapping.
         merged = {k.value: v.value for k, v in parent.value} | {missing[0]: value}
