@@ -917,7 +917,7 @@ def _walk_file(node: yaml.Node | None, data: Any, path: Path
         problems.append(_Problem(where(1), "", "the top level must be a mapping of sections"))
         return values, lines, problems
 
-    def visit(mapping_node: yaml.MappingNode, mapping: dict, prefix: str, depth: int) -> None:
+    def visit(mapping_node: yaml.MappingNode, mapping: dict, prefix: str) -> None:
         seen: set[str] = set()
         for key_node, value_node in _mapping_items(mapping_node):
             line = key_node.start_mark.line + 1
@@ -940,7 +940,7 @@ def _walk_file(node: yaml.Node | None, data: Any, path: Path
                     problems.append(_Problem(where(line), key,
                                              f"expected a mapping, got {_type_name(value)}", line))
                     continue
-                visit(value_node, value, key, depth + 1)
+                visit(value_node, value, key)
                 continue
             if key not in _SPECS:
                 if prefix == "backends":
@@ -958,7 +958,7 @@ def _walk_file(node: yaml.Node | None, data: Any, path: Path
                 for name in sorted(dupes):
                     problems.append(_Problem(where(line), f"{key}.{name}", "duplicate key", line))
 
-    visit(node, data, "", 0)
+    visit(node, data, "")
     return values, lines, problems
 
 
