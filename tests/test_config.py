@@ -122,14 +122,6 @@ def test_config_is_frozen(env: dict[str, str]) -> None:
         c.default_backend = "codex"  # type: ignore[misc]
 
 
-def test_aliases_match_backend_adapters() -> None:
-    """The config's built-in aliases are the adapters' ones, so config show tells the truth."""
-    from clinvk.backends.registry import BACKEND_CLASSES
-
-    for name in KNOWN_BACKENDS:
-        assert dict(BUILTIN_ALIASES[name]) == BACKEND_CLASSES[name].builtin_aliases
-
-
 # ----------------------------------------------------------------------- paths and files
 
 

@@ -20,6 +20,7 @@ from clinvk.backends.base import (
     StreamParser,
     as_int,
 )
+from clinvk.config import BUILTIN_ALIASES
 from clinvk.events import Event, TokenUsage
 
 APPROVAL_FLAGS = {
@@ -151,14 +152,7 @@ class ClaudeBackend(Backend):
     name = "claude"
     display_name = "Claude Code"
     vendor = "anthropic"
-    builtin_aliases = {
-        "fast": "haiku",
-        "quick": "haiku",
-        "balanced": "sonnet",
-        "default": "sonnet",
-        "best": "opus",
-        "powerful": "opus",
-    }
+    builtin_aliases = dict(BUILTIN_ALIASES["claude"])
     extra_flag_allowlist = {
         "--allowedTools": True,
         "--allowed-tools": True,

@@ -21,6 +21,7 @@ from clinvk.backends.base import (
     StreamParser,
     as_int,
 )
+from clinvk.config import BUILTIN_ALIASES
 from clinvk.events import Event, TokenUsage
 
 SANDBOX_VALUES = {
@@ -142,14 +143,7 @@ class CodexBackend(Backend):
     name = "codex"
     display_name = "Codex CLI"
     vendor = "openai"
-    builtin_aliases = {
-        "fast": "gpt-5.4-mini",
-        "quick": "gpt-5.4-mini",
-        "balanced": "gpt-5.5",
-        "default": "gpt-5.5",
-        "best": "gpt-5.5-codex",
-        "powerful": "gpt-5.5-codex",
-    }
+    builtin_aliases = dict(BUILTIN_ALIASES["codex"])
     extra_flag_allowlist = {
         "-c": True,
         "--config": True,

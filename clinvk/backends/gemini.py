@@ -21,6 +21,7 @@ from clinvk.backends.base import (
     StreamParser,
     as_int,
 )
+from clinvk.config import BUILTIN_ALIASES
 from clinvk.events import Event, TokenUsage
 
 APPROVAL_FLAGS = {
@@ -129,14 +130,7 @@ class GeminiBackend(Backend):
     name = "gemini"
     display_name = "Gemini CLI"
     vendor = "google"
-    builtin_aliases = {
-        "fast": "gemini-2.5-flash",
-        "quick": "gemini-2.5-flash",
-        "balanced": "gemini-2.5-pro",
-        "default": "gemini-2.5-pro",
-        "best": "gemini-3.1-pro-preview",
-        "powerful": "gemini-3.1-pro-preview",
-    }
+    builtin_aliases = dict(BUILTIN_ALIASES["gemini"])
     extra_flag_allowlist = {
         "--include-directories": True,
         "--policy": True,
