@@ -194,7 +194,10 @@ _RETURNING = ", ".join(_COLUMNS)
 _INSERT = "INSERT INTO sessions ({}) VALUES ({})".format(
     ", ".join(_COLUMNS), ", ".join("?" for _ in _COLUMNS)
 )
-_INSERT_TAG = "INSERT OR IGNORE INTO session_tags (session_id, tag, last_used) VALUES (?, ?, ?)"
+_INSERT_TAG = (
+    "INSERT OR IGNORE INTO session_tags (session_id, tag, backend, status, last_used) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 _STATUS_CHECK = ", ".join(f"'{s}'" for s in STATUSES)
 
 # Statement lists, not one script: ``executescript`` would COMMIT our BEGIN IMMEDIATE.
@@ -231,41 +234,78 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX sessions_by_status ON sessions (status, last_used, id)",
         "CREATE INDEX sessions_by_backend_status ON sessions (backend, status, last_used, id)",
         "CREATE INDEX sessions_by_working_dir ON sessions (working_dir, last_used, id)",
-        # Tags: one row per (session, tag) with a copy of last_used, so "tag = x ORDER BY
-        # last_used DESC" is also an index range scan.
+        # Tags: one row per (session, tag) carrying copies of backend, status and
+        # last_used (kept in sync by triggers), so "tag = x [AND backend/status = y]
+        # ORDER BY last_used DESC" is an index range scan too.
         """CREATE TABLE session_tags (
             session_id TEXT NOT NULL,
             tag TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            status TEXT NOT NULL,
             last_used REAL NOT NULL,
             PRIMARY KEY (session_id, tag)
         ) WITHOUT ROWID""",
         "CREATE INDEX session_tags_by_tag ON session_tags (tag, last_used, session_id)",
-        # Exact counts per (backend, status) so count() and unfiltered totals are O(1).
+        "CREATE INDEX session_tags_by_tag_backend "
+        "ON session_tags (tag, backend, last_used, session_id)",
+        "CREATE INDEX session_tags_by_tag_status "
+        "ON session_tags (tag, status, last_used, session_id)",
+        "CREATE INDEX session_tags_by_tag_backend_status "
+        "ON session_tags (tag, backend, status, last_used, session_id)",
+        # Exact counts per (backend, status) and per (tag, backend, status), so count()
+        # and every page total without a working_dir filter are O(1).
         """CREATE TABLE session_counts (
             backend TEXT NOT NULL,
             status TEXT NOT NULL,
             n INTEGER NOT NULL,
             PRIMARY KEY (backend, status)
         ) WITHOUT ROWID""",
-        """CREATE TRIGGER sessions_count_insert AFTER INSERT ON sessions BEGIN
+        """CREATE TABLE tag_counts (
+            tag TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (tag, backend, status)
+        ) WITHOUT ROWID""",
+        """CREATE TRIGGER sessions_after_insert AFTER INSERT ON sessions BEGIN
             INSERT INTO session_counts (backend, status, n) VALUES (NEW.backend, NEW.status, 1)
                 ON CONFLICT (backend, status) DO UPDATE SET n = n + 1;
         END""",
-        """CREATE TRIGGER sessions_count_delete AFTER DELETE ON sessions BEGIN
+        """CREATE TRIGGER sessions_after_delete AFTER DELETE ON sessions BEGIN
             UPDATE session_counts SET n = n - 1
                 WHERE backend = OLD.backend AND status = OLD.status;
             DELETE FROM session_tags WHERE session_id = OLD.id;
         END""",
-        """CREATE TRIGGER sessions_count_update AFTER UPDATE OF backend, status ON sessions
+        """CREATE TRIGGER sessions_after_update_kind AFTER UPDATE OF backend, status ON sessions
         WHEN OLD.backend IS NOT NEW.backend OR OLD.status IS NOT NEW.status BEGIN
             UPDATE session_counts SET n = n - 1
                 WHERE backend = OLD.backend AND status = OLD.status;
             INSERT INTO session_counts (backend, status, n) VALUES (NEW.backend, NEW.status, 1)
                 ON CONFLICT (backend, status) DO UPDATE SET n = n + 1;
+            UPDATE session_tags SET backend = NEW.backend, status = NEW.status
+                WHERE session_id = NEW.id;
         END""",
-        """CREATE TRIGGER sessions_tags_last_used AFTER UPDATE OF last_used ON sessions
+        """CREATE TRIGGER sessions_after_update_last_used AFTER UPDATE OF last_used ON sessions
         WHEN NEW.last_used IS NOT OLD.last_used AND NEW.tags <> '[]' BEGIN
             UPDATE session_tags SET last_used = NEW.last_used WHERE session_id = NEW.id;
+        END""",
+        """CREATE TRIGGER session_tags_after_insert AFTER INSERT ON session_tags BEGIN
+            INSERT INTO tag_counts (tag, backend, status, n)
+                VALUES (NEW.tag, NEW.backend, NEW.status, 1)
+                ON CONFLICT (tag, backend, status) DO UPDATE SET n = n + 1;
+        END""",
+        """CREATE TRIGGER session_tags_after_delete AFTER DELETE ON session_tags BEGIN
+            UPDATE tag_counts SET n = n - 1
+                WHERE tag = OLD.tag AND backend = OLD.backend AND status = OLD.status;
+        END""",
+        """CREATE TRIGGER session_tags_after_update_kind
+        AFTER UPDATE OF backend, status ON session_tags
+        WHEN OLD.backend IS NOT NEW.backend OR OLD.status IS NOT NEW.status BEGIN
+            UPDATE tag_counts SET n = n - 1
+                WHERE tag = OLD.tag AND backend = OLD.backend AND status = OLD.status;
+            INSERT INTO tag_counts (tag, backend, status, n)
+                VALUES (NEW.tag, NEW.backend, NEW.status, 1)
+                ON CONFLICT (tag, backend, status) DO UPDATE SET n = n + 1;
         END""",
     ],
 }
@@ -653,6 +693,9 @@ class SessionStore:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         # WAL + NORMAL: durable across process crashes; a power cut may lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # 8 MiB page cache (default 2 MiB): keeps the hot index pages of a 100k-session
+        # store in memory; it fills only as far as it is used.
+        conn.execute("PRAGMA cache_size = -8192")
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -811,17 +854,22 @@ class SessionStore:
             conn = self._conn()
             with self._write(conn):
                 conn.execute(_INSERT, row)
-                conn.executemany(_INSERT_TAG, [(session.id, t, now) for t in tag_list])
+                conn.executemany(
+                    _INSERT_TAG,
+                    [(session.id, t, session.backend, session.status, now) for t in tag_list],
+                )
         return session
 
     def _insert_many(self, sessions: Iterable[Session]) -> int:
         """Bulk insert already-built records in one transaction (benchmarks, imports)."""
         rows: list[tuple[Any, ...]] = []
-        tag_rows: list[tuple[str, str, float]] = []
+        tag_rows: list[tuple[str, str, str, str, float]] = []
         for session in sessions:
             row = _session_to_row(session)
             rows.append(row)
-            tag_rows.extend((session.id, tag, row[4]) for tag in session.tags)
+            tag_rows.extend(
+                (session.id, tag, session.backend, session.status, row[4]) for tag in session.tags
+            )
         with self._guard("insert sessions"):
             conn = self._conn()
             with self._write(conn):
@@ -876,23 +924,33 @@ class SessionStore:
             _check_status(status)
         where: list[str] = []
         params: list[Any] = []
-        if tag:
-            # CROSS JOIN pins session_tags as the outer loop: its (tag, last_used) index
-            # yields rows already in page order.
+        if tag and not working_dir:
+            # CROSS JOIN pins session_tags as the outer loop: its (tag[, backend][, status],
+            # last_used) indexes yield rows already in page order.
             source = "session_tags AS t CROSS JOIN sessions AS s ON s.id = t.session_id"
             order = "t.last_used DESC, t.session_id DESC"
+            alias = "t"
             where.append("t.tag = ?")
             params.append(tag)
         else:
+            # A working_dir narrows to one project's sessions: walk its index and check
+            # the tag per row (a primary-key probe) rather than walk every tagged session.
             source = "sessions AS s"
             order = "s.last_used DESC, s.id DESC"
-        for column, value in (
-            ("backend", backend),
-            ("status", status),
-            ("working_dir", working_dir),
-        ):
+            alias = "s"
+            if working_dir:
+                source += " INDEXED BY sessions_by_working_dir"
+                where.append("s.working_dir = ?")
+                params.append(working_dir)
+            if tag:
+                where.append(
+                    "EXISTS (SELECT 1 FROM session_tags AS t "
+                    "WHERE t.session_id = s.id AND t.tag = ?)"
+                )
+                params.append(tag)
+        for column, value in (("backend", backend), ("status", status)):
             if value:
-                where.append(f"s.{column} = ?")
+                where.append(f"{alias}.{column} = ?")
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self._guard("list sessions"):
@@ -902,11 +960,11 @@ class SessionStore:
                     f"SELECT {_SELECT} FROM {source}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
                     (*params, limit, offset),
                 ).fetchall()
-                if not tag and not working_dir:
-                    total = self._count(conn, backend=backend, status=status)
+                if not working_dir:
+                    total = self._count(conn, backend=backend, status=status, tag=tag)
                 elif offset == 0 and len(rows) < limit:
                     total = len(rows)
-                else:
+                else:  # O(sessions in that directory), via the working_dir index
                     total = conn.execute(
                         f"SELECT COUNT(*) FROM {source}{clause}", params
                     ).fetchone()[0]
@@ -946,17 +1004,30 @@ class SessionStore:
             )
         return _row_to_session(row) if row else None
 
-    def count(self, *, backend: str | None = None, status: str | None = None) -> int:
+    def count(
+        self, *, backend: str | None = None, status: str | None = None, tag: str | None = None
+    ) -> int:
         """Number of sessions, from the trigger-maintained counters (no table scan)."""
         if status:
             _check_status(status)
         with self._guard("count sessions"):
-            return self._count(self._conn(), backend=backend, status=status)
+            return self._count(self._conn(), backend=backend, status=status, tag=tag)
 
     @staticmethod
-    def _count(conn: sqlite3.Connection, *, backend: str | None, status: str | None) -> int:
+    def _count(
+        conn: sqlite3.Connection,
+        *,
+        backend: str | None,
+        status: str | None,
+        tag: str | None = None,
+    ) -> int:
         where: list[str] = []
         params: list[Any] = []
+        table = "session_counts"
+        if tag:
+            table = "tag_counts"
+            where.append("tag = ?")
+            params.append(tag)
         if backend:
             where.append("backend = ?")
             params.append(backend)
@@ -964,9 +1035,9 @@ class SessionStore:
             where.append("status = ?")
             params.append(status)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        return conn.execute(
-            f"SELECT COALESCE(SUM(n), 0) FROM session_counts{clause}", params
-        ).fetchone()[0]
+        return conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table}{clause}", params).fetchone()[
+            0
+        ]
 
     # -- mutate -----------------------------------------------------------------------
 
@@ -1083,11 +1154,11 @@ class SessionStore:
                     raise NotFound(f"session not found: {sid}", field="session_id")
                 session = self._fetch(sid)
                 if tag_list is not None:
-                    last_used = conn.execute(
-                        "SELECT last_used FROM sessions WHERE id = ?", (sid,)
-                    ).fetchone()[0]
+                    row = conn.execute(
+                        "SELECT backend, status, last_used FROM sessions WHERE id = ?", (sid,)
+                    ).fetchone()
                     conn.execute("DELETE FROM session_tags WHERE session_id = ?", (sid,))
-                    conn.executemany(_INSERT_TAG, [(sid, t, last_used) for t in tag_list])
+                    conn.executemany(_INSERT_TAG, [(sid, t, *row) for t in tag_list])
             return session
 
     def delete(self, id_or_prefix: str, *, force: bool = False) -> Session:

@@ -323,14 +323,17 @@ def test_list_query_plans_use_indexes(store: SessionStore, clock: FakeClock) -> 
         {"status": "error"},
         {"backend": "claude", "status": "error"},
         {"tag": "odd"},
+        {"tag": "odd", "backend": "codex"},
+        {"tag": "odd", "status": "active"},
         {"tag": "odd", "backend": "codex", "status": "active"},
+        {"tag": "odd", "working_dir": "/w/1"},
         {"working_dir": "/w/0"},
         {"working_dir": "/w/0", "backend": "codex"},
     ):
         store.list(limit=2, **kwargs)
     conn.set_trace_callback(None)
     selects = [q for q in captured if q.lstrip().startswith("SELECT s.id")]
-    assert len(selects) == 8
+    assert len(selects) == 11
     for query in selects:
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + query))
         assert "TEMP B-TREE" not in plan, (query, plan)
@@ -515,6 +518,26 @@ def test_count_matches_table(store: SessionStore, clock: FakeClock) -> None:
             ).fetchone()[0]
             assert store.count(backend=backend, status=status) == real
             assert store.list(backend=backend, status=status).total == real
+    store.update(made[3].id, tags=["odd", "new"])
+    store.cleanup(older_than_seconds=clock.now - 1_800_000_000.0 - 4.5)  # drops made[0], made[3]
+    for tag in ("even", "odd", "x", "new", "none"):
+        real = sum(tag in s.tags for s in store.list(limit=1000).sessions)
+        assert store.list(tag=tag, limit=1, offset=1).total == real, tag  # counter path
+        everything = store.list(limit=1000).sessions
+        for backend in (None, "claude", "codex", "gemini"):
+            for status in (None, *STATUSES):
+                want = [
+                    s.id
+                    for s in everything
+                    if tag in s.tags and backend in (None, s.backend) and status in (None, s.status)
+                ]
+                page = store.list(tag=tag, backend=backend, status=status)
+                assert [s.id for s in page.sessions] == want, (tag, backend, status)
+                assert (
+                    page.total == len(want) == store.count(tag=tag, backend=backend, status=status)
+                )
+                offset_page = store.list(tag=tag, backend=backend, status=status, offset=1)
+                assert offset_page.total == len(want)
 
 
 def test_count_reads_no_session_rows(store: SessionStore, clock: FakeClock) -> None:
