@@ -328,7 +328,7 @@ class _Holder:
         if conn is not None and self.pid == os.getpid():
             try:
                 conn.close()
-            except sqlite3.Error:
+            except Exception:  # noqa: BLE001 - also runs from __del__ at interpreter exit
                 pass
 
     def __del__(self) -> None:
@@ -733,14 +733,16 @@ class SessionStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
+            # Also after a failed COMMIT: never leave this thread's connection inside a
+            # transaction, or its next BEGIN would fail too.
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
             raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def _snapshot(self, conn: sqlite3.Connection) -> Iterator[None]:

@@ -933,6 +933,10 @@ def test_store_error_disk_full(store: SessionStore) -> None:
         for _ in range(200):
             store.create(backend="claude", working_dir=WD, initial_prompt="x" * 4000)
     assert str(store.path) in str(exc.value) and "full" in str(exc.value)
+    assert not conn.in_transaction  # the failed write was rolled back
+    with pytest.raises(StoreError, match="full"):  # same connection: same clean error
+        store.create(backend="claude", working_dir=WD, initial_prompt="x" * 4000)
+    assert store.count() >= 0
     store.close()  # a fresh connection has no page cap
     store.create(backend="claude", working_dir=WD)
 
