@@ -359,7 +359,9 @@ class RunHandle:
     def _claim(self) -> None:
         store = self.engine.store
         if self.session is not None and store is not None:
-            self._lease = store.busy(self.session.id)
+            # The lease outlives the longest the run may take, so it never expires mid-run.
+            ttl = (self.prepared.timeout or 24 * 3600) + 60
+            self._lease = store.busy(self.session.id, ttl_seconds=ttl)
             self._lease.__enter__()
         try:
             waited = self.engine.slots.acquire()
