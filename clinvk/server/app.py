@@ -1,0 +1,133 @@
+"""The Flask app factory: one engine per app, one blueprint per API style.
+
+Seats for what comes next are explicit lists, so adding an API style or a cross-cutting
+layer is one line here and no edit anywhere else:
+
+* :data:`API_BLUEPRINTS` — flask-smorest blueprints (documented in ``/openapi.json``);
+  the OpenAI/Anthropic blueprints go here. A blueprint whose errors must not use the
+  native envelope registers its formatter with
+  :func:`clinvk.server.errors.register_error_format` from its ``init_app``/record hook.
+* :data:`EXTENSIONS` — ``init_app(app)`` callables run after the blueprints are in place:
+  the security layer (auth, rate limits, CORS, metrics) goes here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_smorest import Api
+
+from clinvk import __version__
+from clinvk.config import Config, clinvk_home, load_config
+from clinvk.engine import Engine
+from clinvk.server import EXTENSION_KEY, Gateway
+from clinvk.server import errors as error_handling
+from clinvk.server.schemas import ApiErrorSchema
+from clinvk.sessions import SessionStore, default_store_path
+
+log = logging.getLogger("clinvk.server")
+
+#: flask-smorest blueprints, as ``module:attribute``, in registration order.
+API_BLUEPRINTS: list[str] = [
+    "clinvk.server.meta:blp",
+    "clinvk.server.native:blp",
+    # "clinvk.server.openai:blp",
+    # "clinvk.server.anthropic:blp",
+]
+
+#: Plain Flask blueprints (not API operations, not in the OpenAPI document).
+PLAIN_BLUEPRINTS: list[str] = [
+    "clinvk.server.meta:assets",
+]
+
+#: ``init_app(app)`` hooks for cross-cutting layers, run last, in this order.
+EXTENSIONS: list[str] = [
+    # "clinvk.server.security:init_app",
+]
+
+API_DESCRIPTION = (
+    "clinvk runs the Claude Code, Codex and Gemini CLIs as a service. Native routes live "
+    "under /api/v1 and answer with {\"success\": true, \"data\": ...} (or the bare data "
+    "object when server.response_envelope is false); failures carry an HTTP status, a "
+    "machine `code` and the offending field. Every response has an X-Request-ID header."
+)
+
+
+class GatewayApi(Api):
+    """flask-smorest ``Api`` documenting the native error body as the default error."""
+
+    ERROR_SCHEMA = ApiErrorSchema
+
+
+def _load(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def create_app(config: Config | None = None, *, store: SessionStore | None = None) -> Flask:
+    """Build the gateway app.
+
+    ``config`` defaults to :func:`clinvk.config.load_config` (``CLINVK_CONFIG`` or
+    ``<clinvk home>/config.yaml``); ``store`` to the SQLite store under the clinvk home.
+    """
+    if config is None:
+        config = load_config()
+    if store is None:
+        store = SessionStore(default_store_path(clinvk_home()))
+    engine = Engine(config, store, server_mode=True)
+
+    app = Flask("clinvk.server", static_folder=None)
+    srv = config.server
+    app.config.update(
+        API_TITLE="clinvk API",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        API_SPEC_OPTIONS={
+            "info": {"description": API_DESCRIPTION,
+                     "license": {"name": "MIT"}},
+        },
+        MAX_CONTENT_LENGTH=srv.max_request_body_bytes or None,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION_KEY] = Gateway(config=config, store=store, engine=engine)
+
+    api = GatewayApi(app)
+    app.extensions["clinvk.api"] = api
+    error_handling.init_app(app)  # replaces flask-smorest's own error handler
+
+    _install_request_hooks(app, config)
+    for path in API_BLUEPRINTS:
+        api.register_blueprint(_load(path))
+    for path in PLAIN_BLUEPRINTS:
+        app.register_blueprint(_load(path))
+    for path in EXTENSIONS:
+        _load(path)(app)
+    return app
+
+
+def _install_request_hooks(app: Flask, config: Config) -> None:
+    srv = config.server
+    read_timeout = srv.read_timeout_secs or None
+    write_timeout = srv.write_timeout_secs or None
+
+    @app.before_request
+    def _begin() -> None:
+        error_handling.request_id()
+        # Under gunicorn, bound how long one read of the request body may stall.
+        sock = request.environ.get("gunicorn.socket")
+        if isinstance(sock, socket.socket) and read_timeout:
+            sock.settimeout(read_timeout)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = error_handling.request_id()
+        # ...and how long one write of the response may stall on a slow client.
+        sock = request.environ.get("gunicorn.socket")
+        if isinstance(sock, socket.socket):
+            sock.settimeout(write_timeout)
+        return response
