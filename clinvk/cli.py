@@ -227,6 +227,37 @@ def version_cmd(app: AppContext) -> None:
         click.echo(f"{backend.name:8} {version or 'not installed'}")
 
 
+@cli.command("serve")
+@click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
+@click.option("-p", "--port", type=click.IntRange(0, 65535),
+              help="TCP port (default: server.port, 8080; 0 = any free port).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="gunicorn worker processes (default: server.workers).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads per worker (default: server.threads).")
+@click.pass_obj
+def serve_cmd(app: AppContext, host: str | None, port: int | None, workers: int | None,
+              threads: int | None) -> None:
+    """Run the HTTP server (gunicorn, gthread) until Ctrl-C or SIGTERM.
+
+    Flags override server.* from the config file (--config) and the environment.
+    """
+    overrides = {key: value for key, value in (
+        ("server.host", host), ("server.port", port),
+        ("server.workers", workers), ("server.threads", threads)) if value is not None}
+    try:
+        config = app.config
+        if overrides:
+            config = config.with_overrides(overrides, source="flag")
+        from clinvk.server.serve import run_server
+
+        srv = config.server
+        run_server(config, srv.host, srv.port, srv.workers, srv.threads)
+    except ClinvkError as exc:
+        click.echo(f"clinvk: error: {exc.message}", err=True)
+        sys.exit(exit_code_for(exc))
+
+
 def main() -> None:
     cli(prog_name="clinvk")
 
