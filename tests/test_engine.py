@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from engine_helpers import BACKENDS, logged, make_engine, request
 
-from clinvk.config import load_config
-from clinvk.engine import FAILED, OK, TIMED_OUT, Engine, PromptRequest
+from clinvk.engine import FAILED, OK, TIMED_OUT, PromptRequest
 from clinvk.errors import (
     BackendUnavailable,
     InvalidRequest,
@@ -20,42 +18,8 @@ from clinvk.errors import (
     SessionBusy,
     UnknownBackend,
 )
-from clinvk.sessions import SessionStore
 
-FAKES = Path(__file__).parent / "fakes" / "bin"
-BACKENDS = ("claude", "codex", "gemini")
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Fakes on PATH, an isolated HOME for their state, and an argv log."""
-    log = tmp_path / "fake.log"
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FAKE_CLI_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("FAKE_CLI_LOG", str(log))
-    monkeypatch.setenv("CLINVK_HOME", str(tmp_path / "clinvk"))
-    (tmp_path / "work").mkdir()
-    return tmp_path
-
-
-def logged(tmp_path: Path) -> list[dict]:
-    path = tmp_path / "fake.log"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def make_engine(tmp_path: Path, *, server_mode: bool = False, **overrides) -> Engine:
-    config = load_config(env={"CLINVK_HOME": str(tmp_path / "clinvk")})
-    if overrides:
-        config = config.with_overrides(overrides)
-    store = SessionStore(tmp_path / "clinvk" / "sessions.db")
-    return Engine(config, store, server_mode=server_mode)
-
-
-def request(tmp_path: Path, backend: str, prompt: str = "say hi", **kw) -> PromptRequest:
-    return PromptRequest(prompt=prompt, backend=backend, workdir=str(tmp_path / "work"), **kw)
+pytest_plugins = ["engine_helpers"]  # the `env` fixture
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
