@@ -1,0 +1,106 @@
+"""Fixtures of the real-CLI suite: install the pinned CLIs, start stubs, isolate every run.
+
+The suite is part of the normal ``python3 -m pytest``. It installs the pinned CLIs from npm
+into a cache (see ``installer.py``) on first use. When the npm registry cannot be reached
+the tests are skipped with npm's error as the reason, and a banner repeats it at the end of
+the run; ``CLINVK_REALCLI_REQUIRED=1`` turns that skip into a failure (for CI jobs that must
+prove compatibility), ``CLINVK_REALCLI_SKIP=1`` skips the suite on purpose.
+
+Every test gets a fresh :class:`World`: three stub model APIs on loopback, one sandbox per
+backend (temp HOME, CODEX_HOME, TMPDIR, config files), a clinvk config pointing each backend
+at the installed binary with the sandbox's environment, a session store and an engine. At
+teardown the stubs are stopped and no process started from the world may be left.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from realcli import installer
+from realcli.harness import World, kill_all
+from realcli.sandbox import clean_environ
+
+_problems: list[str] = []  # reasons the suite was skipped, repeated in the terminal summary
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "realcli: runs the real claude/codex/gemini CLIs against local stub APIs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.realcli)
+            # The first test may include the npm install (about 30 s, longer on slow links).
+            item.add_marker(pytest.mark.timeout(600))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _problems:
+        return
+    terminalreporter.section("REAL CLI SUITE SKIPPED", sep="!", red=True, bold=True)
+    for reason in dict.fromkeys(_problems):
+        terminalreporter.write_line(reason, red=True)
+    terminalreporter.write_line(
+        "The real claude/codex/gemini CLIs were NOT exercised. Set CLINVK_REALCLI_REQUIRED=1 "
+        "to make this a failure.", red=True)
+
+
+def _skip(reason: str) -> None:
+    message = f"real-CLI suite skipped: {reason}"
+    _problems.append(message)
+    if os.environ.get("CLINVK_REALCLI_REQUIRED", "").strip() in ("1", "true", "yes"):
+        pytest.fail(message + " (CLINVK_REALCLI_REQUIRED is set)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def cli_binaries() -> dict[str, Path]:
+    """Backend name -> path of the installed pinned CLI (installing it on first use)."""
+    if os.environ.get("CLINVK_REALCLI_SKIP", "").strip() in ("1", "true", "yes"):
+        _skip("CLINVK_REALCLI_SKIP is set")
+    if _problems:
+        pytest.skip(_problems[0])
+    try:
+        return installer.install(log=lambda msg: print(f"[realcli] {msg}", flush=True))
+    except installer.InstallError as exc:
+        if exc.unreachable:
+            _skip(f"cannot install the pinned CLIs from npm: {exc}")
+        pytest.fail(f"installing the pinned CLIs failed: {exc}", pytrace=False)
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scrubbed_environ() -> Iterator[None]:
+    """No inherited variable may point a CLI at a real API or another config dir."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in set(os.environ) - set(clean_environ()):
+            mp.delenv(name)
+        yield
+
+
+@pytest.fixture
+def world(cli_binaries: dict[str, Path], tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path, cli_binaries)
+    try:
+        yield w
+    finally:
+        w.close()
+        # A CLI killed by a timeout may need a moment for its group to disappear.
+        deadline = time.monotonic() + 3
+        left = w.leftovers()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = w.leftovers()
+        if left:
+            kill_all(left)
+        assert not left, "processes of this test's CLIs were left running:\n" + "\n".join(left)
+        assert not any(s.running for s in w.stubs.values()), "a stub server is still running"

@@ -1,0 +1,167 @@
+"""Harness of the real-CLI suite: a World per test, run helpers and process inspection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stubs import STUBS, StubServer
+
+from clinvk.config import load_config
+from clinvk.engine import Engine, PromptRequest, RunResult
+from clinvk.events import Event
+from clinvk.sessions import SessionStore
+from realcli.sandbox import Sandbox, make_sandbox, write_clinvk_config
+
+BACKENDS = ("claude", "codex", "gemini")
+# gemini: a model on every run skips its model-router call (and that call's own retries).
+DEFAULT_MODELS = {"gemini": "gemini-2.5-flash"}
+MARKER_ENV = "REALCLI_SANDBOX"
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+def processes_of(markers: list[str], extra_needles: list[str] = ()) -> list[str]:
+    """Live processes started inside the given sandboxes (by inherited env or command line).
+
+    The environment marker reaches every descendant that inherits the CLI's environment;
+    the command-line needles (sandbox paths, the stubs' unique sleep commands) catch the
+    ones that got a fresh environment. Zombies do not count: they hold no resources but a
+    pid and their parent reaps them.
+    """
+    env_needles = [f"{MARKER_ENV}={m}".encode() for m in markers]
+    needles = [n.encode() for n in (*markers, *extra_needles)]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+            if state == b"Z":
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    environ = fh.read().split(b"\0")
+            except PermissionError:
+                environ = []
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if any(n in environ for n in env_needles) or any(n in cmdline for n in needles):
+            args = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry}: {args}")
+    return found
+
+
+def ps_lines(needle: str) -> list[str]:
+    """``ps`` lines whose command contains ``needle`` (the check a human would run)."""
+    try:
+        out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat=,args="], capture_output=True,
+                             text=True, timeout=10, check=False).stdout
+    except FileNotFoundError:  # no procps: fall back to /proc
+        return processes_of([], [needle])
+    return [line for line in out.splitlines()
+            if needle in line and " Z" not in line and "ps -eo" not in line]
+
+
+def kill_all(lines: list[str]) -> None:
+    for line in lines:
+        pid = int(line.split(":", 1)[0].split()[0])
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ---------------------------------------------------------------------------------- world
+
+
+@dataclass
+class Run:
+    """One clinvk run through the engine: its result and every unified event it emitted."""
+
+    result: RunResult
+    events: list[Event] = field(default_factory=list)
+
+    def of_type(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.type == kind]
+
+    @property
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+class World:
+    """Stubs, sandboxes, clinvk config and engine for one test."""
+
+    def __init__(self, root: Path, binaries: dict[str, Path]) -> None:
+        self.root = root
+        self.binaries = binaries
+        self.workdir = root / "work"
+        self.workdir.mkdir(parents=True)
+        self.stubs: dict[str, StubServer] = {}
+        self.boxes: dict[str, Sandbox] = {}
+        for name in BACKENDS:
+            stub = STUBS[name]().start()
+            self.stubs[name] = stub
+            box = make_sandbox(name, root / name, stub.url, workdir=self.workdir)
+            box.env[MARKER_ENV] = str(box.root)
+            self.boxes[name] = box
+        self.clinvk_home = root / "clinvk-home"
+        self.clinvk_home.mkdir()
+        self._engine: Engine | None = None
+        self._store: SessionStore | None = None
+
+    # -- clinvk -------------------------------------------------------------------------------
+
+    def write_config(self, *, server: dict[str, Any] | None = None,
+                     timeout_secs: int = 90) -> Path:
+        return write_clinvk_config(self.root / "clinvk.yaml", self.boxes, self.binaries,
+                                   models=DEFAULT_MODELS, server=server,
+                                   timeout_secs=timeout_secs)
+
+    @property
+    def store(self) -> SessionStore:
+        if self._store is None:
+            self._store = SessionStore(self.clinvk_home / "sessions.db")
+        return self._store
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            config = load_config(self.write_config(), env={})
+            self._engine = Engine(config, self.store)
+        return self._engine
+
+    def request(self, backend: str | None, prompt: str, **kw: Any) -> PromptRequest:
+        kw.setdefault("workdir", str(self.workdir))
+        return PromptRequest(prompt=prompt, backend=backend, **kw)
+
+    def run(self, backend: str | None, prompt: str, **kw: Any) -> Run:
+        """Prepare and execute through the engine, collecting the unified events."""
+        run = Run(result=None)  # type: ignore[arg-type]
+        prepared = self.engine.prepare(self.request(backend, prompt, **kw))
+        run.result = self.engine.execute(prepared, run.events.append)
+        return run
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def markers(self) -> list[str]:
+        return [str(box.root) for box in self.boxes.values()]
+
+    def leftovers(self) -> list[str]:
+        sleeps = [stub.sleep_command for stub in self.stubs.values()]
+        return processes_of(self.markers(), sleeps)
+
+    def close(self) -> None:
+        for stub in self.stubs.values():
+            stub.stop()
+        if self._store is not None:
+            self._store.close()
