@@ -29,7 +29,9 @@ SANDBOX_VALUES = {
     "workspace": "workspace-write",
     "full": "danger-full-access",
 }
-APPROVAL_POLICIES = {"auto": "on-request", "none": "never", "always": "untrusted"}
+# codex 0.171 exits 1 on approval_policy "untrusted" ("is no longer supported; remove this
+# setting"); "on-request" is the strictest policy it still accepts (exec never prompts anyway).
+APPROVAL_POLICIES = {"auto": "on-request", "none": "never", "always": "on-request"}
 TRANSIENT_PREFIX = "Reconnecting..."
 SESSION_ID_LINE = re.compile(r"^session id:\s*([0-9a-fA-F-]{8,})\s*$", re.MULTILINE)
 
