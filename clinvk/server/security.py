@@ -1,0 +1,617 @@
+"""The security layer of the gateway (SPEC §7.1): API keys, CORS, rate limits, body size.
+
+Every request passes these ``before_request`` steps, in this order, after the request id
+is fixed and the metrics timer started (see :mod:`clinvk.server.observability`):
+
+1. **Rate limit** (flask-limiter, one application-wide limit): every path counts,
+   including ``/health``, ``/metrics``, preflights and unknown paths. The bucket is the
+   API key when the request carries a *valid* one (hashed, never stored in clear), else
+   the client IP. ``X-Forwarded-For`` is believed only when the TCP peer is one of
+   ``server.trusted_proxies``. A request with a bad key counts against its IP, so
+   guessing keys is rate limited too.
+2. **Authentication**: with keys configured, every path except the public ones needs
+   ``X-Api-Key: KEY`` or ``Authorization: Bearer KEY``. CORS preflights pass (browsers
+   never send credentials on them), so browser clients work with keys enabled.
+3. **Body size**: a declared ``Content-Length`` above ``server.max_request_body_bytes``
+   is refused at once; a chunked body is read up to the limit here, before the handler.
+
+Refusals are raised as :class:`~clinvk.server.errors.ApiException`, so a 401/413/429/503
+is rendered in the format of the route it hit (native envelope, OpenAI, Anthropic).
+Responses that refuse a request whose body was not read close the connection.
+
+Keys come from ``CLINVK_API_KEYS`` (comma-separated) or, when that is unset or empty,
+from gopass (``server.api_keys_gopass_path`` or ``CLINVK_API_KEYS_GOPASS_PATH``). When a
+gopass path is configured and gopass fails, protected requests get 503: the server never
+silently runs open. Keys are compared in constant time against every configured key
+(SHA-256 digests, so neither the length nor the position of a match leaks).
+
+:func:`check_bind` refuses to start a server reachable from other machines without keys
+(unless ``server.allow_unauthenticated_remote``); :func:`gunicorn_settings` wires it into
+gunicorn's start-up so it holds for ``clinvk serve`` and ``gunicorn -c gunicorn.conf.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask_cors import CORS
+from flask_limiter import Limiter, RateLimitExceeded
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from clinvk.config import Config
+from clinvk.errors import ConfigError
+from clinvk.server.errors import ApiError, ApiException, render
+
+log = logging.getLogger("clinvk.server.security")
+
+API_KEYS_ENV = "CLINVK_API_KEYS"
+GOPASS_PATH_ENV = "CLINVK_API_KEYS_GOPASS_PATH"
+GOPASS_PATH_RE = re.compile(r"[A-Za-z0-9/_.\-]+")
+GOPASS_TIMEOUT_SECS = 5.0
+#: How long keys read from gopass are used before gopass is asked again.
+KEY_CACHE_SECS = 300.0
+#: After a gopass failure, requests are refused (503) and gopass is retried after this.
+GOPASS_RETRY_SECS = 10.0
+
+#: Reachable without a key. ``/metrics`` too unless ``server.metrics_require_auth``.
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
+PUBLIC_PREFIXES = ("/docs/",)  # the offline Swagger UI assets
+METRICS_PATH = "/metrics"
+
+#: Request headers browsers may send cross-origin: what the OpenAI and Anthropic SDKs
+#: (and the native API) send. ``x-stainless-*`` is the SDKs' telemetry family.
+CORS_ALLOW_HEADERS = (
+    "Accept", "Authorization", "Content-Type", "X-Api-Key", "X-Request-ID",
+    "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access",
+    "OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta", "Idempotency-Key",
+    re.compile(r"x-stainless-[a-z0-9-]+\Z", re.IGNORECASE),
+)
+CORS_EXPOSE_HEADERS = (
+    "X-Request-ID", "request-id", "Retry-After", "X-RateLimit-Limit",
+    "X-RateLimit-Remaining", "X-RateLimit-Reset", "x-should-retry",
+)
+CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: Default origins: the local machine, any port, http or https.
+DEFAULT_CORS_ORIGINS = (
+    re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?\Z", re.IGNORECASE),
+)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_EXTENSION = "clinvk.security"
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+class KeysUnavailable(Exception):
+    """gopass is configured but did not produce keys (the message is safe to log)."""
+
+
+def parse_keys(text: str) -> list[str]:
+    """Comma- (or newline-) separated keys, trimmed, empties dropped."""
+    return [k.strip() for k in re.split(r"[,\r\n]", text or "") if k.strip()]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+
+
+def fingerprint(key: str) -> str:
+    """A stable, non-reversible name for a key (rate-limit bucket, logs): never the key."""
+    return hashlib.sha256(b"clinvk-api-key\0" + key.encode("utf-8", "surrogateescape")
+                          ).hexdigest()[:24]
+
+
+def gopass_path(config: Config, environ: Mapping[str, str]) -> str:
+    return (environ.get(GOPASS_PATH_ENV) or "").strip() or config.server.api_keys_gopass_path
+
+
+def keys_configured(config: Config, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether requests will need a key: env keys, or a gopass path (which fails closed)."""
+    environ = os.environ if environ is None else environ
+    return bool(parse_keys(environ.get(API_KEYS_ENV, "")) or gopass_path(config, environ))
+
+
+def _scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if not k.startswith("CLINVK_")}
+
+
+def run_gopass(path: str, environ: Mapping[str, str]) -> list[str]:
+    """``gopass show --password PATH`` -> keys. Raises :class:`KeysUnavailable`."""
+    if not GOPASS_PATH_RE.fullmatch(path):
+        raise KeysUnavailable("the gopass path may only contain letters, digits and / _ . -")
+    try:
+        proc = subprocess.run(
+            ["gopass", "show", "--password", path], stdin=subprocess.DEVNULL,
+            capture_output=True, timeout=GOPASS_TIMEOUT_SECS, env=_scrubbed_env(environ),
+            check=False)
+    except FileNotFoundError:
+        raise KeysUnavailable("gopass is not installed (not found on PATH)") from None
+    except subprocess.TimeoutExpired:
+        raise KeysUnavailable(f"gopass did not answer within {GOPASS_TIMEOUT_SECS:g} s"
+                              ) from None
+    except OSError as exc:
+        raise KeysUnavailable(f"gopass could not be started: {exc.strerror}") from None
+    if proc.returncode != 0:
+        # stderr only: stdout would be the secret.
+        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise KeysUnavailable(f"gopass exited with code {proc.returncode}"
+                              + (f": {reason[-1][:200]}" if reason else ""))
+    keys = parse_keys(proc.stdout.decode("utf-8", "replace"))
+    if not keys:
+        raise KeysUnavailable(f"gopass entry {path!r} holds no keys")
+    return keys
+
+
+class KeyStore:
+    """The configured keys as SHA-256 digests; gopass results cached, failures fail closed."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str] | None = None, *,
+                 gopass: Callable[[str, Mapping[str, str]], list[str]] = run_gopass,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._environ = dict(os.environ if environ is None else environ)
+        self._gopass = gopass
+        self._clock = clock
+        self._lock = threading.Lock()
+        env_keys = parse_keys(self._environ.get(API_KEYS_ENV, ""))
+        self.gopass_path = "" if env_keys else gopass_path(config, self._environ)
+        self._digests: tuple[bytes, ...] = tuple(_digest(k) for k in env_keys)
+        self._expires = float("inf")
+        self._failure: str | None = None
+        if self.gopass_path:
+            self._expires = 0.0  # read on first use, in the worker that needs them
+        elif API_KEYS_ENV in self._environ and not env_keys:
+            log.warning("%s is set but holds no keys: authentication is off", API_KEYS_ENV)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._digests) or bool(self.gopass_path)
+
+    def _current(self) -> tuple[bytes, ...]:
+        if self._clock() < self._expires:
+            if self._failure is not None:
+                raise KeysUnavailable(self._failure)
+            return self._digests
+        with self._lock:
+            now = self._clock()
+            if now >= self._expires:  # nobody refreshed while we waited for the lock
+                try:
+                    keys = self._gopass(self.gopass_path, self._environ)
+                except KeysUnavailable as exc:
+                    log.error("API keys unavailable, refusing protected requests: %s", exc)
+                    self._digests, self._failure = (), str(exc)
+                    self._expires = now + GOPASS_RETRY_SECS
+                else:
+                    if self._failure is not None or not self._digests:
+                        log.info("loaded %d API key(s) from gopass", len(keys))
+                    self._digests = tuple(_digest(k) for k in keys)
+                    self._failure = None
+                    self._expires = now + KEY_CACHE_SECS
+            if self._failure is not None:
+                raise KeysUnavailable(self._failure)
+            return self._digests
+
+    def matches(self, presented: str) -> bool:
+        """Constant time: the presented key is hashed and compared with every digest."""
+        digests = self._current()
+        candidate = _digest(presented)
+        found = False
+        for digest in digests:
+            found |= hmac.compare_digest(candidate, digest)
+        return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Who is asking: ``state`` is ``open`` (no keys configured), ``valid``, ``missing``,
+    ``invalid`` or ``unavailable`` (keys cannot be loaded); ``key_id`` only when valid."""
+
+    state: str
+    key_id: str | None = None
+
+
+def presented_keys() -> list[str]:
+    """Credentials of this request: ``X-Api-Key`` and/or ``Authorization: Bearer``."""
+    out = []
+    header_key = request.headers.get("X-Api-Key", "").strip()
+    if header_key:
+        out.append(header_key)
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        out.append(token.strip())
+    return out
+
+
+def identify() -> Identity:
+    """This request's identity (computed once per request)."""
+    cached = g.get("clinvk_identity")
+    if cached is not None:
+        return cached
+    store: KeyStore = _state().keys
+    if not store.enabled:
+        identity = Identity("open")
+    else:
+        candidates = presented_keys()
+        identity = Identity("missing" if not candidates else "invalid")
+        try:
+            for key in candidates:
+                if store.matches(key):
+                    identity = Identity("valid", fingerprint(key))
+                    break
+        except KeysUnavailable:
+            identity = Identity("unavailable")
+    g.clinvk_identity = identity
+    return identity
+
+
+# --------------------------------------------------------------------------- client IP
+
+
+def parse_networks(items: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                                   ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def client_ip_from(peer: str, forwarded_for: str, trusted: tuple[Any, ...]) -> str:
+    """The client address: the TCP peer, or through trusted proxies the nearest untrusted hop.
+
+    ``X-Forwarded-For`` is read right to left (each proxy appends the address it saw), so
+    a client cannot pick its identity by prepending entries: only hops added by trusted
+    proxies are skipped. An unparsable hop ends the walk at the last trusted address.
+    """
+    peer_ip = _ip(peer)
+    if peer_ip is None:
+        return peer or "unknown"
+    if not trusted or not any(peer_ip in net for net in trusted):
+        return str(peer_ip)
+    client = peer_ip
+    for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
+        hop_ip = _ip(hop)
+        if hop_ip is None:
+            break
+        client = hop_ip
+        if not any(hop_ip in net for net in trusted):
+            break
+    return str(client)
+
+
+def client_ip() -> str:
+    return client_ip_from(request.environ.get("REMOTE_ADDR") or "",
+                          request.headers.get("X-Forwarded-For", ""),
+                          _state().trusted_proxies)
+
+
+def rate_limit_key() -> str:
+    identity = identify()
+    if identity.key_id:
+        return f"key:{identity.key_id}"
+    return f"ip:{client_ip()}"
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+def rate_limit_string(rps: int, burst: int) -> str | None:
+    """``server.rate_limit_rps``/``burst`` as a flask-limiter moving-window limit.
+
+    At most ``max(burst, rps)`` requests in any window of ``round(max(burst, rps) / rps)``
+    seconds: bursts up to ``burst`` at once, about ``rps`` per second sustained. ``burst``
+    0 means twice the rate (as in the Go tool). ``rps`` 0 turns limiting off.
+    """
+    if rps <= 0:
+        return None
+    amount = max(burst or 2 * rps, rps)
+    window = max(1, round(amount / rps))
+    return f"{amount} per {window} second"
+
+
+def _rate_limited(exc: RateLimitExceeded) -> Response:
+    limit = getattr(exc, "limit", None)
+    text = f" ({limit.limit})" if limit is not None and getattr(limit, "limit", None) else ""
+    err = ApiError(429, "rate_limited", f"rate limit exceeded{text}; retry after the "
+                   "time in Retry-After")
+    err.headers["Retry-After"] = "1"  # refined by flask-limiter's header injection
+    _close_after_response()
+    return render(err)
+
+
+def _tidy_retry_after(response: Response) -> Response:
+    """Runs after flask-limiter's header injection (registered before it).
+
+    flask-limiter puts ``Retry-After`` on every response and computes it as whole seconds
+    to the window reset, which can round down to 0: keep it only where it means something
+    (errors) and never below one second on a 429.
+    """
+    if response.status_code < 400:
+        response.headers.pop("Retry-After", None)
+    elif response.status_code == 429:
+        value = response.headers.get("Retry-After", "")
+        if not value.isdigit() or int(value) < 1:
+            response.headers["Retry-After"] = "1"
+    return response
+
+
+# --------------------------------------------------------------------------- request hooks
+
+
+@dataclasses.dataclass
+class SecurityState:
+    keys: KeyStore
+    trusted_proxies: tuple[Any, ...]
+    metrics_public: bool
+    max_body: int | None
+    limiter: Limiter | None = None
+
+
+def _state() -> SecurityState:
+    from flask import current_app
+
+    return current_app.extensions[_EXTENSION]
+
+
+def is_preflight() -> bool:
+    return (request.method == "OPTIONS" and "Origin" in request.headers
+            and "Access-Control-Request-Method" in request.headers)
+
+
+def is_public(path: str, *, metrics_public: bool) -> bool:
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return True
+    return metrics_public and path == METRICS_PATH
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or _is_chunked()
+
+
+def _is_chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _authenticate() -> None:
+    if is_preflight() or is_public(request.path, metrics_public=_state().metrics_public):
+        return
+    identity = identify()
+    if identity.state in ("open", "valid"):
+        return
+    if _has_body():
+        _close_after_response()
+    if identity.state == "unavailable":
+        raise ApiException(ApiError(
+            503, "auth_unavailable",
+            "API keys cannot be loaded right now, so protected requests are refused; "
+            "see the server log", headers={"Retry-After": str(int(GOPASS_RETRY_SECS))}))
+    message = ("missing API key: send it as X-Api-Key or Authorization: Bearer"
+               if identity.state == "missing" else "invalid API key")
+    raise ApiException(ApiError(401, "unauthorized", message,
+                                headers={"WWW-Authenticate": 'Bearer realm="clinvk"'}))
+
+
+def _check_body_size() -> None:
+    limit = _state().max_body
+    if not limit or request.method not in _BODY_METHODS or is_preflight():
+        return
+    length = request.content_length
+    if length is not None and length > limit:
+        _close_after_response()
+        raise RequestEntityTooLarge()
+    if length is None and _is_chunked():
+        # Read it now (werkzeug stops at MAX_CONTENT_LENGTH and raises 413), so the
+        # handler never starts on a body that turns out to be too large.
+        try:
+            request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            _close_after_response()
+            raise
+
+
+# --------------------------------------------------------------------------- connection close
+
+_gunicorn_request = threading.local()
+
+
+def _remember_request(worker: Any, req: Any) -> None:
+    """gunicorn ``pre_request`` hook: lets the app ask for the connection to be closed."""
+    _gunicorn_request.current = req
+
+
+def _close_after_response() -> None:
+    """Close the connection after this response instead of draining an unread body.
+
+    gunicorn would otherwise read (and discard) the rest of a refused upload before the
+    next request on the connection; a client declaring gigabytes could keep a thread busy.
+    """
+    req = getattr(_gunicorn_request, "current", None)
+    if req is not None and hasattr(req, "must_close"):
+        req.must_close = True
+
+
+# --------------------------------------------------------------------------- bind refusal
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    ip = _ip(host) if host else None
+    if ip is not None:
+        return ip.is_loopback
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    addresses = {_ip(str(info[4][0])) for info in infos}
+    return bool(addresses) and all(a is not None and a.is_loopback for a in addresses)
+
+
+def exposed_addresses(addresses: Iterable[Any]) -> list[str]:
+    """The bind addresses (gunicorn ``cfg.address`` items) reachable from other machines."""
+    out = []
+    for address in addresses:
+        if isinstance(address, tuple):
+            host = str(address[0])
+            if not _is_loopback_host(host):
+                out.append(host or "*")
+        elif isinstance(address, str | bytes):
+            text = address.decode() if isinstance(address, bytes) else address
+            if text.startswith("fd://"):
+                out.append(text)  # an inherited socket: cannot tell, assume exposed
+            # anything else is a unix socket path: local only
+    return out
+
+
+def check_bind(addresses: Iterable[Any], config: Config,
+               environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a non-loopback bind without API keys unless the operator accepted the risk."""
+    if config.server.allow_unauthenticated_remote or keys_configured(config, environ):
+        return
+    exposed = exposed_addresses(addresses)
+    if exposed:
+        raise ConfigError(
+            f"refusing to listen on {', '.join(exposed)} without API keys: anyone who can "
+            "reach it could run coding agents on this machine. Set CLINVK_API_KEYS (or "
+            "server.api_keys_gopass_path), bind 127.0.0.1, or set "
+            "server.allow_unauthenticated_remote: true to accept the risk",
+            field="server.host")
+
+
+def gunicorn_settings(config: Config) -> dict[str, Any]:
+    """gunicorn hooks of this layer, for :func:`clinvk.server.serve.gunicorn_settings`."""
+
+    def on_starting(server: Any) -> None:
+        check_bind(server.cfg.address, config)
+        if not keys_configured(config):
+            exposed = exposed_addresses(server.cfg.address)
+            if exposed:
+                log.warning("listening on %s WITHOUT API keys "
+                            "(server.allow_unauthenticated_remote)", ", ".join(exposed))
+
+    return {"on_starting": on_starting, "pre_request": _remember_request}
+
+
+# --------------------------------------------------------------------------- CORS
+
+
+def cors_origins(configured: Iterable[str]) -> list[Any] | str:
+    """Configured origins as anchored patterns; ``*`` in an origin matches within a label."""
+    items = list(configured)
+    if not items:
+        return list(DEFAULT_CORS_ORIGINS)
+    if "*" in items:
+        return "*"
+    out: list[Any] = []
+    for origin in items:
+        pattern = re.escape(origin.rstrip("/")).replace(r"\*", r"[^/]*")
+        out.append(re.compile(pattern + r"\Z", re.IGNORECASE))
+    return out
+
+
+def _init_cors(app: Flask, config: Config) -> None:
+    srv = config.server
+    origins = cors_origins(srv.cors_allowed_origins)
+    wildcard = origins == "*"
+    if wildcard and srv.cors_allow_credentials:
+        log.warning("CORS: server.cors_allow_credentials with origin '*' lets every web "
+                    "site make credentialed requests; the origin is echoed, not '*'")
+    CORS(app, resources={r"/*": {}}, origins=origins, methods=list(CORS_METHODS),
+         allow_headers=list(CORS_ALLOW_HEADERS), expose_headers=list(CORS_EXPOSE_HEADERS),
+         supports_credentials=srv.cors_allow_credentials, max_age=srv.cors_max_age or None,
+         send_wildcard=wildcard and not srv.cors_allow_credentials, vary_header=True)
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def _init_limiter(app: Flask, config: Config) -> Limiter | None:
+    srv = config.server
+    limit = rate_limit_string(srv.rate_limit_rps, srv.rate_limit_burst)
+    if not srv.rate_limit_enabled or limit is None:
+        return None
+    storage_options: dict[str, Any] = {}
+    if srv.rate_limit_storage_uri.startswith(("redis://", "rediss://", "redis+")):
+        storage_options = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    app.after_request(_tidy_retry_after)  # after_request hooks run in reverse order
+    limiter = Limiter(
+        rate_limit_key,
+        application_limits=[limit],
+        strategy="moving-window",
+        storage_uri=srv.rate_limit_storage_uri,
+        storage_options=storage_options,
+        headers_enabled=True,
+        key_prefix="clinvk",
+        # Not the bare endpoint: flask-limiter skips requests without one (404s) and
+        # endpoints named "*.static" (the docs assets); here every request counts.
+        request_identifier=lambda: f"{request.endpoint or '-'}:route",
+        # Storage down (e.g. redis restarting): limit per worker in memory meanwhile,
+        # rather than failing requests or dropping the limit.
+        in_memory_fallback=[limit],
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+    )
+    limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    log.info("rate limiting: %s per client (%s)", limit,
+             srv.rate_limit_storage_uri.partition("://")[0] + "://")
+    return limiter
+
+
+def init_app(app: Flask) -> None:
+    """Install the layer (an ``EXTENSIONS`` hook of :mod:`clinvk.server.app`)."""
+    config: Config = app.extensions["clinvk"].config
+    srv = config.server
+    state = SecurityState(
+        keys=KeyStore(config),
+        trusted_proxies=parse_networks(srv.trusted_proxies),
+        metrics_public=not srv.metrics_require_auth,
+        max_body=srv.max_request_body_bytes or None,
+    )
+    app.extensions[_EXTENSION] = state
+    _init_cors(app, config)
+    # Order matters: the limiter's before_request runs first (it also meters refused
+    # requests), then authentication, then the body-size check.
+    state.limiter = _init_limiter(app, config)
+    app.before_request(_authenticate)
+    app.before_request(_check_body_size)
+    _document(app, state)
+
+
+def _document(app: Flask, state: SecurityState) -> None:
+    """Describe the key schemes in /openapi.json (required globally when keys are set)."""
+    api = app.extensions.get("clinvk.api")
+    if api is None:
+        return
+    components = api.spec.components
+    components.security_scheme("ApiKeyHeader", {"type": "apiKey", "in": "header",
+                                                "name": "X-Api-Key"})
+    components.security_scheme("BearerAuth", {"type": "http", "scheme": "bearer"})
+    if state.keys.enabled:
+        api.spec.options["security"] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
