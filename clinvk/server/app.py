@@ -35,8 +35,8 @@ log = logging.getLogger("clinvk.server")
 API_BLUEPRINTS: list[str] = [
     "clinvk.server.meta:blp",
     "clinvk.server.native:blp",
-    # "clinvk.server.openai:blp",
-    # "clinvk.server.anthropic:blp",
+    "clinvk.server.openai:blp",
+    "clinvk.server.anthropic:blp",
 ]
 
 #: Plain Flask blueprints (not API operations, not in the OpenAPI document).
@@ -46,7 +46,8 @@ PLAIN_BLUEPRINTS: list[str] = [
 
 #: ``init_app(app)`` hooks for cross-cutting layers, run last, in this order.
 EXTENSIONS: list[str] = [
-    # "clinvk.server.security:init_app",
+    "clinvk.server.observability:init_app",  # first: it also times what security refuses
+    "clinvk.server.security:init_app",
 ]
 
 API_DESCRIPTION = (

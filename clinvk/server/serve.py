@@ -19,7 +19,6 @@ result, the workers exit and the master exits 0.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -30,6 +29,7 @@ from gunicorn.app.base import BaseApplication
 
 from clinvk import runner
 from clinvk.config import Config
+from clinvk.server import observability, security
 
 log = logging.getLogger("clinvk.server")
 
@@ -149,32 +149,15 @@ def gunicorn_settings(
         "post_worker_init": _post_worker_init,
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
+        # bind refusal, closing refused uploads; metrics directory, JSON gunicorn logs
+        **security.gunicorn_settings(config),
+        **observability.gunicorn_settings(config),
     }
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
 
 
 def configure_logging(config: Config) -> None:
     """clinvk's own log lines (gunicorn keeps its own): level and text/json format."""
-    handler = logging.StreamHandler(sys.stderr)
-    if config.server.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter(
-            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-            "%Y-%m-%d %H:%M:%S %z"))
+    handler = observability.log_handler(config, sys.stderr)  # text or JSON, with request id
     logger = logging.getLogger("clinvk")
     logger.handlers[:] = [handler]
     logger.setLevel(config.server.log_level.upper())
