@@ -192,9 +192,11 @@ def run_to_completion(handle: RunHandle, environ: Mapping[str, Any] | None = Non
     """Drive a non-streaming run; stop the backend if the client hangs up meanwhile."""
     watch = ClientWatch(environ)
     stream = handle.events(heartbeat=DISCONNECT_POLL_SECS if watch.enabled else None)
+    cancelled = False
     try:
         for _ in stream:
-            if watch.gone(min_interval=DISCONNECT_POLL_SECS):
+            if not cancelled and watch.gone(min_interval=DISCONNECT_POLL_SECS):
+                cancelled = True
                 log.info("client went away; stopping the %s run", handle.prepared.backend.name)
                 handle.cancel()
     finally:
