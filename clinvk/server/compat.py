@@ -1,0 +1,353 @@
+"""What the OpenAI- and Anthropic-compatible blueprints share.
+
+* **Model → backend** (:func:`resolve_model`): ``backend`` or ``backend/model``
+  (``codex/gpt-5.5``; vendor names work before the slash too: ``openai/gpt-5.5``), the
+  configured aliases (``fast``, ``balanced``, ``best``, ... on the default backend), then
+  vendor model names: ``claude*``/``sonnet*``/``opus*``/``haiku*`` → claude,
+  ``gpt*``/``chatgpt*``/``o<digit>*``/``codex*`` → codex, ``gemini*`` → gemini. Anything
+  else is unknown (404 in the vendor's format).
+* **Conversation → prompt** (:func:`render_prompt`): system/developer text becomes the
+  system prompt; a single user message is sent verbatim; earlier turns are rendered as a
+  transcript in front of the last user message (format in docs/openai.md).
+* **SSE** framing (:func:`sse`), the streaming response (:func:`sse_response`) with
+  keep-alives every ``server.stream_keepalive_secs`` while the backend is silent, and
+  the backend killed when the client goes away.
+* **Runs** (:func:`start_run`): always ephemeral (no clinvk session) — these APIs are
+  stateless, the client resends the whole conversation every time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, request
+
+from clinvk.engine import FAILED, INTERRUPTED, OK, TIMED_OUT, PromptRequest, RunHandle, RunResult
+from clinvk.errors import InvalidRequest
+from clinvk.events import Event
+from clinvk.server import current_gateway
+from clinvk.server.errors import ApiError, ApiException
+from clinvk.server.streaming import Render, event_frames, stream_response
+
+SSE_MIMETYPE = "text/event-stream"
+NO_RETRY = {"x-should-retry": "false"}
+
+# Vendor model-name families (matched on the lower-cased name).
+_FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(claude|anthropic|sonnet|opus|haiku)"), "claude"),
+    (re.compile(r"^(gpt|chatgpt|codex|o\d)"), "codex"),
+    (re.compile(r"^gemini"), "gemini"),
+)
+# Vendor names accepted before a slash, as routers such as OpenRouter/LiteLLM write them.
+_VENDOR_PREFIXES = {"anthropic": "claude", "openai": "codex", "google": "gemini"}
+
+MODEL_HELP = (
+    "use a backend name (claude, codex, gemini), backend/model (e.g. codex/gpt-5.5), an alias "
+    "(fast, balanced, best) or a vendor model name (claude-*, gpt-*, o*, gemini-*); "
+    "GET /models lists them")
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """Where a request's ``model`` sends the run."""
+
+    requested: str
+    backend: str
+    model: str | None  # what the engine gets (alias or name); None = backend default
+
+
+def model_not_found(model: str, reason: str = "") -> ApiException:
+    text = f"The model {model!r} does not exist on this gateway"
+    text += f" ({reason}); " if reason else "; "
+    return ApiException(ApiError(404, "model_not_found", text + MODEL_HELP, field="model"))
+
+
+def resolve_model(model: Any) -> ModelTarget:
+    """Map a vendor-style ``model`` to a backend and the model it is told to use."""
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model is required: " + MODEL_HELP, field="model")
+    requested = model.strip()
+    engine = current_gateway().engine
+    registry = engine.registry
+    lowered = requested.lower()
+    if "/" in requested:
+        head, tail = requested.split("/", 1)
+        head = head.strip().lower()
+        name = head if head in registry else _VENDOR_PREFIXES.get(head)
+        if name is None or name not in registry:
+            raise model_not_found(requested, f"{head!r} is not an enabled backend")
+        tail = tail.strip()
+        return ModelTarget(requested, name, tail or None)
+    if lowered in registry:
+        # A bare backend name: the backend's default model (no --model flag).
+        return ModelTarget(requested, lowered, lowered)
+    alias_backend = _alias_backend(requested)
+    if alias_backend is not None:
+        return ModelTarget(requested, alias_backend, requested)
+    for pattern, name in _FAMILIES:
+        if pattern.match(lowered):
+            if name not in registry:
+                raise model_not_found(requested, f"it belongs to backend {name}, which is "
+                                      "disabled")
+            return ModelTarget(requested, name, requested)
+    raise model_not_found(requested)
+
+
+def _alias_backend(alias: str) -> str | None:
+    """The backend an alias resolves on: the default backend first, then the first that has it."""
+    gw = current_gateway()
+    registry = gw.engine.registry
+    default = gw.config.default_backend
+    ordered = [default] if default in registry else []
+    ordered += [n for n in registry.names() if n != default]
+    for name in ordered:
+        if alias in registry.get(name).aliases:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    backend: str
+    vendor: str
+    description: str
+
+
+def model_catalog() -> list[ModelEntry]:
+    """Every model id this gateway answers to, in a stable order.
+
+    Backend names (their default model), ``backend/alias`` for every alias of every
+    backend, and the bare aliases of the default backend.
+    """
+    gw = current_gateway()
+    registry = gw.engine.registry
+    entries: list[ModelEntry] = []
+    for backend in registry:
+        default = backend.default_model or "the CLI's own default model"
+        entries.append(ModelEntry(backend.name, backend.name, backend.vendor,
+                                  f"{backend.display_name}, {default}"))
+    for backend in registry:
+        for alias, target in backend.aliases.items():
+            entries.append(ModelEntry(f"{backend.name}/{alias}", backend.name, backend.vendor,
+                                      f"{backend.display_name}, {target}"))
+    seen = {e.id for e in entries}
+    default = gw.config.default_backend
+    if default in registry:
+        backend = registry.get(default)
+        for alias, target in backend.aliases.items():
+            if alias not in seen:
+                entries.append(ModelEntry(alias, backend.name, backend.vendor,
+                                          f"{backend.display_name}, {target}"))
+    return entries
+
+
+def find_model(model_id: str) -> ModelEntry:
+    """A listed model, or any model name the gateway would route (404 otherwise)."""
+    for entry in model_catalog():
+        if entry.id == model_id:
+            return entry
+    target = resolve_model(model_id)
+    backend = current_gateway().engine.registry.get(target.backend)
+    return ModelEntry(model_id, backend.name, backend.vendor,
+                      f"{backend.display_name}, {target.model or 'default model'}")
+
+
+def server_started_epoch() -> int:
+    """Unix time the serving process started (a stable `created` for model objects)."""
+    gw = current_gateway()
+    return int(time.time() - (time.monotonic() - gw.started))
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+    field: str  # where it came from, e.g. messages[3].content
+
+
+TRANSCRIPT_INTRO = (
+    "This conversation continues from earlier turns, reproduced below oldest first "
+    "between <conversation> tags. Reply to the new user message that follows them.")
+
+
+def render_prompt(turns: list[Turn]) -> str:
+    """The prompt for the CLI: the last user message, preceded by a transcript if any."""
+    if not turns:
+        raise InvalidRequest("messages must contain at least one user message",
+                             field="messages")
+    last = turns[-1]
+    if last.role != "user":
+        raise InvalidRequest(
+            "the last message must come from the user: continuing a partial assistant "
+            "message (prefill) is not supported by the agent CLIs", field="messages")
+    if not last.text.strip():
+        raise InvalidRequest("the last user message must not be empty", field=last.field)
+    if len(turns) == 1:
+        return last.text
+    parts = [TRANSCRIPT_INTRO, "", "<conversation>"]
+    for turn in turns[:-1]:
+        parts += [f"<{turn.role}>", turn.text, f"</{turn.role}>"]
+    parts += ["</conversation>", "", last.text]
+    return "\n".join(parts)
+
+
+def join_system(parts: list[str]) -> str | None:
+    text = "\n\n".join(p for p in parts if p.strip())
+    return text or None
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    target: ModelTarget
+    handle: RunHandle
+
+
+def start_run(target: ModelTarget, prompt: str, system_prompt: str | None) -> Run:
+    """Prepare and start an ephemeral run; every refusal is raised here, before a response."""
+    gw = current_gateway()
+    req = PromptRequest(
+        prompt=prompt,
+        backend=target.backend,
+        model=target.model,
+        system_prompt=system_prompt,
+        ephemeral=True,
+        dry_run=gw.config.unified_flags.dry_run,
+    )
+    prepared = gw.engine.prepare(req)
+    return Run(target, gw.engine.start(prepared))
+
+
+def run_headers(run: Run) -> dict[str, str]:
+    """Which backend and model served the request (informational)."""
+    headers = {"X-Clinvk-Backend": run.handle.prepared.backend.name}
+    if run.handle.prepared.resolved_model:
+        headers["X-Clinvk-Model"] = run.handle.prepared.resolved_model
+    return headers
+
+
+def failed_run_error(result: RunResult) -> ApiException:
+    """A run that did not end well: the agent may have acted, so clients must not retry."""
+    message = result.error or "the backend run failed"
+    if result.status == TIMED_OUT:
+        err = ApiError(504, "backend_timeout", message, headers=dict(NO_RETRY))
+    elif result.status == INTERRUPTED:
+        err = ApiError(503, "run_cancelled", message, headers=dict(NO_RETRY))
+    else:
+        assert result.status == FAILED, result.status
+        err = ApiError(502, "backend_failed", message, headers=dict(NO_RETRY))
+    return ApiException(err)
+
+
+def require_ok(result: RunResult | None) -> RunResult:
+    assert result is not None
+    if result.status != OK:
+        raise failed_run_error(result)
+    return result
+
+
+def new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+# Codes whose failure happened after (or instead of) an agent run that retrying would repeat.
+NO_RETRY_CODES = frozenset({"backend_failed", "backend_timeout", "run_cancelled",
+                            "backend_unavailable"})
+
+
+def error_headers(err: ApiError, request_id_header: str) -> dict[str, str]:
+    from clinvk.server.errors import request_id
+
+    headers = dict(err.headers)
+    headers[request_id_header] = request_id()
+    if err.code in NO_RETRY_CODES:
+        headers.update(NO_RETRY)
+    return headers
+
+
+# --------------------------------------------------------------------------- SSE
+
+
+def sse(data: Mapping[str, Any] | str, event: str | None = None) -> bytes:
+    """One server-sent event: ``event: <name>`` (optional) and a one-line ``data:``."""
+    payload = data if isinstance(data, str) else json.dumps(
+        data, ensure_ascii=False, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
+
+
+class TextJoiner:
+    """Assistant text as it streams, with a paragraph break after tool activity.
+
+    Claude's deltas of two assistant messages separated by a tool call would otherwise
+    run together ("I'll check.The answer is ..."); Codex already separates its messages.
+    """
+
+    def __init__(self) -> None:
+        self._sent = False
+        self._break = False
+
+    def feed(self, event: Event) -> str | None:
+        if event.type in ("tool_use", "tool_result"):
+            self._break = self._sent
+            return None
+        if event.type != "message" or event.content.get("role", "assistant") != "assistant":
+            return None
+        text = event.content.get("text") or ""
+        if not text:
+            return None
+        if self._break and not text.startswith("\n"):
+            text = "\n\n" + text
+        self._break = False
+        self._sent = True
+        return text
+
+
+def sse_response(run: Run, prelude: list[bytes], render: Render,
+                 keepalive_frame: bytes) -> Response:
+    """The SSE response of a started run: prelude frames first, then rendered events."""
+    handle = run.handle
+    keepalive = current_gateway().config.server.stream_keepalive_secs or None
+    environ = request.environ
+
+    def frames() -> Iterator[bytes]:
+        yield from prelude
+        yield from event_frames(handle, render, environ=environ, keepalive_secs=keepalive,
+                                keepalive_frame=keepalive_frame)
+
+    return stream_response(handle, frames(), mimetype=SSE_MIMETYPE, headers=run_headers(run))
+
+
+def document_errors(blp: Any, schema: Any, statuses: Mapping[int, str]
+                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """OpenAPI: the vendor's error body for ``statuses`` and as the default response."""
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        for status, text in statuses.items():
+            func = blp.alt_response(status, schema=schema, description=text)(func)
+        return blp.doc(responses={"default": {
+            "description": "Any other error, in the same format.",
+            "content": {"application/json": {"schema": schema}}}})(func)
+
+    return decorator
