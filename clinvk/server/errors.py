@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -281,8 +282,6 @@ def request_id() -> str:
         if _REQUEST_ID_RE.fullmatch(supplied):
             rid = supplied
         else:
-            import uuid
-
             rid = uuid.uuid4().hex
         g.request_id = rid
     return rid

@@ -20,7 +20,7 @@ from clinvk import __version__
 from clinvk.errors import ClinvkError
 from clinvk.server import current_gateway
 from clinvk.server.errors import Blueprint, json_response
-from clinvk.server.schemas import HealthSchema
+from clinvk.server.schemas import HealthSchema, dump
 
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = STATIC_DIR / "swagger-ui"
@@ -65,7 +65,7 @@ def health_report() -> tuple[dict[str, Any], int]:
         "backends": backends,
         "session_store": store,
     }
-    return HealthSchema().dump(body), 503 if status == "unhealthy" else 200
+    return dump(HealthSchema, body), 503 if status == "unhealthy" else 200
 
 
 @blp.route("/health")

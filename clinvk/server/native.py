@@ -48,6 +48,7 @@ from clinvk.server.schemas import (
     SessionListSchema,
     SessionSchema,
     TaskResultSchema,
+    dump,
 )
 from clinvk.server.streaming import NDJSON_MIMETYPE, ndjson_response, run_to_completion
 
@@ -126,7 +127,7 @@ def result_data(result: RunResult) -> dict[str, Any]:
     if result.dry_run:
         data["dry_run"] = True
         data["command"] = list(result.command)
-    return PromptResultSchema().dump(data)
+    return dump(PromptResultSchema, data)
 
 
 def result_response(result: RunResult) -> Response:
@@ -158,7 +159,7 @@ def task_data(outcome: Any, *, step: int | None = None) -> dict[str, Any]:
     data = outcome.to_dict()
     if step is not None:
         data["step"] = step
-    return TaskResultSchema().dump(data)
+    return dump(TaskResultSchema, data)
 
 
 def _counts(report: JobReport) -> dict[str, int]:
@@ -226,7 +227,7 @@ class Parallel(MethodView):
                     for t in tasks]
         report = run_parallel(gw.engine, requests, max_parallel=args.get("max_parallel") or None,
                               fail_fast=bool(args.get("fail_fast")))
-        return ok(ParallelResponseSchema().dump({
+        return ok(dump(ParallelResponseSchema, {
             "total_tasks": len(tasks),
             **_counts(report),
             "cancelled": report.cancelled,
@@ -268,7 +269,7 @@ class Chain(MethodView):
         report = run_chain(gw.engine, chain, stop_on_failure=bool(args.get("stop_on_failure")),
                            pass_working_dir=bool(args.get("pass_working_dir")))
         failed = [o.index + 1 for o in report.outcomes if o.status not in (OK, SKIPPED)]
-        return ok(ChainResponseSchema().dump({
+        return ok(dump(ChainResponseSchema, {
             "total_steps": len(steps),
             "completed_steps": report.completed,
             "failed_step": failed[-1] if failed else None,
@@ -294,7 +295,7 @@ class Compare(MethodView):
         base = prompt_request(args, ephemeral=True, session_id=None)
         report = run_compare(gw.engine, base, backends,
                              sequential=bool(args.get("sequential")))
-        return ok(CompareResponseSchema().dump({
+        return ok(dump(CompareResponseSchema, {
             "prompt": args["prompt"],
             "backends": backends,
             **_counts(report),
@@ -330,7 +331,7 @@ class Backends(MethodView):
 
 
 def session_data(session: Any) -> dict[str, Any]:
-    return SessionSchema().dump(session.to_dict())
+    return dump(SessionSchema, session.to_dict())
 
 
 @blp.route("/sessions")
@@ -344,7 +345,7 @@ class Sessions(MethodView):
         page = current_gateway().store.list(
             backend=args.get("backend"), status=args.get("status"), tag=args.get("tag"),
             limit=args["limit"], offset=args["offset"])
-        return ok(SessionListSchema().dump({
+        return ok(dump(SessionListSchema, {
             "sessions": [s.to_dict() for s in page.sessions],
             "total": page.total, "limit": page.limit, "offset": page.offset,
         }))

@@ -425,3 +425,14 @@ BackendListEnvelope = envelope("BackendListEnvelope", BackendListSchema)
 SessionListEnvelope = envelope("SessionListEnvelope", SessionListSchema)
 SessionEnvelope = envelope("SessionEnvelope", SessionSchema)
 SessionDeletedEnvelope = envelope("SessionDeletedEnvelope", SessionDeletedSchema)
+
+
+_INSTANCES: dict[type[Schema], Schema] = {}
+
+
+def dump(schema_class: type[Schema], data: Any) -> Any:
+    """Serialise with a shared instance (building a marshmallow schema copies its fields)."""
+    schema = _INSTANCES.get(schema_class)
+    if schema is None:
+        schema = _INSTANCES.setdefault(schema_class, schema_class())
+    return schema.dump(data)
