@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import io
 import ipaddress
 import logging
 import os
@@ -424,13 +425,30 @@ def _check_body_size() -> None:
         _close_after_response()
         raise RequestEntityTooLarge()
     if length is None and _is_chunked():
-        # Read it now (werkzeug stops at MAX_CONTENT_LENGTH and raises 413), so the
-        # handler never starts on a body that turns out to be too large.
-        try:
-            request.get_data(cache=True)
-        except RequestEntityTooLarge:
-            _close_after_response()
-            raise
+        _buffer_chunked_body(limit)
+
+
+def _buffer_chunked_body(limit: int) -> None:
+    """Read a chunked body now, so the handler never starts on one that is too large.
+
+    werkzeug would silently cut a chunked body at ``MAX_CONTENT_LENGTH`` (the handler
+    would then see truncated JSON), so the raw stream is read up to one byte past the
+    limit here and, if it fits, handed on as a plain stream of known length.
+    """
+    environ = request.environ
+    raw = environ["wsgi.input"]
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = raw.read(min(64 * 1024, limit + 1 - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > limit:
+        _close_after_response()
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(bytes(data))
+    environ["CONTENT_LENGTH"] = str(len(data))
+    environ["wsgi.input_terminated"] = True
 
 
 # --------------------------------------------------------------------------- connection close
