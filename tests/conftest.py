@@ -169,21 +169,25 @@ class ServerProcess:
 
 def start_server(base: Path, config: dict[str, Any] | None = None, *,
                  extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> ServerProcess:
+                 args: tuple[str, ...] = ("--port", "0"),
+                 command: list[str] | None = None) -> ServerProcess:
+    """Start ``clinvk --config <base>/config.yaml serve ARGS`` (or ``command``) in ``base``."""
     base.mkdir(parents=True, exist_ok=True)
     home = base / "home"
     chome = base / "clinvk-home"
     home.mkdir(exist_ok=True)
     chome.mkdir(exist_ok=True)
     env = _clean_environ(home, chome)
-    env.update(extra_env or {})
     config_path = base / "config.yaml"
+    env["CLINVK_CONFIG"] = str(config_path)
+    env.update(extra_env or {})
     config_path.write_text(yaml.safe_dump(config or {}))
     log_path = base / "server.log"
     with open(log_path, "wb") as log:
+        argv = command or [sys.executable, "-m", "clinvk.cli", "--config", str(config_path),
+                           "serve", *args]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clinvk.cli", "--config", str(config_path), "serve",
-             "--port", "0", *args],
+            argv,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             cwd=str(base), start_new_session=True,
         )

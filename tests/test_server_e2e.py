@@ -11,13 +11,14 @@ import json
 import shlex
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import fake, pids_alive, wait_until
+from conftest import REPO, fake, pids_alive, wait_until
 
 PROMPT = "/api/v1/prompt"
 
@@ -307,3 +308,22 @@ def test_sigterm_stops_running_backends_and_exits_0(server_factory, tmp_path: Pa
     if isinstance(plain, requests.Response):  # answered before the socket closed
         assert plain.status_code == 503 and plain.json()["code"] == "run_cancelled"
     assert "Shutting down" in srv.log()
+
+
+# --------------------------------------------------------------------------- ways to serve
+
+
+def test_config_file_drives_serve_when_flags_are_absent(server_factory) -> None:
+    srv = server_factory({"server": {"port": 0, "workers": 2, "threads": 4}}, args=())
+    assert wait_until(lambda: srv.log().count("Booting worker") == 2, timeout=10), srv.log()
+    assert requests.get(srv.url("/health"), timeout=10).json()["status"] == "ok"
+    assert srv.stop() == 0
+
+
+def test_gunicorn_conf_and_wsgi_serve_the_same_app(server_factory) -> None:
+    srv = server_factory({"server": {"port": 0}}, command=[
+        sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"),
+        "--chdir", str(REPO)])
+    resp = post(srv, PROMPT, {"backend": "codex", "prompt": "hi", "ephemeral": True})
+    assert resp.status_code == 200 and resp.json()["data"]["output"]
+    assert srv.stop() == 0
