@@ -183,9 +183,9 @@ def test_concurrent_continuation_is_409(server) -> None:
         slow.join()
 
 
-def test_saturation_and_bare_envelope(server_factory) -> None:
+def test_saturation_read_timeout_and_bare_envelope(server_factory) -> None:
     srv = server_factory({"server": {"max_concurrent_runs": 1, "queue_timeout_secs": 0,
-                                     "response_envelope": False}})
+                                     "read_timeout_secs": 1, "response_envelope": False}})
     ok = post(srv, PROMPT, {"backend": "claude", "prompt": "hi", "ephemeral": True})
     assert ok.status_code == 200 and ok.json()["output"] == "Hello from stub (turn 1)"
     assert "success" not in ok.json()
@@ -202,6 +202,14 @@ def test_saturation_and_bare_envelope(server_factory) -> None:
         hold.join()
     bad = post(srv, PROMPT, {"prompt": "x"})
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+    # A body that stalls longer than server.read_timeout_secs: 408.
+    with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/v1/prompt HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: 100\r\n\r\n{\"backend\":")
+        started = time.monotonic()
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert 0.8 < time.monotonic() - started < 5
     sessions = requests.get(srv.url("/api/v1/sessions"), timeout=10).json()
     assert sessions["sessions"] == [] and sessions["total"] == 0
 

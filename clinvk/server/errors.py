@@ -30,7 +30,7 @@ from flask import Flask, Response, current_app, g, request
 from marshmallow import ValidationError
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, abort
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from clinvk.errors import (
     AmbiguousPrefix,
@@ -208,8 +208,25 @@ def validation_error(messages: Any, *, location: str = "body") -> ApiError:
     )
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def from_http(exc: HTTPException) -> ApiError:
     status = exc.code or 500
+    if isinstance(exc, ClientDisconnected):
+        if _caused_by(exc, TimeoutError):  # gunicorn socket timeout while reading the body
+            return ApiError(408, "request_timeout", "reading the request body timed out "
+                            "(server.read_timeout_secs)", field="body")
+        return ApiError(400, "invalid_request", "the request body ended before all of it "
+                        "arrived", field="body")
     data = getattr(exc, "data", None) or {}
     if isinstance(data, Mapping) and "messages" in data:
         messages = data["messages"]
