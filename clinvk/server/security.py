@@ -340,7 +340,8 @@ def _rate_limited(exc: RateLimitExceeded) -> Response:
     err = ApiError(429, "rate_limited", f"rate limit exceeded{text}; retry after the "
                    "time in Retry-After")
     err.headers["Retry-After"] = "1"  # refined by flask-limiter's header injection
-    _close_after_response()
+    if _large_unread_body():
+        _close_after_response()
     return render(err)
 
 
@@ -389,8 +390,13 @@ def is_public(path: str, *, metrics_public: bool) -> bool:
     return metrics_public and path == METRICS_PATH
 
 
-def _has_body() -> bool:
-    return bool(request.content_length) or _is_chunked()
+#: A refused request whose unread body may be larger than this closes its connection
+#: (smaller ones are cheaper to drain than a new connection is to open).
+DRAIN_LIMIT = 64 * 1024
+
+
+def _large_unread_body() -> bool:
+    return _is_chunked() or (request.content_length or 0) > DRAIN_LIMIT
 
 
 def _is_chunked() -> bool:
@@ -403,7 +409,7 @@ def _authenticate() -> None:
     identity = identify()
     if identity.state in ("open", "valid"):
         return
-    if _has_body():
+    if _large_unread_body():
         _close_after_response()
     if identity.state == "unavailable":
         raise ApiException(ApiError(
