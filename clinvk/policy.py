@@ -6,6 +6,7 @@ applies them to every request because its callers are remote.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 
@@ -16,6 +17,17 @@ BUILTIN_BLOCKED_PREFIXES = (
     "/etc", "/var/run", "/run", "/var/lock", "/root", "/sys", "/proc", "/dev", "/boot",
     "/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64",
 )
+
+
+@functools.cache
+def _builtin_blocked() -> tuple[tuple[str, str], ...]:
+    """The built-in prefixes with their resolved paths, resolved once per process.
+
+    They are system directories whose symlinks (``/lib`` -> ``usr/lib``) do not move, and
+    resolving all 17 on every request cost about 0.3 ms, a tenth of the gateway's own CPU
+    for a prompt. Configured prefixes are still resolved on every check.
+    """
+    return tuple((prefix, os.path.realpath(prefix)) for prefix in BUILTIN_BLOCKED_PREFIXES)
 
 
 def is_under(path: str, prefix: str) -> bool:
@@ -44,8 +56,8 @@ def check_workdir(
     field: str = "workdir",
 ) -> None:
     """Refuse a resolved workdir under a blocked prefix or outside the allowed ones."""
-    for prefix in (*BUILTIN_BLOCKED_PREFIXES, *blocked):
-        real_prefix = os.path.realpath(prefix)
+    pairs = (*_builtin_blocked(), *((prefix, os.path.realpath(prefix)) for prefix in blocked))
+    for prefix, real_prefix in pairs:
         if is_under(resolved, prefix) or is_under(resolved, real_prefix):
             raise PolicyViolation(
                 f"{field} {resolved!r} is inside the blocked prefix {prefix!r}", field=field

@@ -319,6 +319,14 @@ def test_raw_request_errors(gw: Gateway) -> None:
           404, "not_found_error", "no route")
 
 
+def test_cors_preflight_needs_no_version_header(gw: Gateway) -> None:
+    resp = requests.options(gw.server.url("/anthropic/v1/messages"), timeout=10, headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-api-key,anthropic-version"})
+    assert resp.status_code == 200
+    assert resp.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+
+
 def test_unknown_model_is_404_not_found_error(gw: Gateway) -> None:
     for stream in (False, True):
         with pytest.raises(anthropic.NotFoundError) as info:

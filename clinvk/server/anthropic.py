@@ -94,6 +94,8 @@ blp.record_once(lambda state: register_error_format(state.app, URL_PREFIX, error
 
 @blp.before_request
 def _check_version() -> None:
+    if request.method == "OPTIONS":
+        return  # CORS preflights never carry the header (browsers send no custom headers)
     version = request.headers.get(VERSION_HEADER)
     if version is None:
         raise ApiException(ApiError(
