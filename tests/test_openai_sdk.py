@@ -24,6 +24,8 @@ BACKENDS = ("claude", "codex", "gemini")
 REPLY = "Hello from stub (turn 1)"
 # The fake codex is killed after this long (a backend timeout -> 504).
 CODEX_TIMEOUT = 2
+# backends.codex.model in the server's config: what a bare "codex" runs.
+CODEX_DEFAULT = "gpt-5.4-mini"
 
 
 class Gateway:
@@ -60,7 +62,7 @@ def gw(server_factory, tmp_path_factory) -> Any:
     log = tmp_path_factory.mktemp("openai-fakes") / "fake.log"
     server = server_factory(
         {"server": {"stream_keepalive_secs": 1},
-         "backends": {"codex": {"timeout_secs": CODEX_TIMEOUT}}},
+         "backends": {"codex": {"timeout_secs": CODEX_TIMEOUT, "model": CODEX_DEFAULT}}},
         extra_env={"FAKE_CLI_LOG": str(log)})
     gateway = Gateway(server, log)
     yield gateway
@@ -122,7 +124,11 @@ def test_plain_completion(gw: Gateway, backend: str) -> None:
 
     [run] = gw.runs(mark)
     assert run["cli"] == backend
-    assert "--model" not in run["argv"] and "-m" not in run["argv"]  # bare name: CLI default
+    argv = run["argv"]
+    if backend == "codex":  # a bare name runs the configured default model...
+        assert argv[argv.index("-m" if "-m" in argv else "--model") + 1] == CODEX_DEFAULT
+    else:  # ...or, with none configured, passes no model flag at all
+        assert "--model" not in argv and "-m" not in argv
 
     again = client.chat.completions.create(model=backend, messages=user(f"again {mark}"))
     assert again.id != completion.id
@@ -213,6 +219,8 @@ def test_codex_stream_opens_before_its_whole_message(gw: Gateway) -> None:
 
 @pytest.mark.parametrize(("model", "backend", "model_flag"), [
     ("claude", "claude", None),
+    ("codex", "codex", CODEX_DEFAULT),
+    ("codex/", "codex", CODEX_DEFAULT),
     ("claude-sonnet-4-5", "claude", "claude-sonnet-4-5"),
     ("sonnet", "claude", "sonnet"),
     ("claude/best", "claude", "opus"),

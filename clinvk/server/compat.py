@@ -88,8 +88,11 @@ def resolve_model(model: Any) -> ModelTarget:
         tail = tail.strip()
         return ModelTarget(requested, name, tail or None)
     if lowered in registry:
-        # A bare backend name: the backend's default model (no --model flag).
-        return ModelTarget(requested, lowered, lowered)
+        # A bare backend name: the backend's default model, i.e. backends.<name>.model when
+        # configured, else no --model flag at all. (These APIs require a model, so this is
+        # the only way for their clients to ask for "the default" as native clients do by
+        # leaving model out.)
+        return ModelTarget(requested, lowered, None)
     alias_backend = _alias_backend(requested)
     if alias_backend is not None:
         return ModelTarget(requested, alias_backend, requested)
