@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 PACKAGE_JSON = HERE / "package.json"
 SCRIPT = HERE / "smoke.mjs"
 MARKER = "installed.json"
-INSTALL_TIMEOUT_SECS = 100
+INSTALL_TIMEOUT_SECS = 150
 REPLY = "Hello from stub (turn 1)"
 # npm failures that mean "the registry cannot be reached" (skip) rather than "broken" (fail).
 UNREACHABLE = re.compile(
@@ -106,6 +106,7 @@ def gateway(server_factory, tmp_path_factory) -> Any:
     server.stop(timeout=10)
 
 
+@pytest.mark.timeout(300)  # the first run installs the SDKs from npm
 def test_js_sdks_plain_streaming_and_failures(sdk_prefix: Path, gateway: Any) -> None:
     # ESM resolves packages next to the script, so it runs from the install prefix.
     script = sdk_prefix / f"smoke-{uuid.uuid4().hex[:8]}.mjs"
