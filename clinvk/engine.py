@@ -305,10 +305,11 @@ class Engine:
     # -- execution ----------------------------------------------------------------------------
 
     def start(self, prepared: PreparedRun) -> RunHandle:
-        """Claim a run slot and the session's busy lease; the process starts on iteration.
+        """Claim a run slot and the session's busy lease, create the session record; the
+        process starts on iteration.
 
-        Raises ``Saturated`` or ``SessionBusy`` here, before a caller commits to a
-        response, so that those map to a clean status code.
+        Raises ``Saturated``, ``SessionBusy`` or ``StoreError`` here, before a caller
+        commits to a response (a stream's 200), so that those map to a clean status code.
         """
         return RunHandle(self, prepared)
 
@@ -355,6 +356,11 @@ class RunHandle:
         self._sequence = 0
         if not prepared.request.dry_run:
             self._claim()
+        try:
+            self._session_id = self._open_session()
+        except BaseException:
+            self._release()
+            raise
 
     def _claim(self) -> None:
         store = self.engine.store
@@ -418,7 +424,7 @@ class RunHandle:
         engine = self.engine
         backend = prepared.backend
         req = prepared.request
-        session_id = self._open_session()
+        session_id = self._session_id
         if req.dry_run:
             self.result = self._result(
                 session_id, status=OK, exit_code=0, duration_ms=0,
@@ -453,12 +459,19 @@ class RunHandle:
         if self._cancel_reason:
             process.cancel(self._cancel_reason)
         try:
+            last_out = time.monotonic()
             for line in process.lines(heartbeat=heartbeat):
-                if line is None:
-                    yield None
-                    continue
-                for event in parser.feed(line):
+                produced = parser.feed(line) if line is not None else []
+                for event in produced:
                     yield self._stamp(event, session_id)
+                now = time.monotonic()
+                if produced:
+                    last_out = now
+                elif heartbeat and (line is None or now - last_out >= heartbeat):
+                    # The CLI is silent, or prints lines that are no events (status lines,
+                    # tool-input fragments): the caller still needs its keep-alive.
+                    last_out = now
+                    yield None
         except BaseException:
             # Interrupted (Ctrl-C, client gone, shutdown): the process group is already
             # gone; keep the record honest before letting the interruption through.

@@ -193,3 +193,17 @@ def test_garbage_lines_are_not_assistant_text(env):
     result = make_engine(env).run(request(env, "claude", 'FAKE{"garbage": true} hi'))
     assert result.status == OK
     assert result.output == "Hello from stub (turn 1)"
+
+
+def test_heartbeats_continue_while_lines_produce_no_events(env):
+    """Status-only lines must not starve a client's keep-alive."""
+    script = env / "chatty"
+    script.write_text(
+        "#!/bin/sh\n"
+        "for i in 1 2 3 4 5 6; do echo '{\"type\":\"system\",\"subtype\":\"status\"}'; "
+        "sleep 0.1; done\n")
+    script.chmod(0o755)
+    engine = make_engine(env, **{"backends.claude.command": str(script)})
+    handle = engine.start(engine.prepare(request(env, "claude", ephemeral=True)))
+    items = list(handle.events(heartbeat=0.2))
+    assert items.count(None) >= 2
