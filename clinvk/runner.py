@@ -45,7 +45,9 @@ class Limits:
     idle_timeout: float | None = None
     max_output_bytes: int = 16 * 1024 * 1024
     max_line_bytes: int = 8 * 1024 * 1024
-    kill_grace: float = 1.0
+    # SIGTERM -> SIGKILL. Short: the CLIs exit at once on SIGTERM, and a client that went
+    # away must not keep a SIGTERM-ignoring child alive for long.
+    kill_grace: float = 0.5
 
 
 @dataclass

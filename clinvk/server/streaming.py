@@ -39,8 +39,10 @@ log = logging.getLogger("clinvk.server")
 
 NDJSON_MIMETYPE = "application/x-ndjson"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-# How often a silent stream checks whether its client is still there.
-DISCONNECT_POLL_SECS = 0.5
+# How often a silent stream (or a JSON request waiting for its run) checks whether its
+# client is still there. With the runner's kill grace this bounds how long a backend
+# outlives its client: poll + grace < 1 s (issue 8).
+DISCONNECT_POLL_SECS = 0.2
 
 Render = Callable[[Event], "bytes | str | Iterable[bytes | str] | None"]
 
