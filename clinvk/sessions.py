@@ -715,8 +715,11 @@ class SessionStore:
             yield
         except sqlite3.Error as exc:
             hint = ""
+            details = {"path": str(self.path)}
             text = str(exc).lower()
-            if "locked" in text or "busy" in text:
+            if "disk is full" in text or getattr(exc, "sqlite_errorcode", 0) == sqlite3.SQLITE_FULL:
+                details["reason"] = "disk_full"  # the edges tell the client so plainly
+            elif "locked" in text or "busy" in text:
                 hint = f" (another writer held the database for more than {self.busy_timeout:g} s)"
             elif "not a database" in text or "malformed" in text:
                 hint = " (the file is corrupt or not a clinvk session store)"
@@ -724,7 +727,7 @@ class SessionStore:
                 hint = " (the file or its directory is read-only)"
             raise StoreError(
                 f"session store {self.path}: cannot {action}: {exc}{hint}",
-                details={"path": str(self.path)},
+                details=details,
             ) from exc
 
     @contextmanager

@@ -85,7 +85,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[ClinvkError], int], ...] = (
 )
 
 # Codes whose message may leak server internals (paths, SQL): replaced for the client.
-_INTERNAL_CODES = frozenset({"store_error", "config_error", "internal_error"})
+INTERNAL_CODES = frozenset({"store_error", "config_error", "internal_error"})
 
 RETRY_AFTER_UNAVAILABLE = 30
 
@@ -146,14 +146,23 @@ def from_clinvk(exc: ClinvkError) -> ApiError:
     status = _status_for(exc)
     if status == 500:
         log.error("request %s failed: %s: %s", request_id(), exc.code, exc.message)
-        return ApiError(500, exc.code if exc.code in _INTERNAL_CODES else "internal_error",
-                        _internal_message(exc.code))
+        return ApiError(500, exc.code if exc.code in INTERNAL_CODES else "internal_error",
+                        internal_message(exc))
     err = ApiError(status, exc.code, exc.message, field=exc.field, details=exc.details)
     if isinstance(exc, Saturated):
         err.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
     elif isinstance(exc, BackendUnavailable):
         err.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
     return err
+
+
+def internal_message(exc: ClinvkError) -> str:
+    """What a client may learn about an internal failure: its kind, never paths or SQL."""
+    details = exc.details if isinstance(exc.details, Mapping) else {}
+    if exc.code == "store_error" and details.get("reason") == "disk_full":
+        return ("the session store cannot save anything: the disk holding it is full; "
+                "see the server log")
+    return _internal_message(exc.code)
 
 
 def _internal_message(code: str) -> str:

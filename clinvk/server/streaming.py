@@ -34,6 +34,7 @@ from clinvk import events
 from clinvk.engine import RunHandle
 from clinvk.errors import ClinvkError
 from clinvk.events import Event
+from clinvk.server.errors import INTERNAL_CODES, internal_message
 
 log = logging.getLogger("clinvk.server")
 
@@ -86,8 +87,13 @@ def _encode(frame: bytes | str) -> bytes:
 
 def error_event(handle: RunHandle, exc: BaseException, sequence: int) -> Event:
     """A terminal ``error`` event for a failure the engine did not turn into one."""
-    if isinstance(exc, ClinvkError):
+    if isinstance(exc, ClinvkError) and exc.code not in INTERNAL_CODES:
         code, message = exc.code, exc.message
+    elif isinstance(exc, ClinvkError):
+        # Same rule as a JSON 500: internals (paths, SQL) go to the log, not the client.
+        log.error("stream of a %s run failed: %s: %s", handle.prepared.backend.name,
+                  exc.code, exc.message)
+        code, message = exc.code, internal_message(exc)
     else:
         code, message = "internal_error", "internal server error; see the server log"
     session = handle.session
