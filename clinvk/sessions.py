@@ -18,7 +18,7 @@ Design points, each with its reason:
   turns finishing at once both count (the Go tool was last-writer-wins).
 * ``busy()`` is a lease stored in the row itself (``lease_owner``/``lease_expires``),
   which works across processes and expires, so a crashed worker cannot lock a session
-  forever.
+  forever; a lease whose holder is a dead process of this host is taken over at once.
 * ``count()`` reads a small counter table kept exact by triggers, so ``/health`` never
   scans the sessions table.
 
@@ -516,12 +516,47 @@ def _session_to_row(session: Session) -> tuple[Any, ...]:
 # --------------------------------------------------------------------------- lease
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace: pids of two lease holders compare only within one."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+#: ``host@pid-namespace``: the part of a lease owner that says where its pid is valid.
+_LEASE_NODE = f"{socket.gethostname()}@{_pid_namespace()}"
+
+
+def _holder_is_dead(owner: str) -> bool:
+    """Whether a lease ``owner`` is a process of this host (and pid namespace) that is gone.
+
+    Anything unknown (another host, an older owner format, a pid that exists, even as
+    someone else's) counts as alive: then only the lease expiry frees the session.
+    """
+    node, _, rest = owner.partition(":")
+    if node != _LEASE_NODE or node.endswith("@"):
+        return False
+    pid_text = rest.partition(":")[0]
+    if not pid_text.isdigit() or int(pid_text) <= 0:
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 class Lease:
     """A claim that one turn of a session is running (``SessionStore.busy``).
 
     The claim lives in the session row, so it excludes other threads *and* other processes.
     It expires after ``ttl_seconds`` so a crashed holder cannot lock the session forever;
-    a long turn calls :meth:`renew` to keep it.
+    a long turn calls :meth:`renew` to keep it. A lease held by a process of this host
+    that no longer exists (a ``kill -9``-ed gunicorn worker or CLI) is taken over at once
+    instead of blocking the session until it expires.
     """
 
     def __init__(self, store: SessionStore, id_or_prefix: str, ttl_seconds: float) -> None:
@@ -529,9 +564,7 @@ class Lease:
         self._key = id_or_prefix
         self.ttl_seconds = _check_ttl(ttl_seconds)
         self.session_id: str | None = None
-        self.owner = (
-            f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:12]}"
-        )
+        self.owner = f"{_LEASE_NODE}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:12]}"
         self.expires_at: float | None = None
         self._held = False
 
@@ -558,8 +591,18 @@ class Lease:
             claimed = cur.rowcount == 1
             if not claimed:
                 row = conn.execute(
-                    "SELECT lease_expires FROM sessions WHERE id = ?", (self.session_id,)
+                    "SELECT lease_expires, lease_owner FROM sessions WHERE id = ?",
+                    (self.session_id,),
                 ).fetchone()
+                if row is not None and row[1] and _holder_is_dead(row[1]):
+                    # The holder died mid-turn: take its lease over (only if it is still
+                    # that holder's, so two claimants cannot both win).
+                    cur = conn.execute(
+                        "UPDATE sessions SET lease_owner = ?, lease_expires = ? "
+                        "WHERE id = ? AND lease_owner = ?",
+                        (self.owner, expires, self.session_id, row[1]),
+                    )
+                    claimed = cur.rowcount == 1
         if not claimed:
             if row is None:
                 raise NotFound(f"session not found: {self.session_id}", field="session_id")

@@ -748,10 +748,17 @@ def test_busy_other_process_and_crash_expiry(tmp_path: Path) -> None:
     p.start()
     assert held.wait(30)
     p.join(30)
-    with pytest.raises(SessionBusy):  # the dead holder's lease is still live...
+    with store.busy(s.id):  # a dead holder of this host: its lease is taken over at once
+        pass
+
+    # A holder this host cannot check (another machine) keeps the lease until it expires.
+    store._conn().execute(
+        "UPDATE sessions SET lease_owner = 'elsewhere@1:4242:1:abc', lease_expires = ? "
+        "WHERE id = ?", (time.time() + 0.5, s.id))
+    with pytest.raises(SessionBusy):
         store.busy(s.id).acquire()
     time.sleep(0.6)
-    with store.busy(s.id):  # ...until it expires
+    with store.busy(s.id):
         pass
 
 
