@@ -7,8 +7,9 @@ is fixed and the metrics timer started (see :mod:`clinvk.server.observability`):
    including ``/health``, ``/metrics``, preflights and unknown paths. The bucket is the
    API key when the request carries a *valid* one (hashed, never stored in clear), else
    the client IP. ``X-Forwarded-For`` is believed only when the TCP peer is one of
-   ``server.trusted_proxies``. A request with a bad key counts against its IP, so
-   guessing keys is rate limited too.
+   ``server.trusted_proxies`` (then ``REMOTE_ADDR``, and so the access log, is the
+   client's address too). A request with a bad key counts against its IP, so guessing
+   keys is rate limited too.
 2. **Authentication**: with keys configured, every path except the public ones needs
    ``X-Api-Key: KEY`` or ``Authorization: Bearer KEY``. CORS preflights pass (browsers
    never send credentials on them), so browser clients work with keys enabled.
@@ -304,10 +305,29 @@ def client_ip_from(peer: str, forwarded_for: str, trusted: tuple[Any, ...]) -> s
     return str(client)
 
 
+#: Where the TCP peer's address is kept once ``REMOTE_ADDR`` holds the client's.
+PEER_ADDR_KEY = "clinvk.peer_addr"
+
+
 def client_ip() -> str:
-    return client_ip_from(request.environ.get("REMOTE_ADDR") or "",
+    environ = request.environ
+    return client_ip_from(environ.get(PEER_ADDR_KEY) or environ.get("REMOTE_ADDR") or "",
                           request.headers.get("X-Forwarded-For", ""),
                           _state().trusted_proxies)
+
+
+def _resolve_client() -> None:
+    """Behind a trusted proxy, ``REMOTE_ADDR`` becomes the client's address.
+
+    So the access log (gunicorn's ``%(h)s``, the JSON ``remote_addr``) and anything else
+    reading ``REMOTE_ADDR`` name the client, not the proxy; the peer stays available
+    under :data:`PEER_ADDR_KEY`. Without trusted proxies nothing changes.
+    """
+    if not _state().trusted_proxies:
+        return
+    environ = request.environ
+    environ.setdefault(PEER_ADDR_KEY, environ.get("REMOTE_ADDR") or "")
+    environ["REMOTE_ADDR"] = client_ip()
 
 
 def rate_limit_key() -> str:
@@ -620,8 +640,10 @@ def init_app(app: Flask) -> None:
     )
     app.extensions[_EXTENSION] = state
     _init_cors(app, config)
-    # Order matters: the limiter's before_request runs first (it also meters refused
-    # requests), then authentication, then the body-size check.
+    # Order matters: the client address is resolved first, then the limiter's
+    # before_request runs (it also meters refused requests), then authentication, then
+    # the body-size check.
+    app.before_request(_resolve_client)
     state.limiter = _init_limiter(app, config)
     app.before_request(_authenticate)
     app.before_request(_check_body_size)
