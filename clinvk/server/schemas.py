@@ -15,7 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from clinvk.backends.base import APPROVAL_MODES, SANDBOX_MODES
 from clinvk.sessions import MAX_LIST_LIMIT, STATUSES
@@ -394,8 +403,16 @@ class HealthSchema(Schema):
 
 
 class ErrorDetailsSchema(Schema):
+    """Open: a code may add its own keys (e.g. ``session_id``/``lease_expires`` on 409)."""
+
+    class Meta:
+        unknown = INCLUDE  # documented as additionalProperties: true
+
     field = fields.String(metadata={"description": "The offending field, e.g. tasks[0].backend."})
+    location = fields.String(metadata={"description": "Where the field is: body or query."})
     errors = fields.List(fields.Dict(), metadata={"description": "Every validation problem."})
+    candidates = fields.List(fields.String(), metadata={
+        "description": "ambiguous_session_prefix: some of the matching session ids."})
 
 
 class ApiErrorSchema(Schema):
