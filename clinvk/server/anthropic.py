@@ -235,6 +235,18 @@ _STREAM_DOC = (
     "content_block_start, content_block_delta (text_delta)..., content_block_stop, "
     "message_delta (stop_reason, usage), message_stop; `ping` events while the backend is "
     "silent; a failure after the stream started is an `error` event that ends the stream.")
+# The schema of one SSE event (as OpenAPI 3.2 and schemathesis read `schema` under
+# text/event-stream: one event object per item), not of the whole body.
+_STREAM_EVENT = {
+    "type": "object", "required": ["event", "data"], "description": _STREAM_DOC,
+    "properties": {
+        "event": {"type": "string", "enum": [
+            "message_start", "content_block_start", "content_block_delta",
+            "content_block_stop", "message_delta", "message_stop", "ping", "error"]},
+        "data": {"type": "string", "description": "The event's JSON object; its `type` is "
+                 "the event name."},
+    },
+}
 
 
 # --------------------------------------------------------------------------- conversion
@@ -373,7 +385,7 @@ PING = compat.sse({"type": "ping"}, "ping")
 class Messages(MethodView):
     @blp.arguments(AnthropicMessagesRequestSchema)
     @blp.response(200, AnthropicMessageSchema, description=_OK_DOC)
-    @blp.alt_response(200, schema={"type": "string", "description": _STREAM_DOC},
+    @blp.alt_response(200, schema=_STREAM_EVENT,
                       content_type=compat.SSE_MIMETYPE, success=True, description=_OK_DOC)
     @blp.doc(operationId="anthropicCreateMessage", summary="Create a message",
              parameters=[{"in": "header", "name": VERSION_HEADER, "required": True,

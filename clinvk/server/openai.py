@@ -246,6 +246,14 @@ _STREAM_DOC = (
     "with `stream_options.include_usage`, then `data: [DONE]`. `: keep-alive` comments keep "
     "a silent stream open; a failure after the stream started is a `data: {\"error\": "
     "{...}}` chunk followed by `[DONE]`.")
+# The schema of one SSE event (as OpenAPI 3.2 and schemathesis read `schema` under
+# text/event-stream: one event object per item), not of the whole body.
+_STREAM_EVENT = {
+    "type": "object", "required": ["data"], "description": _STREAM_DOC,
+    "properties": {"data": {"type": "string", "description": "A `chat.completion.chunk` "
+                            "object as JSON, an `{\"error\": {...}}` object as JSON, or "
+                            "`[DONE]` (the last event)."}},
+}
 
 
 # --------------------------------------------------------------------------- conversion
@@ -389,7 +397,7 @@ class ChunkRenderer:
 class ChatCompletions(MethodView):
     @blp.arguments(OpenAIChatCompletionRequestSchema)
     @blp.response(200, OpenAIChatCompletionSchema, description=_OK_DOC)
-    @blp.alt_response(200, schema={"type": "string", "description": _STREAM_DOC},
+    @blp.alt_response(200, schema=_STREAM_EVENT,
                       content_type=compat.SSE_MIMETYPE, success=True, description=_OK_DOC)
     @blp.doc(operationId="openaiChatCompletions", summary="Create a chat completion")
     @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
