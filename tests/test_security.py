@@ -153,6 +153,20 @@ def test_everything_else_needs_a_key(srv, method, path) -> None:
     assert KEY_A not in resp.text
 
 
+def test_dot_segments_do_not_reach_public_paths(srv) -> None:
+    import http.client
+
+    for raw in ("/docs/static/../../api/v1/sessions", "/docs/static/%2e%2e/%2e%2e/api/v1/sessions",
+                "/docs/../api/v1/sessions", "/health/../api/v1/sessions"):
+        conn = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
+        try:
+            conn.request("GET", raw)  # sent as is: http.client does not normalise paths
+            resp = conn.getresponse()
+            assert resp.status == 401, (raw, resp.status, resp.read()[:200])
+        finally:
+            conn.close()
+
+
 def test_key_headers(srv) -> None:
     url = srv.url("/api/v1/sessions")
     ok = [

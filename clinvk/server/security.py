@@ -70,7 +70,7 @@ GOPASS_RETRY_SECS = 10.0
 
 #: Reachable without a key. ``/metrics`` too unless ``server.metrics_require_auth``.
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
-PUBLIC_PREFIXES = ("/docs/",)  # the offline Swagger UI assets
+PUBLIC_PREFIXES = ("/docs/static/",)  # the offline Swagger UI assets
 METRICS_PATH = "/metrics"
 
 #: Request headers browsers may send cross-origin: what the OpenAI and Anthropic SDKs
@@ -405,8 +405,10 @@ def is_preflight() -> bool:
 
 
 def is_public(path: str, *, metrics_public: bool) -> bool:
-    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+    if path in PUBLIC_PATHS:
         return True
+    if path.startswith(PUBLIC_PREFIXES):
+        return ".." not in path.split("/")  # no way out of the assets by dot segments
     return metrics_public and path == METRICS_PATH
 
 
