@@ -15,7 +15,6 @@ teardown the stubs are stopped and no process started from the world may be left
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from realcli import installer
-from realcli.harness import World, kill_all
+from realcli.harness import World
 from realcli.sandbox import clean_environ
 
 _problems: list[str] = []  # reasons the suite was skipped, repeated in the terminal summary
@@ -78,9 +77,12 @@ def cli_binaries() -> dict[str, Path]:
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _scrubbed_environ() -> Iterator[None]:
-    """No inherited variable may point a CLI at a real API or another config dir."""
+    """No inherited variable may point a CLI at a real API or another config dir.
+
+    Module scope: the environment is restored before tests outside this directory run.
+    """
     with pytest.MonkeyPatch.context() as mp:
         for name in set(os.environ) - set(clean_environ()):
             mp.delenv(name)
@@ -93,14 +95,5 @@ def world(cli_binaries: dict[str, Path], tmp_path: Path) -> Iterator[World]:
     try:
         yield w
     finally:
-        w.close()
-        # A CLI killed by a timeout may need a moment for its group to disappear.
-        deadline = time.monotonic() + 3
-        left = w.leftovers()
-        while left and time.monotonic() < deadline:
-            time.sleep(0.1)
-            left = w.leftovers()
-        if left:
-            kill_all(left)
-        assert not left, "processes of this test's CLIs were left running:\n" + "\n".join(left)
-        assert not any(s.running for s in w.stubs.values()), "a stub server is still running"
+        problems = w.close_and_check()
+        assert not problems, "\n".join(problems)

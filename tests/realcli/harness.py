@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from stubs import STUBS, StubServer
 
 from clinvk.config import load_config
 from clinvk.engine import Engine, PromptRequest, RunResult
 from clinvk.events import Event
 from clinvk.sessions import SessionStore
-from realcli.sandbox import Sandbox, make_sandbox, write_clinvk_config
+from realcli.sandbox import Sandbox, clean_environ, make_sandbox, write_clinvk_config
 
 BACKENDS = ("claude", "codex", "gemini")
 # gemini: a model on every run skips its model-router call (and that call's own retries).
@@ -80,6 +84,96 @@ def kill_all(lines: list[str]) -> None:
             pass
 
 
+# ---------------------------------------------------------------------------------- serve
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clinvk_command() -> list[str]:
+    """The `clinvk` console script of this interpreter, or its entry point via -c."""
+    script = Path(sys.executable).parent / "clinvk"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from clinvk.cli import main; sys.argv[0] = "
+            "'clinvk'; main()"]
+
+
+def serve_unavailable() -> str | None:
+    """Why `clinvk serve` cannot be used (yet), or None."""
+    try:
+        proc = subprocess.run([*clinvk_command(), "serve", "--help"], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL,
+                              env=clean_environ(), check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"clinvk serve --help could not run: {exc}"
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        return f"clinvk serve is not available yet: {' '.join(tail)}"
+    return None
+
+
+class Server:
+    """A real `clinvk --config FILE serve` process (gunicorn) on loopback."""
+
+    def __init__(self, config: Path, port: int, clinvk_home: Path, log: Path,
+                 cwd: Path) -> None:
+        self.config = config
+        self.cwd = cwd
+        self.port = port
+        self.clinvk_home = clinvk_home
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: float = 60.0) -> None:
+        env = {**clean_environ(), "CLINVK_HOME": str(self.clinvk_home)}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [*clinvk_command(), "--config", str(self.config), "serve", "--host",
+                 "127.0.0.1", "--port", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=self.cwd, start_new_session=True)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"clinvk serve exited with {self.proc.returncode}:\n"
+                                   + self.log_tail())
+            try:
+                requests.get(self.url + "/health", timeout=2)
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"clinvk serve did not answer within {wait:g} s:\n"
+                           + self.log_tail())
+
+    def stop(self) -> None:
+        """SIGTERM (graceful: running children are terminated), SIGKILL if it lingers."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
 # ---------------------------------------------------------------------------------- world
 
 
@@ -118,6 +212,7 @@ class World:
         self.clinvk_home.mkdir()
         self._engine: Engine | None = None
         self._store: SessionStore | None = None
+        self.servers: list[Server] = []
 
     # -- clinvk -------------------------------------------------------------------------------
 
@@ -161,7 +256,43 @@ class World:
         return processes_of(self.markers(), sleeps)
 
     def close(self) -> None:
+        for server in self.servers:
+            server.stop()
         for stub in self.stubs.values():
             stub.stop()
         if self._store is not None:
             self._store.close()
+
+    def close_and_check(self) -> list[str]:
+        """Stop everything; return what was left behind (and kill it)."""
+        self.close()
+        # A CLI killed by a timeout may need a moment for its group to disappear.
+        deadline = time.monotonic() + 3
+        left = self.leftovers()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = self.leftovers()
+        kill_all(left)
+        problems = []
+        if left:
+            problems.append("processes of this test's CLIs were left running:\n"
+                            + "\n".join(left))
+        if any(s.running for s in self.stubs.values()):
+            problems.append("a stub server is still running")
+        for server in self.servers:
+            if server.proc is not None and server.proc.poll() is None:
+                problems.append(f"clinvk serve (pid {server.proc.pid}) is still running")
+        return problems
+
+    # -- clinvk serve -------------------------------------------------------------------------
+
+    def serve(self, **server_config: Any) -> Server:
+        """Start a real `clinvk serve` on a free loopback port with this world's config."""
+        port = free_port()
+        config = self.write_config(server={"host": "127.0.0.1", "port": port, "workers": 1,
+                                           "threads": 8, **server_config})
+        # Routes without a workdir field (OpenAI/Anthropic) run in the server's cwd.
+        server = Server(config, port, self.clinvk_home, self.root / "serve.log", self.workdir)
+        self.servers.append(server)
+        server.start()
+        return server

@@ -10,7 +10,8 @@ directory; nothing points outside loopback. How each CLI is pointed at a local A
   ignored by 0.171) with the Responses wire API, one request/stream retry, analytics and
   plugins off and no update check.
 * gemini: ``security.auth.selectedType: gemini-api-key`` in ``~/.gemini/settings.json`` (env
-  alone trips the "gateway" auth bug, exit 41), usage statistics off, two attempts;
+  alone trips the "gateway" auth bug, exit 41), usage statistics off, one attempt (no 5 s
+  wait before a retry of a 5xx);
   ``GOOGLE_GEMINI_BASE_URL`` + ``GEMINI_API_KEY``.
 """
 
@@ -137,7 +138,7 @@ def gemini_settings() -> dict[str, Any]:
         "security": {"auth": {"selectedType": "gemini-api-key"}},
         "privacy": {"usageStatisticsEnabled": False},
         "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False,
-                    "maxAttempts": 2},
+                    "maxAttempts": 1},
     }
 
 
