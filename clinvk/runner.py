@@ -9,6 +9,7 @@ calling thread (no reader threads), which is also where the limits are enforced.
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -19,8 +20,11 @@ import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from clinvk.errors import BackendUnavailable
+
+log = logging.getLogger("clinvk.runner")
 
 EXITED = "exited"
 TIMEOUT = "timeout"
@@ -113,6 +117,8 @@ class ProcessRun:
         self._started = time.monotonic()
         with _active_lock:
             _active.add(self)
+        if _ledger is not None:
+            _ledger.add(self.proc.pid)
         self._feed_stdin()
 
     def _feed_stdin(self) -> None:
@@ -301,6 +307,8 @@ class ProcessRun:
         self._close_wake_pipe()
         with _active_lock:
             _active.discard(self)
+        if _ledger is not None:
+            _ledger.remove(self.proc.pid)
 
     def _terminate_group(self) -> None:
         assert self.proc is not None
@@ -355,3 +363,117 @@ def terminate_all(reason: str = CANCELLED) -> int:
     for run in runs:
         run.cancel(reason)
     return len(runs)
+
+
+# --------------------------------------------------------------------------- run ledger
+#
+# A process killed with SIGKILL (an OOM-killed or ``kill -9``-ed gunicorn worker) cannot
+# stop its backends: they run on, orphaned, with nobody to answer to. A ledger file lists
+# the process groups a process has running, so that its parent (the gunicorn master, in
+# ``child_exit``) can kill what a dead worker left behind.
+
+_ledger: RunLedger | None = None
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (``/proc/PID/stat`` field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _group_members(pgid: int, since: int) -> list[int]:
+    """Live processes of process group ``pgid`` started no earlier than ``since``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if len(fields) > 19 and fields[0] != "Z" and int(fields[2]) == pgid \
+                and int(fields[19]) >= since:
+            members.append(int(entry.name))
+    return members
+
+
+class RunLedger:
+    """The backend process groups of this process, mirrored in a small file.
+
+    One line per running group: ``<pgid> <start time of its leader>``; the start time
+    keeps a reused pid from being mistaken for one of ours. Writing never fails a run:
+    an unwritable ledger is logged once and ignored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._groups: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def add(self, pid: int) -> None:
+        started = _start_time(pid)
+        if started is None:
+            return
+        with self._lock:
+            self._groups[pid] = started
+            self._write()
+
+    def remove(self, pid: int) -> None:
+        with self._lock:
+            if self._groups.pop(pid, None) is not None:
+                self._write()
+
+    def _write(self) -> None:
+        text = "".join(f"{pid} {started}\n" for pid, started in self._groups.items())
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot write the run ledger %s (%s): backends of this process "
+                            "are not cleaned up if it is killed", self.path, exc)
+
+
+def use_ledger(ledger: RunLedger | None) -> None:
+    """Mirror this process's running backends in ``ledger`` (None: stop doing so)."""
+    global _ledger
+    _ledger = ledger
+
+
+def kill_orphaned_groups(path: Path) -> int:
+    """Read a dead process's ledger, SIGKILL every group of it still alive, remove it.
+
+    Returns how many groups were killed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError:
+        return 0
+    killed = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            continue
+        pgid, since = int(parts[0]), int(parts[1])
+        if pgid <= 1 or not _group_members(pgid, since):
+            continue
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    for stale in (path, path.with_name(path.name + ".tmp")):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+    return killed

@@ -8,8 +8,8 @@ Each test starts real gunicorn servers with the fake CLIs and breaks something o
   answer, every backend process is gone, the master exits 0;
 * ``kill -9`` of one of two gunicorn workers while sessions are being written: the
   database passes ``PRAGMA integrity_check``, no turn the client saw complete is lost, the
-  sessions whose turn died with the worker can be continued at once, and the replacement
-  worker serves;
+  sessions whose turn died with the worker can be continued at once, the backends the
+  dead worker left running are killed by the master, and the replacement worker serves;
 * backends that print garbage, a 10 MB line, nothing, or die mid-stream: a clear error in
   each API's own format (or the intact answer, for garbage around valid output), never a
   500 or a traceback, never a hang;
@@ -22,6 +22,7 @@ The engine-level versions of the misbehaving-backend cases are in ``tests/test_f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -370,29 +371,41 @@ def test_kill_9_of_a_worker_during_session_writes(server_factory, tmp_path: Path
                 with lock:
                     failures.append((sid, resp.status_code, resp.text[:300]))
 
+    def hang() -> None:  # a long run the killed worker leaves behind
+        with contextlib.suppress(requests.RequestException):
+            requests.post(server.url("/api/v1/prompt"), timeout=30, json={
+                "backend": "gemini", "ephemeral": True,
+                "prompt": fake("hang", hang=True, grandchild=True, pidfile=str(hangfile))})
+
+    hangfile = tmp_path / "hang-pids"
     clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    clients.append(threading.Thread(target=hang))
     for thread in clients:
         thread.start()
     try:
-        # Wait until the turns are flowing, then kill a worker that has a backend running.
+        # Wait until the turns are flowing, then kill the worker running the long run
+        # while it also has session turns running.
         assert wait_until(lambda: len(tally) == 8 and all(
             c["ok"] >= 2 for c in tally.values()), timeout=30), tally
+        assert wait_until(lambda: len(pids_alive(hangfile)) == 2, timeout=10)
         workers = _workers(server)
-        victim = None
-        deadline = time.monotonic() + 10
-        while victim is None and time.monotonic() < deadline:
-            busy = {_parent(pid) for pid in pids_alive(pidfile)} & workers
-            victim = next(iter(busy), None)
-        assert victim is not None, "no worker had a backend running"
+        victim = _parent(pids_alive(hangfile)[0])
+        assert victim in workers
+        assert wait_until(lambda: victim in {_parent(p) for p in pids_alive(pidfile)},
+                          timeout=10, interval=0.005), "no session turn on that worker"
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         assert wait_until(lambda: len(_workers(server) - {victim}) == 2, timeout=15), \
             server.log()[-3000:]
+        # The master kills what the dead worker left running (its run ledger).
+        assert wait_until(lambda: not pids_alive(hangfile), timeout=5), pids_alive(hangfile)
+        orphans_gone = time.monotonic() - killed_at
         time.sleep(1.5)  # keep writing through the replacement worker
     finally:
         stop.set()
         for thread in clients:
             thread.join(timeout=30)
+    assert orphans_gone < 5
     replacement = _workers(server) - workers
     assert len(replacement) == 1, (workers, _workers(server))
     # A session whose turn died with the worker must not stay "busy": the dead worker's

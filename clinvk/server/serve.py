@@ -20,9 +20,11 @@ result, the workers exit and the master exits 0.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -86,8 +88,20 @@ def _terminate_runs_soon() -> None:
     threading.Thread(target=runner.terminate_all, name="clinvk-shutdown", daemon=True).start()
 
 
+def ledger_path(worker_pid: int) -> Path:
+    """Where a worker lists its running backend process groups (see ``runner.RunLedger``)."""
+    from clinvk.config import clinvk_home
+
+    return clinvk_home() / "run" / f"worker-{worker_pid}.runs"
+
+
 def _post_worker_init(worker: Any) -> None:
-    """Worker: SIGTERM (graceful stop) also terminates the running backend process groups."""
+    """Worker: SIGTERM (graceful stop) also terminates the running backend process groups.
+
+    The worker also keeps a run ledger, so that the master can kill its backends if the
+    worker dies without stopping them (``kill -9``, the OOM killer).
+    """
+    runner.use_ledger(runner.RunLedger(ledger_path(os.getpid())))
     original = worker.handle_exit
 
     def handle_exit(sig: int, frame: Any) -> None:
@@ -108,6 +122,14 @@ def _worker_int(worker: Any) -> None:
 def _worker_exit(server: Any, worker: Any) -> None:
     """Worker leaving for any reason: nothing it started may outlive it."""
     runner.terminate_all()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Master, after a worker exited: kill the backends a killed worker left running."""
+    killed = runner.kill_orphaned_groups(ledger_path(worker.pid))
+    if killed:
+        server.log.warning("worker %s exited with %d backend process group(s) still "
+                           "running: killed them", worker.pid, killed)
 
 
 # --------------------------------------------------------------------------- settings
@@ -149,10 +171,25 @@ def gunicorn_settings(
         "post_worker_init": _post_worker_init,
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
+        "child_exit": _child_exit,
         # bind refusal, closing refused uploads; metrics directory, JSON gunicorn logs
         **security.gunicorn_settings(config),
-        **observability.gunicorn_settings(config),
+        **_chained(observability.gunicorn_settings(config), child_exit=_child_exit),
     }
+
+
+def _chained(settings: dict[str, Any], **ours: Any) -> dict[str, Any]:
+    """``settings`` with any hook also named in ``ours`` running after ours."""
+    out = dict(settings)
+    for name, hook in ours.items():
+        theirs = out.get(name)
+        if theirs is not None:
+            def both(*args: Any, _first: Any = hook, _then: Any = theirs) -> None:
+                _first(*args)
+                _then(*args)
+
+            out[name] = both
+    return out
 
 
 def configure_logging(config: Config) -> None:
