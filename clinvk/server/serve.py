@@ -149,6 +149,14 @@ def gunicorn_settings(
 ) -> dict[str, Any]:
     """gunicorn settings for the gateway; ``None`` arguments come from ``server.*``."""
     srv = config.server
+    observability_settings = observability.gunicorn_settings(config)
+    metrics_child_exit = observability_settings.pop("child_exit", None)
+
+    def child_exit(server: Any, worker: Any) -> None:  # gunicorn checks: two arguments
+        _child_exit(server, worker)
+        if metrics_child_exit is not None:
+            metrics_child_exit(server, worker)
+
     return {
         "bind": [_bind(host or srv.host, srv.port if port is None else port)],
         "worker_class": "gthread",
@@ -171,25 +179,11 @@ def gunicorn_settings(
         "post_worker_init": _post_worker_init,
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
-        "child_exit": _child_exit,
         # bind refusal, closing refused uploads; metrics directory, JSON gunicorn logs
         **security.gunicorn_settings(config),
-        **_chained(observability.gunicorn_settings(config), child_exit=_child_exit),
+        **observability_settings,
+        "child_exit": child_exit,
     }
-
-
-def _chained(settings: dict[str, Any], **ours: Any) -> dict[str, Any]:
-    """``settings`` with any hook also named in ``ours`` running after ours."""
-    out = dict(settings)
-    for name, hook in ours.items():
-        theirs = out.get(name)
-        if theirs is not None:
-            def both(*args: Any, _first: Any = hook, _then: Any = theirs) -> None:
-                _first(*args)
-                _then(*args)
-
-            out[name] = both
-    return out
 
 
 def configure_logging(config: Config) -> None:
