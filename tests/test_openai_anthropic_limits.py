@@ -8,6 +8,7 @@ carrying our message in the vendor's error format.
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,14 @@ def user(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
-def access_log_count(server: Any, request_id: str) -> int:
+def access_log_count(server: Any, request_id: str, settle: float = 1.0) -> int:
+    """Access lines for ``request_id``; gunicorn writes them just after the response."""
+    deadline = time.monotonic() + settle
+    count = server.log().count(f"rid={request_id}")
+    while not count and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = server.log().count(f"rid={request_id}")
+    time.sleep(0.2)  # a retry would have been logged by now
     return server.log().count(f"rid={request_id}")
 
 

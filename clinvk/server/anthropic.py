@@ -20,7 +20,7 @@ from typing import Any
 import flask
 from flask import Response, request
 from flask.views import MethodView
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from clinvk.errors import InvalidRequest
 from clinvk.events import DONE, ERROR, Event, TokenUsage
@@ -48,14 +48,6 @@ blp = Blueprint(
                 "/anthropic (the SDKs add /v1).",
 )
 blp.before_request(check_body_request)
-
-_REQUIRED = {"required": "is required", "null": "is required and must not be null"}
-
-
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ValidationError("must not be empty")
-
 
 # --------------------------------------------------------------------------- errors
 
@@ -134,9 +126,9 @@ class AnthropicInputMessageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    role = fields.String(required=True, error_messages=_REQUIRED,
+    role = fields.String(required=True, error_messages=compat.REQUIRED,
                          validate=validate.OneOf(("user", "assistant")))
-    content = fields.Raw(required=True, error_messages=_REQUIRED, metadata={
+    content = fields.Raw(required=True, error_messages=compat.REQUIRED, metadata={
         "description": "A string or an array of text blocks (thinking blocks of assistant "
                        "turns are skipped; image, document and tool blocks are refused)."})
 
@@ -154,16 +146,16 @@ class AnthropicMessagesRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    model = fields.String(required=True, validate=_not_blank, error_messages=_REQUIRED,
+    model = fields.String(required=True, validate=compat.not_blank, error_messages=compat.REQUIRED,
                           metadata={"description": "claude, codex, gemini, backend/model, an "
                                     "alias (fast, balanced, best) or a vendor model name "
                                     "(claude-*, gpt-*, o*, gemini-*)."})
-    max_tokens = StrictInteger(required=True, error_messages=_REQUIRED,
+    max_tokens = StrictInteger(required=True, error_messages=compat.REQUIRED,
                                validate=validate.Range(min=1), metadata={
                                    "description": "Required (as by Anthropic); not enforced: "
                                                   "the CLIs have no output limit flag."})
     messages = fields.List(fields.Nested(AnthropicInputMessageSchema), required=True,
-                           error_messages=_REQUIRED, validate=validate.Length(min=1))
+                           error_messages=compat.REQUIRED, validate=validate.Length(min=1))
     system = fields.Raw(allow_none=True, metadata={
         "description": "The system prompt: a string or an array of text blocks."})
     stream = StrictBoolean(allow_none=True, metadata={"description": "Answer with SSE events."})

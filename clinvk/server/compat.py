@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, request
+from marshmallow import ValidationError
 
 from clinvk.engine import FAILED, INTERRUPTED, OK, TIMED_OUT, PromptRequest, RunHandle, RunResult
 from clinvk.errors import InvalidRequest
@@ -36,6 +37,8 @@ from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.streaming import Render, event_frames, stream_response
 
 SSE_MIMETYPE = "text/event-stream"
+# marshmallow error messages shared by both vendors' schemas.
+REQUIRED = {"required": "is required", "null": "is required and must not be null"}
 NO_RETRY = {"x-should-retry": "false"}
 
 # Vendor model-name families (matched on the lower-cased name).
@@ -63,6 +66,12 @@ class ModelTarget:
     requested: str
     backend: str
     model: str | None  # what the engine gets (alias or name); None = backend default
+
+
+def not_blank(value: str) -> None:
+    """marshmallow validator: a string field that must say something."""
+    if not value.strip():
+        raise ValidationError("must not be empty")
 
 
 def model_not_found(model: str, reason: str = "") -> ApiException:

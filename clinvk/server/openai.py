@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from clinvk.errors import InvalidRequest
 from clinvk.events import DONE, ERROR, Event, TokenUsage
@@ -39,14 +39,6 @@ blp = Blueprint(
     description="OpenAI-compatible API: point the OpenAI SDKs' base_url at /openai/v1.",
 )
 blp.before_request(check_body_request)
-
-_REQUIRED = {"required": "is required", "null": "is required and must not be null"}
-
-
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ValidationError("must not be empty")
-
 
 # --------------------------------------------------------------------------- errors
 
@@ -121,7 +113,7 @@ class OpenAIChatMessageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    role = fields.String(required=True, error_messages=_REQUIRED, validate=validate.OneOf(
+    role = fields.String(required=True, error_messages=compat.REQUIRED, validate=validate.OneOf(
         ("system", "developer", "user", "assistant", "tool", "function")),
         metadata={"description": "system/developer text becomes the system prompt; tool and "
                                "function messages are refused (no tools)."})
@@ -143,12 +135,12 @@ class OpenAIChatCompletionRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    model = fields.String(required=True, validate=_not_blank, error_messages=_REQUIRED,
+    model = fields.String(required=True, validate=compat.not_blank, error_messages=compat.REQUIRED,
                           metadata={"description": "claude, codex, gemini, backend/model, an "
                                     "alias (fast, balanced, best) or a vendor model name "
                                     "(claude-*, gpt-*, o*, gemini-*)."})
     messages = fields.List(fields.Nested(OpenAIChatMessageSchema), required=True,
-                           error_messages=_REQUIRED, validate=validate.Length(min=1),
+                           error_messages=compat.REQUIRED, validate=validate.Length(min=1),
                            metadata={"description": "The conversation; earlier turns are "
                                      "rendered as a transcript in front of the last user "
                                      "message."})
