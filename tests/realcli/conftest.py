@@ -26,6 +26,10 @@ from realcli.harness import World
 from realcli.sandbox import clean_environ
 
 _problems: list[str] = []  # reasons the suite was skipped, repeated in the terminal summary
+_details: list[str] = []  # npm's output behind them
+# The environment as pytest got it: npm needs the machine's registry/proxy settings, which
+# the CLIs themselves must not see (see _scrubbed_environ).
+_ORIGINAL_ENVIRON = dict(os.environ)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,6 +52,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("REAL CLI SUITE SKIPPED", sep="!", red=True, bold=True)
     for reason in dict.fromkeys(_problems):
         terminalreporter.write_line(reason, red=True)
+    for detail in dict.fromkeys(_details):
+        terminalreporter.write_line(detail)
     terminalreporter.write_line(
         "The real claude/codex/gemini CLIs were NOT exercised. Set CLINVK_REALCLI_REQUIRED=1 "
         "to make this a failure.", red=True)
@@ -56,7 +62,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def _skip(reason: str) -> None:
     message = f"real-CLI suite skipped: {reason}"
     _problems.append(message)
-    if os.environ.get("CLINVK_REALCLI_REQUIRED", "").strip() in ("1", "true", "yes"):
+    if _ORIGINAL_ENVIRON.get("CLINVK_REALCLI_REQUIRED", "").strip() in ("1", "true", "yes"):
         pytest.fail(message + " (CLINVK_REALCLI_REQUIRED is set)", pytrace=False)
     pytest.skip(message)
 
@@ -64,16 +70,19 @@ def _skip(reason: str) -> None:
 @pytest.fixture(scope="session")
 def cli_binaries() -> dict[str, Path]:
     """Backend name -> path of the installed pinned CLI (installing it on first use)."""
-    if os.environ.get("CLINVK_REALCLI_SKIP", "").strip() in ("1", "true", "yes"):
+    if _ORIGINAL_ENVIRON.get("CLINVK_REALCLI_SKIP", "").strip() in ("1", "true", "yes"):
         _skip("CLINVK_REALCLI_SKIP is set")
     if _problems:
         pytest.skip(_problems[0])
     try:
-        return installer.install(log=lambda msg: print(f"[realcli] {msg}", flush=True))
+        return installer.install(log=lambda msg: print(f"[realcli] {msg}", flush=True),
+                                 env=_ORIGINAL_ENVIRON)
     except installer.InstallError as exc:
+        if exc.detail:
+            _details.append(exc.detail)
         if exc.unreachable:
             _skip(f"cannot install the pinned CLIs from npm: {exc}")
-        pytest.fail(f"installing the pinned CLIs failed: {exc}", pytrace=False)
+        pytest.fail(f"installing the pinned CLIs failed: {exc}\n{exc.detail}", pytrace=False)
     raise AssertionError("unreachable")
 
 

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 # backend name -> (npm package, pinned version)
@@ -43,11 +44,15 @@ NETWORK_ERROR = re.compile(
 
 
 class InstallError(Exception):
-    """The CLIs could not be installed; ``unreachable`` says the registry was the cause."""
+    """The CLIs could not be installed; ``unreachable`` says the registry was the cause.
 
-    def __init__(self, message: str, *, unreachable: bool) -> None:
+    ``str()`` is a short reason; ``detail`` has the tail of npm's output.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool, detail: str = "") -> None:
         super().__init__(message)
         self.unreachable = unreachable
+        self.detail = detail
 
 
 def pins_hash() -> str:
@@ -55,17 +60,18 @@ def pins_hash() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def cache_root() -> Path:
-    explicit = os.environ.get("CLINVK_REALCLI_CACHE", "").strip()
+def cache_root(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    explicit = env.get("CLINVK_REALCLI_CACHE", "").strip()
     if explicit:
         return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    xdg = env.get("XDG_CACHE_HOME", "").strip()
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "clinvk-realcli"
 
 
-def prefix_dir() -> Path:
-    return cache_root() / pins_hash()
+def prefix_dir(env: Mapping[str, str] | None = None) -> Path:
+    return cache_root(env) / pins_hash()
 
 
 def bin_paths(prefix: Path) -> dict[str, Path]:
@@ -96,6 +102,14 @@ def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _npm_summary(output: str) -> str:
+    """npm's error code and reason, e.g. "ECONNREFUSED: request to ... failed, reason: ..."."""
+    code = re.search(r"npm error code (\S+)", output)
+    reason = re.search(r"npm error (?:FetchError: )?(request to .*|.*(?:reason|failed).*)", output)
+    parts = [m.group(1) for m in (code, reason) if m]
+    return ": ".join(parts) if parts else (output.splitlines() or ["no output"])[-1]
+
+
 def _check_versions(paths: dict[str, Path], env: dict[str, str]) -> dict[str, str]:
     versions = {}
     for name, path in paths.items():
@@ -119,13 +133,18 @@ def _check_versions(paths: dict[str, Path], env: dict[str, str]) -> dict[str, st
     return versions
 
 
-def install(*, log=None) -> dict[str, Path]:
-    """Install (or reuse) the pinned CLIs; return backend name -> executable path."""
-    prefix = prefix_dir()
+def install(*, log=None, env: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """Install (or reuse) the pinned CLIs; return backend name -> executable path.
+
+    ``env`` is npm's environment (default: ours), so registry mirrors, proxies and
+    ``npm_config_*`` settings of the machine apply.
+    """
+    env = dict(os.environ if env is None else env)
+    prefix = prefix_dir(env)
     found = installed(prefix)
     if found:
         return found
-    npm = shutil.which("npm")
+    npm = shutil.which("npm", path=env.get("PATH"))
     if not npm:
         raise InstallError("npm is not on PATH (Node.js 20+ and npm are needed)",
                            unreachable=True)
@@ -140,10 +159,11 @@ def install(*, log=None) -> dict[str, Path]:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         specs = [f"{pkg}@{ver}" for pkg, ver in PINNED.values()]
-        env = {**os.environ, "npm_config_update_notifier": "false"}
+        env["npm_config_update_notifier"] = "false"
         cmd = [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund",
-               "--no-save", "--loglevel=error", "--fetch-retries=2",
-               "--fetch-timeout=60000", *specs]
+               "--no-save", "--loglevel=error", "--fetch-retries=1",
+               "--fetch-retry-mintimeout=2000", "--fetch-retry-maxtimeout=10000",
+               "--fetch-timeout=30000", *specs]
         if log:
             log(f"installing {' '.join(specs)} into {prefix} ...")
         started = time.monotonic()
@@ -159,8 +179,10 @@ def install(*, log=None) -> dict[str, Path]:
             shutil.rmtree(staging, ignore_errors=True)
             output = _tail(proc.stderr + "\n" + proc.stdout)
             raise InstallError(
-                f"`{' '.join(cmd[:2] + specs)}` failed with rc {proc.returncode}:\n{output}",
+                f"`npm install {' '.join(specs)}` failed with rc {proc.returncode}: "
+                f"{_npm_summary(output)}",
                 unreachable=bool(NETWORK_ERROR.search(output)),
+                detail=output,
             )
         try:
             versions = _check_versions(bin_paths(staging), env)
