@@ -15,6 +15,7 @@ teardown the stubs are stopped and no process started from the world may be left
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,8 @@ def cli_binaries() -> dict[str, Path]:
     """Backend name -> path of the installed pinned CLI (installing it on first use)."""
     if _ORIGINAL_ENVIRON.get("CLINVK_REALCLI_SKIP", "").strip() in ("1", "true", "yes"):
         _skip("CLINVK_REALCLI_SKIP is set")
+    if not sys.platform.startswith("linux"):
+        _skip(f"it needs Linux (/proc for the process checks), not {sys.platform}")
     if _problems:
         pytest.skip(_problems[0])
     try:
