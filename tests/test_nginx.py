@@ -326,6 +326,8 @@ def test_streams_pass_through_unbuffered(nginx: Nginx, kind: str) -> None:
                 first_text_at = time.monotonic() - started
         done_at = time.monotonic() - started
     assert first_text_at is not None, received[-500:]
+    print(f"\n[{kind}] first text after {first_text_at:.2f} s, stream ended after "
+          f"{done_at:.2f} s (backend paused {PAUSE:g} s after its first chunk)")
     # The backend sleeps PAUSE seconds right after its first text chunk: that chunk must
     # have reached the client through nginx long before the stream ended.
     assert done_at >= PAUSE, (first_text_at, done_at)
