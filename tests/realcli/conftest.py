@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.realcli)
             # The first test may include the npm install (about 30 s, longer on slow links).
-            item.add_marker(pytest.mark.timeout(600))
+            item.add_marker(pytest.mark.timeout(300))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
