@@ -407,29 +407,69 @@ class RunLedger:
     One line per running group: ``<pgid> <start time of its leader>``; the start time
     keeps a reused pid from being mistaken for one of ours. Writing never fails a run:
     an unwritable ledger is logged once and ignored.
+
+    The file is written by one background thread: a run's start and end only update the
+    table and wake it, so request threads never wait for file I/O or for each other. (When
+    every start and end rewrote the file under the lock, 64 concurrent runs queued on it
+    for seconds; see docs/performance.md, "Speed-ups".) Changes that arrive while a write
+    is in progress are coalesced into the next one.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._groups: dict[int, int] = {}
-        self._lock = threading.Lock()
+        self._changed = threading.Condition(threading.Lock())
+        self._version = 0  # bumped on every change
+        self._written = 0  # the version the file holds
+        self._writer: threading.Thread | None = None
         self._warned = False
 
     def add(self, pid: int) -> None:
         started = _start_time(pid)
         if started is None:
             return
-        with self._lock:
+        with self._changed:
             self._groups[pid] = started
-            self._write()
+            self._touch()
 
     def remove(self, pid: int) -> None:
-        with self._lock:
+        with self._changed:
             if self._groups.pop(pid, None) is not None:
-                self._write()
+                self._touch()
 
-    def _write(self) -> None:
-        text = "".join(f"{pid} {started}\n" for pid, started in self._groups.items())
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the file holds every change made so far; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._written < self._version:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def _touch(self) -> None:
+        """Under the condition's lock: record a change and make sure the writer runs."""
+        self._version += 1
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._write_loop, name="clinvk-run-ledger",
+                                            daemon=True)
+            self._writer.start()
+        self._changed.notify_all()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._changed:
+                while self._written == self._version:
+                    self._changed.wait()
+                version = self._version
+                text = "".join(f"{pid} {started}\n" for pid, started in self._groups.items())
+            self._write(text)
+            with self._changed:
+                self._written = version
+                self._changed.notify_all()
+
+    def _write(self, text: str) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

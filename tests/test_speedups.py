@@ -94,3 +94,113 @@ def test_argument_schema_classes_are_instantiated_once_per_route() -> None:
     assert bad.status_code == 400  # validation still runs on the shared instance
     spec = api.spec.to_dict()
     assert "Counting" in spec["components"]["schemas"]  # documented as before
+
+
+# --------------------------------------------------------------------------- run ledger
+
+
+def _ledger_lines(path) -> set[str]:
+    return set(path.read_text().splitlines()) if path.exists() else set()
+
+
+def test_run_ledger_mirrors_concurrent_starts_and_ends(tmp_path) -> None:
+    """Written by a background thread now: many runs starting and ending at once all end
+    up in the file, and flush() waits for it."""
+    import subprocess
+
+    from clinvk.runner import RunLedger, _start_time
+
+    ledger = RunLedger(tmp_path / "run" / "worker.runs")
+    procs = [subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(24)]
+    try:
+        threads = [threading.Thread(target=ledger.add, args=(p.pid,)) for p in procs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert ledger.flush()
+        assert _ledger_lines(ledger.path) == {f"{p.pid} {_start_time(p.pid)}" for p in procs}
+        threads = [threading.Thread(target=ledger.remove, args=(p.pid,)) for p in procs[:20]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert ledger.flush()
+        assert _ledger_lines(ledger.path) == {f"{p.pid} {_start_time(p.pid)}"
+                                              for p in procs[20:]}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    for p in procs[20:]:
+        ledger.remove(p.pid)
+    assert ledger.flush()
+    assert ledger.path.read_text() == ""
+
+
+def test_run_ledger_kill_orphaned_groups_reads_what_was_flushed(tmp_path) -> None:
+    import subprocess
+
+    from clinvk.runner import RunLedger, kill_orphaned_groups
+
+    ledger = RunLedger(tmp_path / "worker.runs")
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        ledger.add(proc.pid)
+        assert ledger.flush()
+        assert kill_orphaned_groups(ledger.path) == 1
+        assert proc.wait(timeout=5) == -9
+        assert not ledger.path.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_ledger_unwritable_never_blocks_or_fails_a_run(tmp_path, caplog) -> None:
+    from clinvk.runner import RunLedger
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    ledger = RunLedger(blocker / "run" / "worker.runs")
+    ledger.add(os.getpid())
+    ledger.remove(os.getpid())
+    assert ledger.flush()
+    assert sum("cannot write the run ledger" in r.getMessage() for r in caplog.records) == 1
+
+
+# --------------------------------------------------------------------------- session writes
+
+
+def test_concurrent_writers_of_one_process_queue_and_lose_nothing(tmp_path) -> None:
+    """Writers of one process now queue on a lock of the store instead of SQLite's busy
+    handler; every turn still counts and a failing transaction releases the lock."""
+    from clinvk.events import TokenUsage
+    from clinvk.sessions import SessionStore
+
+    store = SessionStore(tmp_path / "sessions.db", busy_timeout=30)
+    session = store.create(backend="claude", working_dir=str(tmp_path), tags=["api"])
+    created: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(10):
+            store.record_turn(session.id, usage=TokenUsage(1, 1), status="completed")
+        created.append(store.create(backend="codex", working_dir=str(tmp_path)).id)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    again = store.get(session.id)
+    assert again.turn_count == 160
+    assert again.token_usage.input_tokens == 160
+    assert store.count() == 17 and len(set(created)) == 16
+    with pytest.raises(Exception):  # noqa: B017 - any failure inside the transaction
+        with store._write(store._conn()):
+            store._conn().execute("INSERT INTO no_such_table VALUES (1)")
+    store.record_turn(session.id)  # the lock was released by the failed transaction
+    done = threading.Event()
+    threading.Thread(target=lambda: (store.record_turn(session.id), done.set())).start()
+    assert done.wait(10)
+    assert store.get(session.id).turn_count == 162
