@@ -695,6 +695,11 @@ class SessionStore:
         self._clock: Callable[[], float] = clock or time.time
         self._local = threading.local()
         self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
+        # This process's writers queue here, and the next one starts the moment the lock
+        # is free. Left to SQLite, a writer that finds the database locked polls with
+        # sleeps of up to 100 ms (the busy handler), which made 64 concurrent requests wait
+        # seconds; other processes' writers still meet busy_timeout.
+        self._write_lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -776,19 +781,20 @@ class SessionStore:
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
         """A write transaction that takes the lock up front (no deadlock on upgrade)."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also after a failed COMMIT: never leave this thread's connection inside a
-            # transaction, or its next BEGIN would fail too.
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                # Also after a failed COMMIT: never leave this thread's connection inside a
+                # transaction, or its next BEGIN would fail too.
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
 
     @contextmanager
     def _snapshot(self, conn: sqlite3.Connection) -> Iterator[None]:
