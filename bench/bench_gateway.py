@@ -1,58 +1,59 @@
 #!/usr/bin/env python3
-"""Gateway overhead: ``POST /api/v1/prompt`` through ``clinvk serve`` vs. the same CLI run directly.
+"""Gateway overhead, throughput and streaming delay of ``clinvk serve`` over the fake CLI.
 
-What it measures (all on this machine, loopback only, bounded request counts):
-
-1. **Direct**: the fake ``claude`` from ``tests/fakes/bin`` started with exactly the argv the
-   gateway uses (taken from a dry run), prompt on stdin, until it exits.
-2. **Gateway**: ``POST /api/v1/prompt`` (JSON result, a session recorded as usual) against a
-   real ``clinvk serve`` (gunicorn gthread, 1 worker, 32 threads) running the same fake.
-
-Both at concurrency 1 and 16; the overhead is the difference of the latency percentiles.
-
-3. **NDJSON line latency**: with ``output_format: stream-json``, the time from the backend
-   writing a text-delta line to the client receiving the matching ``message`` event. The
-   backend is wrapped by a tiny stamping relay that records when each delta line was written
-   (``time.monotonic`` is system-wide on Linux, so the two clocks compare).
+1. **Overhead**: for each of ``POST /api/v1/prompt``, ``/openai/v1/chat/completions`` and
+   ``/anthropic/v1/messages``, the fake ``claude`` is also run *directly* with exactly the
+   argv, stdin and working directory the gateway used for that route (recorded by the
+   fake's ``FAKE_CLI_LOG`` during a warm-up request). Each client thread alternates the
+   direct run and the HTTP request, so both paths see the same background load; the
+   overhead is the difference of their percentiles. Concurrency 1, 16 and 64.
+2. **Throughput**: requests/s of each route (gateway only) and of the direct CLI at
+   concurrency 16, plus ``GET /health`` (no backend run: the HTTP stack alone). The
+   server workers' own CPU time (``/proc/<pid>/stat`` utime + stime, not the CLIs')
+   divided by the requests gives the gateway's CPU cost per request, a number that
+   machine load hardly moves.
+3. **Streaming delay**: the backend is the fake behind a tiny relay that stamps
+   (``time.monotonic``, system-wide) each text-delta line right after writing it to the
+   gateway; the client stamps when the matching NDJSON event / SSE frame arrives.
 
 Usage (from the repository root)::
 
-    python3 bench/bench_gateway.py                 # print the results
-    python3 bench/bench_gateway.py --write         # also replace "## Gateway overhead" in
-                                                   # docs/performance.md
+    python3 bench/bench_gateway.py [--quick]      # prints JSON; bench/run_all.py renders it
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
-import signal
-import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import requests
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-REPO = Path(__file__).resolve().parent.parent
-FAKE_BIN = REPO / "tests" / "fakes" / "bin"
-PERF_DOC = REPO / "docs" / "performance.md"
-SECTION = "## Gateway overhead"
-BANNER_RE = re.compile(r"starting on http://([^\s/]+):(\d+)")
+from common import FAKE_BIN, Client, Server, bench_env, pcts  # noqa: E402
+
 PROMPT = "say hello"
-DIRECT = "direct CLI"
-GATEWAY = "POST /api/v1/prompt"
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+NATIVE, OPENAI, ANTHROPIC = ("POST /api/v1/prompt", "POST /openai/v1/chat/completions",
+                             "POST /anthropic/v1/messages")
+ROUTES: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
+    NATIVE: ("/api/v1/prompt", {"backend": "claude", "prompt": PROMPT}, {}),
+    OPENAI: ("/openai/v1/chat/completions",
+             {"model": "claude", "messages": [{"role": "user", "content": PROMPT}]}, {}),
+    ANTHROPIC: ("/anthropic/v1/messages",
+                {"model": "claude", "max_tokens": 1024,
+                 "messages": [{"role": "user", "content": PROMPT}]}, ANTHROPIC_HEADERS),
+}
+STREAM_APIS = ("NDJSON (/api/v1/prompt)", "SSE (/openai/v1/chat/completions)",
+               "SSE (/anthropic/v1/messages)")
 
-STAMP_RELAY = """#!{python}
+STAMP_RELAY = """#!{python} -S
 import os, subprocess, sys, time
 proc = subprocess.Popen([{fake!r}, *sys.argv[1:]], stdout=subprocess.PIPE)
 with open(os.environ["BENCH_STAMP_LOG"], "a") as log:
@@ -65,77 +66,74 @@ sys.exit(proc.wait())
 """
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * pct / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+# --------------------------------------------------------------------------- overhead
 
 
-class Server:
-    def __init__(self, workdir: Path, env: dict[str, str], config: dict) -> None:
-        self.workdir = workdir
-        config_path = workdir / "config.yaml"
-        config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / "server.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "clinvk.cli", "--config", str(config_path), "serve",
-                 "--port", "0", "--workers", "1", "--threads", "32"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=str(workdir), start_new_session=True)
-        deadline = time.monotonic() + 30
-        self.base = ""
-        while time.monotonic() < deadline and not self.base:
-            if self.proc.poll() is not None:
-                raise SystemExit("clinvk serve exited:\n" + self.log_path.read_text())
-            match = BANNER_RE.search(self.log_path.read_text(errors="replace"))
-            if match:
-                self.base = f"http://{match.group(1)}:{match.group(2)}"
-            time.sleep(0.05)
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.base + "/health", timeout=2).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.05)
-        raise SystemExit("clinvk serve did not become ready:\n" + self.log_path.read_text())
+def capture_invocations(server: Server, log_path: Path) -> dict[str, dict[str, Any]]:
+    """The argv/stdin/cwd the gateway gives the fake for each route (one request each)."""
+    out = {}
+    with Client(server) as client:
+        for name, (path, body, headers) in ROUTES.items():
+            log_path.write_text("")
+            status, data = client.request("POST", path, body, headers)
+            assert status == 200, (name, status, data[:500])
+            runs = [json.loads(line) for line in log_path.read_text().splitlines()]
+            assert len(runs) == 1, runs
+            out[name] = {"argv": [str(FAKE_BIN / "claude"), *runs[0]["argv"]],
+                         "stdin": runs[0]["stdin"] or "", "cwd": runs[0]["cwd"]}
+    return out
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+
+def direct_call(invocation: dict[str, Any], env: dict[str, str]) -> Callable[[dict], None]:
+    import subprocess
+
+    stdin = invocation["stdin"].encode()
+
+    def call(state: dict) -> None:
+        proc = subprocess.run(invocation["argv"], input=stdin, capture_output=True, env=env,
+                              cwd=invocation["cwd"], start_new_session=True, check=False)
+        assert proc.returncode == 0 and b'"result"' in proc.stdout, proc.stderr[-500:]
+
+    return call
+
+
+def gateway_call(server: Server, name: str) -> Callable[[dict], None]:
+    path, body, headers = ROUTES[name]
+
+    def call(state: dict) -> None:
+        client = state.get("client")
+        if client is None:
+            client = state["client"] = Client(server)
+        status, data = client.request("POST", path, body, headers)
+        assert status == 200, (name, status, data[:500])
+
+    return call
 
 
 def run_interleaved(calls: dict[str, Callable[[dict], None]], concurrency: int,
                     per_worker: int) -> dict[str, list[float]]:
-    """Each of ``concurrency`` threads alternates the calls ``per_worker`` times each.
-
-    Interleaving puts both paths under the same background load (this machine is shared),
-    so their difference is the gateway's cost rather than the noise of two time windows.
-    """
+    """``concurrency`` threads each alternate the calls ``per_worker`` times (after one
+    unmeasured warm-up of each); returns milliseconds per call name."""
     names = list(calls)
     barrier = threading.Barrier(concurrency)
 
     def worker(index: int) -> dict[str, list[float]]:
         state: dict = {}
-        for name in names:
-            calls[name](state)  # warm-up (connection, caches), not measured
-        barrier.wait()
-        out: dict[str, list[float]] = {name: [] for name in names}
-        order = names if index % 2 == 0 else names[::-1]
-        for _ in range(per_worker):
-            for name in order:
-                started = time.perf_counter()
+        try:
+            for name in names:
                 calls[name](state)
-                out[name].append((time.perf_counter() - started) * 1000)
-        return out
+            barrier.wait()
+            out: dict[str, list[float]] = {name: [] for name in names}
+            order = names if index % 2 == 0 else names[::-1]
+            for _ in range(per_worker):
+                for name in order:
+                    started = time.perf_counter()
+                    calls[name](state)
+                    out[name].append((time.perf_counter() - started) * 1000)
+            return out
+        finally:
+            if state.get("client"):
+                state["client"].close()
 
     merged: dict[str, list[float]] = {name: [] for name in names}
     with ThreadPoolExecutor(concurrency) as pool:
@@ -145,180 +143,193 @@ def run_interleaved(calls: dict[str, Callable[[dict], None]], concurrency: int,
     return merged
 
 
-def bench_overhead(server: Server, env: dict[str, str], workdir: Path, per_worker: dict[int, int]
-                   ) -> list[tuple[str, int, list[float]]]:
-    dry = requests.post(server.base + "/api/v1/prompt", timeout=30, json={
-        "backend": "claude", "prompt": PROMPT, "dry_run": True}).json()
-    argv = dry["data"]["command"]
-    body = {"backend": "claude", "prompt": PROMPT}
-
-    def direct(state: dict) -> None:
-        proc = subprocess.run(argv, input=PROMPT.encode(), capture_output=True, env=env,
-                              cwd=str(workdir), start_new_session=True, check=False)
-        assert proc.returncode == 0 and b'"result"' in proc.stdout, proc.stderr
-
-    def gateway(state: dict) -> None:
-        session = state.setdefault("http", requests.Session())
-        resp = session.post(server.base + "/api/v1/prompt", json=body, timeout=60)
-        assert resp.status_code == 200, resp.text
-
+def bench_overhead(server: Server, env: dict[str, str], invocations: dict[str, dict],
+                   plan: dict[int, int]) -> list[dict[str, Any]]:
     rows = []
-    for concurrency, count in per_worker.items():
-        samples = run_interleaved({DIRECT: direct, GATEWAY: gateway}, concurrency, count)
-        rows += [(DIRECT, concurrency, samples[DIRECT]), (GATEWAY, concurrency, samples[GATEWAY])]
+    for concurrency, per_worker in plan.items():
+        for name in ROUTES:
+            calls = {"direct": direct_call(invocations[name], env),
+                     "gateway": gateway_call(server, name)}
+            cpu0 = server.workers_cpu()
+            samples = run_interleaved(calls, concurrency, per_worker)
+            cpu = server.workers_cpu() - cpu0
+            gateway_requests = concurrency * (per_worker + 1)  # warm-ups hit the server too
+            # same thread, same iteration: the two calls of a pair ran back to back
+            paired = [g - d for g, d in zip(samples["gateway"], samples["direct"], strict=True)]
+            rows.append({"route": name, "concurrency": concurrency,
+                         "direct": pcts(samples["direct"]), "gateway": pcts(samples["gateway"]),
+                         "paired_diff": pcts(paired),
+                         "gateway_cpu_ms": cpu * 1000 / gateway_requests})
+            print(f"  overhead {name} c={concurrency}: direct p50 "
+                  f"{rows[-1]['direct']['p50']:.1f} ms, gateway p50 "
+                  f"{rows[-1]['gateway']['p50']:.1f} ms", file=sys.stderr)
     return rows
 
 
-def bench_stream(server: Server, stamp_log: Path, streams: int, words: int) -> list[float]:
-    reply = " ".join(f"w{i:02d}" for i in range(words))
-    prompt = f'{PROMPT} FAKE{{"reply": "{reply}", "chunk_delay": 0.03}}'
-    latencies: list[float] = []
-    for _ in range(streams):
-        stamp_log.write_text("")
-        received: list[float] = []
-        resp = requests.post(server.base + "/api/v1/prompt", stream=True, timeout=60, json={
-            "backend": "claude", "prompt": prompt, "output_format": "stream-json",
-            "ephemeral": True})
-        assert resp.status_code == 200, resp.text
-        buffer = b""
-        for chunk in resp.raw.read_chunked():
-            now = time.monotonic()
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                event = json.loads(line)
-                if event["type"] == "message" and event["content"].get("is_partial"):
-                    received.append(now)
-        written = [float(x) for x in stamp_log.read_text().split()]
-        if len(written) != len(received):
-            raise SystemExit(f"{len(written)} delta lines written, {len(received)} received")
-        latencies += [(r - w) * 1000 for w, r in zip(written, received, strict=True)]
-    return latencies
+# --------------------------------------------------------------------------- throughput
 
 
-def machine(load: tuple[float, float, float]) -> str:
-    return (f"{os.cpu_count()} vCPUs, {platform.machine()}, Linux {platform.release()}, "
-            f"Python {platform.python_version()}; load average {load[0]:.1f} when the run "
-            "started")
+def closed_loop(call: Callable[[dict], None], concurrency: int, total: int) -> float:
+    """Run ``total`` calls on ``concurrency`` threads as fast as they complete; wall s."""
+    counter = iter(range(total))
+    lock = threading.Lock()
+    barrier = threading.Barrier(concurrency + 1)
+
+    def worker() -> None:
+        state: dict = {}
+        try:
+            call(state)  # warm-up
+            barrier.wait()
+            while True:
+                with lock:
+                    if next(counter, None) is None:
+                        return
+                call(state)
+        finally:
+            if state.get("client"):
+                state["client"].close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
 
 
-def render(rows: list[tuple[str, int, list[float]]], stream: list[float], command: str,
-           load: tuple[float, float, float]) -> str:
-    out = [SECTION, ""]
-    out.append(
-        "What one native request costs on top of the backend CLI itself (SPEC §7.2): "
-        "`bench/bench_gateway.py` runs the fake `claude` from `tests/fakes/bin` directly with "
-        "the exact argv the gateway uses (taken from a dry run, prompt on stdin) and through "
-        "`POST /api/v1/prompt` on a real `clinvk serve` (gunicorn gthread, 1 worker, 32 "
-        "threads; a session is recorded per request as in normal use), at concurrency 1 and "
-        "16. Each client thread alternates the two paths (so at concurrency 16 about 8 CLIs "
-        "run directly and 8 through the gateway at any moment), which puts both under the same "
-        "background load; every thread makes one unmeasured warm-up call of each first.")
-    out += ["", "Command (from the repository root):", "", "```", command, "```", ""]
-    out += [f"Machine: {machine(load)}; client, server and CLIs share the machine.", ""]
-    out += ["| path | concurrency | requests | p50 ms | p95 ms |", "|---|---:|---:|---:|---:|"]
-    stats: dict[tuple[str, int], tuple[float, float]] = {}
-    for name, concurrency, samples in rows:
-        p50, p95 = percentile(samples, 50), percentile(samples, 95)
-        stats[(name, concurrency)] = (p50, p95)
-        out.append(f"| {name} | {concurrency} | {len(samples)} | {p50:.1f} | {p95:.1f} |")
-    out += ["", "Gateway overhead (gateway minus direct):", ""]
-    out += ["| concurrency | p50 ms | p95 ms |", "|---:|---:|---:|"]
-    for concurrency in sorted({c for _, c, _ in rows}):
-        gw, direct = stats[(GATEWAY, concurrency)], stats[(DIRECT, concurrency)]
-        out.append(f"| {concurrency} | {gw[0] - direct[0]:+.1f} | {gw[1] - direct[1]:+.1f} |")
-    out += ["", "NDJSON streaming (`output_format: stream-json`): time from the backend "
-            "writing a text-delta line to the client receiving its `message` event, over "
-            f"{len(stream)} lines:", ""]
-    out += ["| p50 ms | p95 ms | max ms |", "|---:|---:|---:|",
-            f"| {percentile(stream, 50):.2f} | {percentile(stream, 95):.2f} | "
-            f"{max(stream):.2f} |", ""]
-    out += [
-        "Reading the numbers:",
-        "",
-        "- The direct run is dominated by starting the CLI (here a Python script); the "
-        "gateway adds HTTP parsing, validation, policy checks, one session insert and one "
-        "`record_turn` (SQLite WAL), output parsing and the JSON response.",
-        "- At concurrency 16 on 2 cores the CLIs compete for CPU, so both paths slow down; "
-        "the gateway's own Python work (parsing every stream line of the CLI, JSON, SQLite) "
-        "competes for the same two cores, which is most of the difference under load.",
-        "- On a shared machine the absolute numbers move from run to run; compare the two "
-        "paths within one run (they are interleaved), not across runs.",
-        "- Stream latency covers the runner's read, parsing into a unified event, JSON "
-        "encoding and gunicorn writing the chunk; each line is written as soon as it is "
-        "parsed (no buffering in the app or in gunicorn's gthread worker).",
+def bench_throughput(server: Server, env: dict[str, str], invocations: dict[str, dict],
+                     concurrency: int, total: int, cheap_total: int) -> list[dict[str, Any]]:
+    rows = []
+
+    def measure(label: str, call: Callable[[dict], None], count: int, on_server: bool) -> None:
+        cpu0 = server.workers_cpu()
+        wall = closed_loop(call, concurrency, count)
+        cpu = server.workers_cpu() - cpu0
+        rows.append({"what": label, "concurrency": concurrency, "requests": count,
+                     "seconds": wall, "rps": count / wall,
+                     "gateway_cpu_ms": cpu * 1000 / (count + concurrency) if on_server
+                     else None})
+        print(f"  throughput {label}: {count / wall:.1f}/s", file=sys.stderr)
+
+    measure("direct CLI (native argv)", direct_call(invocations[NATIVE], env), total, False)
+    for name in ROUTES:
+        measure(name, gateway_call(server, name), total, True)
+
+    def health(state: dict) -> None:
+        client = state.get("client") or state.setdefault("client", Client(server))
+        status, _ = client.request("GET", "/health")
+        assert status == 200
+
+    measure("GET /health (no backend run)", health, cheap_total, True)
+    return rows
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def stream_bodies(prompt: str) -> list[tuple[str, str, dict[str, Any], dict[str, str]]]:
+    messages = [{"role": "user", "content": prompt}]
+    return [
+        (STREAM_APIS[0], "/api/v1/prompt", {"backend": "claude", "prompt": prompt,
+                                            "output_format": "stream-json",
+                                            "ephemeral": True}, {}),
+        (STREAM_APIS[1], "/openai/v1/chat/completions",
+         {"model": "claude", "messages": messages, "stream": True}, {}),
+        (STREAM_APIS[2], "/anthropic/v1/messages",
+         {"model": "claude", "max_tokens": 1024, "messages": messages, "stream": True},
+         ANTHROPIC_HEADERS),
     ]
-    return "\n".join(_wrap(line) for line in out) + "\n"
 
 
-def _wrap(line: str, width: int = 100) -> str:
-    """Wrap prose lines like the rest of docs/performance.md (tables and code stay as is)."""
-    if len(line) <= width or line.startswith(("|", "```", "python3 ")):
-        return line
-    indent = "  " if line.startswith("- ") else ""
-    return textwrap.fill(line, width=width, subsequent_indent=indent, break_on_hyphens=False,
-                         break_long_words=False)
+def is_delta(api: str, line: bytes) -> bool:
+    """Whether a received line carries one text delta of the reply."""
+    if api == STREAM_APIS[0]:
+        if not line.strip():
+            return False
+        event = json.loads(line)
+        return event["type"] == "message" and bool(event["content"].get("is_partial"))
+    if not line.startswith(b"data: {"):
+        return False
+    frame = json.loads(line[6:])
+    if api == STREAM_APIS[1]:
+        choices = frame.get("choices") or []
+        return bool(choices and choices[0]["delta"].get("content"))
+    return frame.get("type") == "content_block_delta"
 
 
-def write_section(text: str) -> None:
-    doc = PERF_DOC.read_text() if PERF_DOC.exists() else "# Performance\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: text + "\n", doc, count=1).rstrip("\n") + "\n"
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    PERF_DOC.write_text(doc)
+def bench_stream(server: Server, stamp_log: Path, streams: int) -> dict[str, dict[str, Any]]:
+    reply = " ".join(f"w{i:02d}" for i in range(24))
+    prompt = f'{PROMPT} FAKE{{"reply": "{reply}", "chunk_delay": 0.03}}'
+    out: dict[str, dict[str, Any]] = {}
+    with Client(server) as client:
+        for api, path, body, headers in stream_bodies(prompt):
+            all_delays: list[float] = []
+            first: list[float] = []
+            mismatches = 0
+            for i in range(streams + 1):  # the first stream is a warm-up
+                stamp_log.write_text("")
+                received: list[float] = []
+                resp = client.stream("POST", path, body, headers)
+                assert resp.status == 200, resp.read()[:500]
+                while True:
+                    line = resp.readline()
+                    now = time.monotonic()
+                    if not line:
+                        break
+                    if is_delta(api, line.rstrip(b"\n")):
+                        received.append(now)
+                written = [float(x) for x in stamp_log.read_text().split()]
+                if len(written) != len(received):
+                    mismatches += 1
+                if i == 0:
+                    continue
+                pairs = list(zip(written, received, strict=False))
+                delays = [(r - w) * 1000 for w, r in pairs]
+                all_delays += delays
+                if delays:
+                    first.append(delays[0])
+            out[api] = {"all": pcts(all_delays), "first": pcts(first), "streams": streams,
+                        "mismatched_streams": mismatches, "samples": all_delays}
+            print(f"  stream {api}: p50 {out[api]['all']['p50']:.2f} ms", file=sys.stderr)
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=60,
-                        help="measured requests per path at concurrency 1 (default 60)")
-    parser.add_argument("--per-worker", type=int, default=10,
-                        help="measured requests per path and thread at concurrency 16 "
-                             "(default 10)")
-    parser.add_argument("--streams", type=int, default=25, help="NDJSON streams (default 25)")
-    parser.add_argument("--write", action="store_true",
-                        help=f"replace the '{SECTION}' section of docs/performance.md")
-    args = parser.parse_args()
-    load = os.getloadavg()
+# --------------------------------------------------------------------------- entry
 
+
+def run(quick: bool = False) -> dict[str, Any]:
+    plan = {1: 12, 16: 2, 64: 1} if quick else {1: 40, 16: 4, 64: 2}
+    total, cheap, streams = (48, 500, 6) if quick else (160, 3000, 25)
     with tempfile.TemporaryDirectory(prefix="clinvk-bench-") as tmp:
         root = Path(tmp)
-        home, chome, workdir = root / "home", root / "clinvk-home", root / "work"
-        for path in (home, chome, workdir):
-            path.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLINVK_", "FAKE_CLI"))}
-        env.update(PATH=f"{FAKE_BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(home),
-                   CLINVK_HOME=str(chome), FAKE_CLI_MAX_LIFETIME="120")
+        env = bench_env(root)
+        run_log = root / "fake-runs.jsonl"
+        config = {"server": {"max_concurrent_runs": 128, "threads": 96}}
+        with Server(root, {**env, "FAKE_CLI_LOG": str(run_log)}, config, threads=96,
+                    name="capture") as server:
+            invocations = capture_invocations(server, run_log)
+        with Server(root, env, config, threads=96, name="overhead") as server:
+            overhead = bench_overhead(server, env, invocations, plan)
+            throughput = bench_throughput(server, env, invocations, 16, total, cheap)
         relay = root / "stamp-claude"
         relay.write_text(STAMP_RELAY.format(python=sys.executable, fake=str(FAKE_BIN / "claude")))
         relay.chmod(0o755)
         stamp_log = root / "stamps.log"
-
-        plain = Server(workdir, env, {})
-        try:
-            rows = bench_overhead(plain, env, workdir, {1: args.requests, 16: args.per_worker})
-        finally:
-            plain.stop()
         stream_env = {**env, "BENCH_STAMP_LOG": str(stamp_log)}
-        streaming = Server(workdir, stream_env,
-                           {"backends": {"claude": {"command": str(relay)}}})
-        try:
-            stream = bench_stream(streaming, stamp_log, args.streams, words=20)
-        finally:
-            streaming.stop()
+        with Server(root, stream_env, {"backends": {"claude": {"command": str(relay)}}},
+                    name="stream") as server:
+            stream = bench_stream(server, stamp_log, streams)
+    return {"plan": plan, "overhead": overhead, "throughput": throughput, "stream": stream,
+            "invocations": {k: v["argv"][1:] for k, v in invocations.items()}}
 
-    command = "python3 bench/bench_gateway.py"
-    if (args.requests, args.per_worker, args.streams) != (60, 10, 25):
-        command += (f" --requests {args.requests} --per-worker {args.per_worker} "
-                    f"--streams {args.streams}")
-    command += " --write"
-    text = render(rows, stream, command, load)
-    print(text)
-    if args.write:
-        write_section(text)
-        print(f"wrote '{SECTION}' to {PERF_DOC.relative_to(REPO)}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick), indent=2))
 
 
 if __name__ == "__main__":
