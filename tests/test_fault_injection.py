@@ -403,7 +403,12 @@ def test_kill_9_of_a_worker_during_session_writes(server_factory, tmp_path: Path
         assert wait_until(lambda: not pids_alive(hangfile), timeout=5), pids_alive(hangfile)
         orphans_gone = time.monotonic() - killed_at
         print(f"\n[kill -9] the dead worker's backends gone after {orphans_gone:.2f} s")
-        time.sleep(1.5)  # keep writing through the replacement worker
+        # Keep writing until the replacement worker has run backends itself (its run
+        # ledger appears with its first run).
+        replacement = _workers(server) - workers
+        assert len(replacement) == 1, (workers, _workers(server))
+        ledger = server.clinvk_home / "run" / f"worker-{next(iter(replacement))}.runs"
+        assert wait_until(ledger.exists, timeout=15), "the replacement worker ran nothing"
     finally:
         stop.set()
         for thread in clients:
@@ -412,8 +417,6 @@ def test_kill_9_of_a_worker_during_session_writes(server_factory, tmp_path: Path
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
     assert orphans_gone < 5
-    replacement = _workers(server) - workers
-    assert len(replacement) == 1, (workers, _workers(server))
     # A session whose turn died with the worker must not stay "busy": the dead worker's
     # lease is taken over at once instead of blocking the session until it expires.
     print(f"[kill -9] {sum(c['ok'] for c in tally.values())} turns answered, "
