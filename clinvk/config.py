@@ -239,6 +239,9 @@ class ServerConfig:
                                   check=_at_least(0))
     backend_idle_timeout_secs: int = _key(
         0, "Kill a backend that prints nothing for this long (0 = off).", check=_at_least(0))
+    backend_nice: int = _key(
+        0, "Niceness added to backend CLI processes (0-19), so the server keeps its CPU "
+           "share when they saturate the cores (0 = same priority).", check=_between(0, 19))
     rate_limit_enabled: bool = _key(False, "Enable rate limiting per API key, else per client IP.")
     rate_limit_rps: int = _key(10, "Sustained requests per second per client.",
                                check=_at_least(0))

@@ -337,6 +337,7 @@ class Engine:
             idle_timeout=srv.backend_idle_timeout_secs or None,
             max_output_bytes=srv.max_output_bytes,
             max_line_bytes=srv.max_line_bytes,
+            nice=srv.backend_nice if self.server_mode else 0,
         )
 
 

@@ -52,6 +52,8 @@ class Limits:
     # SIGTERM -> SIGKILL. Short: the CLIs exit at once on SIGTERM, and a client that went
     # away must not keep a SIGTERM-ignoring child alive for long.
     kill_grace: float = 0.5
+    # Niceness added to the backend's process group (server.backend_nice); 0 = none.
+    nice: int = 0
 
 
 @dataclass
@@ -115,6 +117,8 @@ class ProcessRun:
             self._close_wake_pipe()
             raise BackendUnavailable(f"cannot start {self.argv[0]!r}: {exc.strerror}") from exc
         self._started = time.monotonic()
+        if self.limits.nice > 0:
+            lower_priority(self.proc.pid, self.limits.nice)
         with _active_lock:
             _active.add(self)
         if _ledger is not None:
@@ -350,6 +354,27 @@ class ProcessRun:
                     except OSError:
                         pass
             self._wake_r = self._wake_w = -1
+
+
+def lower_priority(pgid: int, nice: int) -> None:
+    """Let a backend's process group yield the CPU to this process (best effort).
+
+    ``nice`` is added to this process's own niceness (capped at 19) for every process of
+    the group. Where the kernel schedules each session as one group (Linux autogroup,
+    ``/proc/sys/kernel/sched_autogroup_enabled``), a niceness per process counts only
+    inside the group, and every backend starts a session of its own; so the niceness of
+    that session's group is set too. Failures (no permission, not Linux) are ignored.
+    """
+    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    try:
+        os.setpriority(os.PRIO_PGRP, pgid, target)
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pgid}/autogroup", "w") as autogroup:
+            autogroup.write(str(target))
+    except OSError:
+        pass
 
 
 def active_runs() -> list[ProcessRun]:

@@ -4,6 +4,7 @@ bench/ measure speed; these tests only pin down that the faster code does the sa
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import pytest
@@ -204,3 +205,64 @@ def test_concurrent_writers_of_one_process_queue_and_lose_nothing(tmp_path) -> N
     threading.Thread(target=lambda: (store.record_turn(session.id), done.set())).start()
     assert done.wait(10)
     assert store.get(session.id).turn_count == 162
+
+
+# --------------------------------------------------------------------------- backend priority
+
+
+def _nice_of(pid: int) -> int:
+    stat = open(f"/proc/{pid}/stat").read()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_backend_nice_lowers_the_whole_backend_group() -> None:
+    from clinvk.runner import Limits, ProcessRun
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    script = "import subprocess, sys; subprocess.Popen(['sleep', '30']); print('up', flush=True)"
+    run = ProcessRun([sys.executable, "-c", script + "; import time; time.sleep(30)"],
+                     limits=Limits(nice=7, timeout=20))
+    lines = run.lines()
+    try:
+        assert next(lines) == "up"
+        pid = run.proc.pid
+        assert _nice_of(pid) == min(19, own + 7)
+        members = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                   and _pgid_of(int(p)) == pid]
+        assert len(members) == 2  # the grandchild inherited the niceness
+        assert all(_nice_of(p) == min(19, own + 7) for p in members)
+        autogroup = f"/proc/{pid}/autogroup"
+        if os.path.exists(autogroup):  # Linux autogroup: the backend's session group too
+            assert open(autogroup).read().split()[-1] == str(min(19, own + 7))
+    finally:
+        run.cancel()
+        for _ in lines:
+            pass
+    assert ProcessRun(["true"]).limits.nice == 0  # default: unchanged priority
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_backend_nice_is_a_server_setting(tmp_path) -> None:
+    from clinvk.config import load_config
+    from clinvk.engine import Engine, PromptRequest
+    from clinvk.errors import ConfigError
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("server:\n  backend_nice: 20\n")
+    with pytest.raises(ConfigError):
+        load_config(str(config_file), env={})
+    config_file.write_text("server:\n  backend_nice: 10\n")
+    config = load_config(str(config_file), env={})
+    request = PromptRequest(prompt="hi", backend="claude", workdir=str(tmp_path),
+                            dry_run=True)
+    server = Engine(config, None, server_mode=True)
+    assert server.limits(server.prepare(request)).nice == 10
+    cli = Engine(config, None)
+    assert cli.limits(cli.prepare(request)).nice == 0  # the CLI runs at the user's priority
