@@ -13,8 +13,10 @@
    divided by the requests gives the gateway's CPU cost per request, a number that
    machine load hardly moves.
 3. **Streaming delay**: the backend is the fake behind a tiny relay that stamps
-   (``time.monotonic``, system-wide) each text-delta line right after writing it to the
+   (``time.monotonic``, system-wide) each text-delta line right before writing it to the
    gateway; the client stamps when the matching NDJSON event / SSE frame arrives.
+4. ``run_nice``: the overhead at concurrency 16 and 64 again with ``server.backend_nice``
+   set, the direct runs at the same niceness.
 
 Usage (from the repository root)::
 
@@ -58,10 +60,10 @@ import os, subprocess, sys, time
 proc = subprocess.Popen([{fake!r}, *sys.argv[1:]], stdout=subprocess.PIPE)
 with open(os.environ["BENCH_STAMP_LOG"], "a") as log:
     for line in iter(proc.stdout.readline, b""):
-        os.write(1, line)
-        if b'"text_delta"' in line:
+        if b'"text_delta"' in line:  # stamped just before the gateway can see it
             log.write(repr(time.monotonic()) + "\\n")
             log.flush()
+        os.write(1, line)
 sys.exit(proc.wait())
 """
 
@@ -84,15 +86,24 @@ def capture_invocations(server: Server, log_path: Path) -> dict[str, dict[str, A
     return out
 
 
-def direct_call(invocation: dict[str, Any], env: dict[str, str]) -> Callable[[dict], None]:
+def direct_call(invocation: dict[str, Any], env: dict[str, str], nice: int = 0
+                ) -> Callable[[dict], None]:
+    """Run the fake as the gateway does: own session, prompt on stdin; with ``nice``, at
+    the priority ``server.backend_nice`` gives the gateway's backends (same function)."""
     import subprocess
+
+    from clinvk.runner import lower_priority
 
     stdin = invocation["stdin"].encode()
 
     def call(state: dict) -> None:
-        proc = subprocess.run(invocation["argv"], input=stdin, capture_output=True, env=env,
-                              cwd=invocation["cwd"], start_new_session=True, check=False)
-        assert proc.returncode == 0 and b'"result"' in proc.stdout, proc.stderr[-500:]
+        proc = subprocess.Popen(invocation["argv"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                cwd=invocation["cwd"], start_new_session=True)
+        if nice:
+            lower_priority(proc.pid, nice)
+        out, err = proc.communicate(stdin)
+        assert proc.returncode == 0 and b'"result"' in out, err[-500:]
 
     return call
 
@@ -144,11 +155,11 @@ def run_interleaved(calls: dict[str, Callable[[dict], None]], concurrency: int,
 
 
 def bench_overhead(server: Server, env: dict[str, str], invocations: dict[str, dict],
-                   plan: dict[int, int]) -> list[dict[str, Any]]:
+                   plan: dict[int, int], nice: int = 0) -> list[dict[str, Any]]:
     rows = []
     for concurrency, per_worker in plan.items():
         for name in ROUTES:
-            calls = {"direct": direct_call(invocations[name], env),
+            calls = {"direct": direct_call(invocations[name], env, nice),
                      "gateway": gateway_call(server, name)}
             cpu0 = server.workers_cpu()
             samples = run_interleaved(calls, concurrency, per_worker)
@@ -323,6 +334,23 @@ def run(quick: bool = False) -> dict[str, Any]:
             stream = bench_stream(server, stamp_log, streams)
     return {"plan": plan, "overhead": overhead, "throughput": throughput, "stream": stream,
             "invocations": {k: v["argv"][1:] for k, v in invocations.items()}}
+
+
+def run_nice(quick: bool = False, nice: int = 10) -> dict[str, Any]:
+    """Overhead at concurrency 16 and 64 with ``server.backend_nice`` = ``nice``; the
+    direct runs get the same niceness, so both paths run the CLI at the same priority."""
+    plan = {16: 2, 64: 1} if quick else {16: 4, 64: 2}
+    with tempfile.TemporaryDirectory(prefix="clinvk-bench-nice-") as tmp:
+        root = Path(tmp)
+        env = bench_env(root)
+        run_log = root / "fake-runs.jsonl"
+        config = {"server": {"max_concurrent_runs": 128, "threads": 96, "backend_nice": nice}}
+        with Server(root, {**env, "FAKE_CLI_LOG": str(run_log)}, config, threads=96,
+                    name="capture") as server:
+            invocations = capture_invocations(server, run_log)
+        with Server(root, env, config, threads=96, name="overhead-nice") as server:
+            overhead = bench_overhead(server, env, invocations, plan, nice)
+    return {"nice": nice, "plan": plan, "overhead": overhead}
 
 
 def main() -> None:

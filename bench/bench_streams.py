@@ -41,10 +41,13 @@ def read_stream(client: Client, api: str, path: str, body: dict, headers: dict
     status = resp.status
     ok = False
     error = False
+    tail: list[str] = []
     while True:
         line = resp.readline()
         if not line:
             break
+        if line.strip():
+            tail = [*tail[-2:], line.decode("utf-8", "replace").strip()[:300]]
         if first is None and line.strip():
             first = time.monotonic()
         text = line.strip()
@@ -59,9 +62,10 @@ def read_stream(client: Client, api: str, path: str, body: dict, headers: dict
             ok = ok or text == b"event: message_stop"
             error = error or text == b"event: error"
     ended = time.monotonic()
-    return {"api": api, "status": status, "ok": status == 200 and ok and not error,
-            "seconds": ended - started,
-            "first_byte_ms": (first - started) * 1000 if first else None}
+    good = status == 200 and ok and not error
+    return {"api": api, "status": status, "ok": good, "seconds": ended - started,
+            "first_byte_ms": (first - started) * 1000 if first else None,
+            **({} if good else {"last_lines": tail})}
 
 
 def run(streams: int = 200, seconds: float = 5.0) -> dict[str, Any]:

@@ -30,6 +30,47 @@ from common import RESULTS, Client, Server, bench_env  # noqa: E402
 CHOICES = {"native": NATIVE, "openai": OPENAI, "anthropic": list(ROUTES)[2], "health": None}
 
 
+#: Where a sample's time goes: the first category (in this order) one of whose patterns
+#: appears in the sample's stack.
+AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("spawn the CLI (Popen, fork/exec, pipes)", ("Popen.", "ProcessRun.start")),
+    ("session store (SQLite)", ("SessionStore.", "Lease.")),
+    ("read and parse the CLI's output", ("ProcessRun.lines", "StreamParser", "Parser.feed",
+                                         ".finish (clinvk/backends")),
+    ("prepare the run (policy, argv, env)", ("Engine.prepare",)),
+    ("render the response (schemas, JSON)", ("result_response", "json_response",
+                                             "(clinvk/server/schemas.py")),
+    ("validate the request (webargs, marshmallow)", ("Parser.parse (webargs",)),
+    ("stream frames (NDJSON/SSE)", ("event_frames", "ndjson_frame")),
+    ("run bookkeeping (engine events, views)", ("RunHandle.", "run_to_completion",
+                                                "Prompt.post", "ChatCompletions.post",
+                                                "Messages.post")),
+    ("gunicorn access log", ("Logger.access",)),
+    ("Flask/werkzeug/extensions (routing, hooks, request/response objects)", (
+        "flask/", "werkzeug/", "flask_cors", "flask_smorest", "webargs/")),
+    ("gunicorn HTTP (accept, parse, write, keep-alive)", ("gunicorn/",)),
+)
+
+
+def areas(collapsed: Path) -> list[tuple[str, float]]:
+    """Share of samples per area of :data:`AREAS` (plus "other")."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        for name, patterns in AREAS:
+            if any(p in stack for p in patterns):
+                counts[name] += count
+                break
+        else:
+            counts["other (threads, GIL hand-offs, imports)"] += count
+    return [(name, 100 * n / max(total, 1)) for name, n in counts.most_common()]
+
+
 def summarize(collapsed: Path, top: int) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
@@ -110,6 +151,9 @@ def main() -> None:
             if spy.returncode != 0:
                 raise SystemExit(spy.stderr)
     print(f"{done[0]} requests; stacks in {out}")
+    print("\n-- by area --")
+    for name, share in areas(out):
+        print(f"{share:5.1f}%  {name}")
     print(summarize(out, args.top))
 
 
