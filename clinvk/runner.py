@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ OUTPUT_LIMIT = "output_limit"
 LINE_LIMIT = "line_limit"
 
 STDERR_TAIL_BYTES = 16 * 1024
+# Set in every backend's environment with a per-run value, so that descendants that leave
+# the process group (`setsid`) can still be found and stopped.
+RUN_MARKER_VAR = "CLINVK_RUN_ID"
 # After the child itself exits, how long a grandchild may keep stdout open before it is
 # treated as a leftover and killed.
 EXIT_DRAIN_SECS = 0.3
@@ -97,18 +101,22 @@ class ProcessRun:
         self._wake_r, self._wake_w = -1, -1
         self._lock = threading.Lock()
         self._finished = threading.Event()
+        # Inherited by every descendant, also those that leave the process group.
+        self.marker = uuid.uuid4().hex
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
+        env = dict(os.environ if self.env is None else self.env)
+        env[RUN_MARKER_VAR] = self.marker
         try:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=self.env,
+                env=env,
                 cwd=self.cwd,
                 start_new_session=True,
                 close_fds=True,
@@ -315,19 +323,39 @@ class ProcessRun:
             _ledger.remove(self.proc.pid)
 
     def _terminate_group(self) -> None:
+        """SIGTERM, a grace, then SIGKILL: to the group and to descendants that left it.
+
+        The real CLIs start their tool shells with ``setsid`` (own session, own group),
+        so the group alone misses them; they still carry this run's marker variable.
+        """
         assert self.proc is not None
         self._signal_group(signal.SIGTERM)
+        escaped = self._escaped_descendants()
+        _signal_pids(escaped, signal.SIGTERM)
         deadline = time.monotonic() + self.limits.kill_grace
         while time.monotonic() < deadline:
             self.proc.poll()
-            if self.proc.returncode is not None and not self._group_alive():
+            if (self.proc.returncode is not None and not self._group_alive()
+                    and not any(_alive(pid) for pid in escaped)):
                 break
             time.sleep(0.02)
         self._signal_group(signal.SIGKILL)
+        _signal_pids(set(escaped) | set(self._escaped_descendants()), signal.SIGKILL)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - the kernel did not deliver
             pass
+
+    def _escaped_descendants(self) -> list[int]:
+        assert self.proc is not None
+        pids = []
+        for pid in marked_pids(self.marker):
+            try:
+                if os.getpgid(pid) != self.proc.pid:
+                    pids.append(pid)
+            except ProcessLookupError:
+                continue
+        return pids
 
     def _group_alive(self) -> bool:
         assert self.proc is not None
@@ -375,6 +403,43 @@ def lower_priority(pgid: int, nice: int) -> None:
             autogroup.write(str(target))
     except OSError:
         pass
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Processes whose environment carries ``CLINVK_RUN_ID=<marker>`` (Linux /proc)."""
+    needle = f"{RUN_MARKER_VAR}={marker}\0".encode()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    own = os.getpid()
+    for name in names:
+        if not name.isdigit() or int(name) == own:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if needle in fh.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _signal_pids(pids: list[int] | set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def active_runs() -> list[ProcessRun]:

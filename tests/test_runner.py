@@ -154,3 +154,18 @@ def test_no_file_descriptor_leak():
     for _ in range(20):
         list(ProcessRun(["true"]).lines())
     assert len(os.listdir("/proc/self/fd")) <= before + 1
+
+
+def test_timeout_also_kills_descendants_that_left_the_group(tmp_path):
+    """The real CLIs start tool shells with setsid; those must die with the run too."""
+    pidfile = tmp_path / "escaped.pid"
+    script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & echo started; sleep 60"
+    run = ProcessRun(["bash", "-c", script], limits=Limits(timeout=1))
+    assert list(run.lines()) == ["started"]
+    assert run.outcome.reason == TIMEOUT
+    escaped = int(pidfile.read_text())
+    assert os.getpgid(escaped) != run.outcome.pid if pid_alive(escaped) else True
+    deadline = time.monotonic() + 2
+    while pid_alive(escaped) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(escaped)
