@@ -130,7 +130,7 @@ class ProcessRun:
         with _active_lock:
             _active.add(self)
         if _ledger is not None:
-            _ledger.add(self.proc.pid)
+            _ledger.add(self.proc.pid, self.marker)
         self._feed_stdin()
 
     def _feed_stdin(self) -> None:
@@ -494,8 +494,9 @@ def _group_members(pgid: int, since: int) -> list[int]:
 class RunLedger:
     """The backend process groups of this process, mirrored in a small file.
 
-    One line per running group: ``<pgid> <start time of its leader>``; the start time
-    keeps a reused pid from being mistaken for one of ours. Writing never fails a run:
+    One line per running group: ``<pgid> <start time of its leader> <run marker>``; the
+    start time keeps a reused pid from being mistaken for one of ours, the marker finds
+    descendants that left the group. Writing never fails a run:
     an unwritable ledger is logged once and ignored.
 
     The file is written by one background thread: a run's start and end only update the
@@ -507,19 +508,19 @@ class RunLedger:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._groups: dict[int, int] = {}
+        self._groups: dict[int, tuple[int, str]] = {}
         self._changed = threading.Condition(threading.Lock())
         self._version = 0  # bumped on every change
         self._written = 0  # the version the file holds
         self._writer: threading.Thread | None = None
         self._warned = False
 
-    def add(self, pid: int) -> None:
+    def add(self, pid: int, marker: str = "-") -> None:
         started = _start_time(pid)
         if started is None:
             return
         with self._changed:
-            self._groups[pid] = started
+            self._groups[pid] = (started, marker)
             self._touch()
 
     def remove(self, pid: int) -> None:
@@ -553,7 +554,8 @@ class RunLedger:
                 while self._written == self._version:
                     self._changed.wait()
                 version = self._version
-                text = "".join(f"{pid} {started}\n" for pid, started in self._groups.items())
+                text = "".join(f"{pid} {started} {marker}\n"
+                               for pid, (started, marker) in self._groups.items())
             self._write(text)
             with self._changed:
                 self._written = version
@@ -591,16 +593,18 @@ def kill_orphaned_groups(path: Path) -> int:
     killed = 0
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]):
             continue
         pgid, since = int(parts[0]), int(parts[1])
-        if pgid <= 1 or not _group_members(pgid, since):
-            continue
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-            killed += 1
-        except (ProcessLookupError, PermissionError):
-            pass
+        if pgid > 1 and _group_members(pgid, since):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        if len(parts) == 3 and len(parts[2]) == 32:
+            # Tools the run started with setsid are in no group of ours.
+            _signal_pids(marked_pids(parts[2]), signal.SIGKILL)
     for stale in (path, path.with_name(path.name + ".tmp")):
         try:
             stale.unlink()

@@ -169,3 +169,35 @@ def test_timeout_also_kills_descendants_that_left_the_group(tmp_path):
     while pid_alive(escaped) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(escaped)
+
+
+def test_orphaned_ledger_kills_escaped_descendants_too(tmp_path):
+    """A crashed worker's ledger: the master kills its groups and the runs' setsid'd tools."""
+    import subprocess
+    import uuid
+
+    from clinvk.runner import RUN_MARKER_VAR, RunLedger, kill_orphaned_groups
+
+    marker = uuid.uuid4().hex
+    pidfile = tmp_path / "escaped.pid"
+    leader = subprocess.Popen(
+        ["bash", "-c", f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & sleep 60"],
+        start_new_session=True, env={**os.environ, RUN_MARKER_VAR: marker})
+    try:
+        deadline = time.monotonic() + 5
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        escaped = int(pidfile.read_text())
+        ledger = RunLedger(tmp_path / "worker.runs")
+        ledger.add(leader.pid, marker)
+        assert ledger.flush()
+        assert kill_orphaned_groups(ledger.path) == 1
+        leader.wait(timeout=5)
+        deadline = time.monotonic() + 2
+        while pid_alive(escaped) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(escaped)
+    finally:
+        leader.kill()
+        leader.wait()

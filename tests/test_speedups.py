@@ -120,14 +120,14 @@ def test_run_ledger_mirrors_concurrent_starts_and_ends(tmp_path) -> None:
         for t in threads:
             t.join()
         assert ledger.flush()
-        assert _ledger_lines(ledger.path) == {f"{p.pid} {_start_time(p.pid)}" for p in procs}
+        assert _ledger_lines(ledger.path) == {f"{p.pid} {_start_time(p.pid)} -" for p in procs}
         threads = [threading.Thread(target=ledger.remove, args=(p.pid,)) for p in procs[:20]]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         assert ledger.flush()
-        assert _ledger_lines(ledger.path) == {f"{p.pid} {_start_time(p.pid)}"
+        assert _ledger_lines(ledger.path) == {f"{p.pid} {_start_time(p.pid)} -"
                                               for p in procs[20:]}
     finally:
         for p in procs:
