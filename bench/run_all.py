@@ -266,14 +266,16 @@ def render_many_streams(s: dict[str, Any]) -> list[str]:
             f"| worker RSS before / peak / after | {s['rss_before_mb']:.1f} / "
             f"{s['rss_peak_mb']:.1f} / {s['rss_after_mb']:.1f} MiB |",
             f"| worker memory per in-flight request | {s['kib_per_in_flight']:.0f} KiB |", ""]
+    ramp = (f"Starting {s['streams']} Python fakes costs several seconds of both cores, so the "
+            "requests start over a ramp (first line above) and last longer than the pause; ")
+    ramp += ("even so all of them were in flight together at the peak. "
+             if s["in_flight_peak"] >= s["streams"] else
+             f"at the peak {s['in_flight_peak']} of them were in flight together. ")
     out += para(
-        "Starting 200 Python fakes costs about as much CPU as the two cores give in several "
-        "seconds, so the requests start over a ramp (first line p95 above) and not all of "
-        "them are in flight at the same instant; the requests last longer than the 5 s pause "
-        "for the same reason. Per in-flight request the worker holds one gthread thread (its "
-        "stack is virtual memory, touched only where used), the pipes and parser of one "
-        "backend run and its response generator. The backends' own memory (one Python "
-        "process each) is not counted here.")
+        ramp + "Per in-flight request the worker holds one gthread thread (its stack is "
+        "virtual memory, touched only where used), the pipes and parser of one backend run "
+        "and its response generator. The backends' own memory (one Python process each) is "
+        "not counted here.")
     return out
 
 
