@@ -181,10 +181,12 @@ def render_gateway(g: dict[str, Any]) -> list[str]:
         "Reading it: at concurrency 1 the gateway's share is its own work on the request "
         "path (HTTP parsing and validation, policy checks, spawning the CLI, parsing its "
         "stream-json lines, the session writes, rendering and sending the answer) plus the "
-        "extra process hops. At 16 and 64 the CLIs (about 50 ms of CPU each to start) "
-        "saturate both cores, so every path queues for CPU; the gateway's Python work runs "
+        "extra process hops. At 16 and 64 the CLIs (a fake run costs about 55 ms of CPU, "
+        "user + sys from getrusage) saturate both cores, so every path queues for CPU; "
+        "the gateway's Python work runs "
         "under one GIL per worker and competes with the CLIs for the same cores, which is "
-        "why its overhead grows with concurrency. `GET /health` is the HTTP stack alone.")
+        "why its overhead grows with concurrency (Speed-ups, 5). `GET /health` is the HTTP "
+        "stack alone.")
     return out
 
 
