@@ -266,3 +266,38 @@ def test_backend_nice_is_a_server_setting(tmp_path) -> None:
     assert server.limits(server.prepare(request)).nice == 10
     cli = Engine(config, None)
     assert cli.limits(cli.prepare(request)).nice == 0  # the CLI runs at the user's priority
+
+
+def test_run_ledger_reads_start_times_off_the_request_path(tmp_path, monkeypatch) -> None:
+    """add() does not read /proc (the writer does, after a pause); a leader that is gone
+    by then is left out of the file and still removed cleanly."""
+    import subprocess
+
+    from clinvk import runner
+
+    reads: list[tuple[int, str]] = []
+    real = runner._start_time
+
+    def spy(pid: int):
+        reads.append((pid, threading.current_thread().name))
+        return real(pid)
+
+    monkeypatch.setattr(runner, "_start_time", spy)
+    ledger = runner.RunLedger(tmp_path / "worker.runs")
+    alive = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait()
+    try:
+        ledger.add(alive.pid, "m1")
+        ledger.add(gone.pid, "m2")
+        assert reads == []  # nothing read on the caller's thread
+        assert ledger.flush()
+        assert {name for _, name in reads} == {"clinvk-run-ledger"}
+        assert ledger.path.read_text() == f"{alive.pid} {real(alive.pid)} m1\n"
+        ledger.remove(gone.pid)
+        ledger.remove(alive.pid)
+        assert ledger.flush()
+        assert ledger.path.read_text() == ""
+    finally:
+        alive.kill()
+        alive.wait()
