@@ -311,10 +311,14 @@ def render_sessions(results: list[dict[str, Any]]) -> list[str]:
         "bench/results/, and times each operation from Python (wall time per call, after one "
         "warm-up call; rows are turned into `Session` objects, as the API does). SQLite "
         "WAL mode, `synchronous=NORMAL`.")
-    sizes = ", ".join(
-        f"{r['sessions']:,} sessions: {r['size_mb']:.0f} MB"
-        + (f", built in {r['build_seconds']:.0f} s" if r["build_seconds"] else
-           " (cached build)") for r in results)
+    def built(r: dict[str, Any]) -> str:
+        took = f"{r['build_seconds']:.0f} s" if r.get("build_seconds") else "an unknown time"
+        if r.get("cached", not r.get("build_seconds")):
+            return f"cached store (its build took {took})"
+        return f"built in {took} by this run"
+
+    sizes = ", ".join(f"{r['sessions']:,} sessions: {r['size_mb']:.0f} MB, {built(r)}"
+                      for r in results)
     out += para(sizes + ".")
     header = "| operation | " + " | ".join(
         f"{r['sessions']:,}: p50 / p95 / p99 ms" for r in results) + " |"
