@@ -185,7 +185,7 @@ def render_gateway(g: dict[str, Any]) -> list[str]:
         "user + sys from getrusage) saturate both cores, so every path queues for CPU; "
         "the gateway's Python work runs "
         "under one GIL per worker and competes with the CLIs for the same cores, which is "
-        "why its overhead grows with concurrency (Speed-ups, 5). `GET /health` is the HTTP "
+        "why its overhead grows with concurrency (Speed-ups, 6). `GET /health` is the HTTP "
         "stack alone.")
     return out
 
