@@ -518,6 +518,7 @@ class RunLedger:
         self._version = 0  # bumped on every change
         self._written = 0  # the version the file holds
         self._writer: threading.Thread | None = None
+        self._ended = False  # a run ended since the last write: write without the pause
         self._warned = False
 
     def add(self, pid: int, marker: str = "-") -> None:
@@ -531,6 +532,7 @@ class RunLedger:
     def remove(self, pid: int) -> None:
         with self._changed:
             if self._groups.pop(pid, None) is not None:
+                self._ended = True
                 self._touch()
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -558,12 +560,15 @@ class RunLedger:
             with self._changed:
                 while self._written == self._version:
                     self._changed.wait()
-            # Not at once: a write right away competed for the GIL with the request thread
-            # that had just started or finished a run, on its critical path (spawning took
-            # 2.1-2.8 ms instead of 0.8 ms at concurrency 1). After the pause the request
-            # thread is waiting on its CLI or done; bursts of starts and ends coalesce. A
-            # worker killed within the pause leaves that run out of the file.
-            time.sleep(LEDGER_WRITE_DELAY_SECS)
+                ended, self._ended = self._ended, False
+            # After a start, not at once: a write right away competed for the GIL with the
+            # request thread that had just started its run (spawning took 2.1-2.8 ms
+            # instead of 0.8 ms at concurrency 1); after the pause it waits on its CLI, and
+            # bursts of starts coalesce. A worker killed within the pause leaves that run
+            # out of the file. After an end the file is brought up to date at once, so it
+            # never lags behind a finished request (what is on disk then is settled).
+            if not ended:
+                time.sleep(LEDGER_WRITE_DELAY_SECS)
             with self._changed:
                 unknown = [pid for pid, (started, _) in self._groups.items() if started is None]
             start_times = {pid: _start_time(pid) for pid in unknown}  # /proc, off the lock
