@@ -546,7 +546,13 @@ def _holder_is_dead(owner: str) -> bool:
         return True
     except OSError:
         return False
-    return False
+    # A killed worker stays a zombie until its parent (gunicorn's master) reaps it; it
+    # answers signal 0 but will never release its lease.
+    try:
+        with open(f"/proc/{pid_text}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Lease:

@@ -955,3 +955,23 @@ def test_store_error_read_only_connection(store: SessionStore) -> None:
         store.record_turn(s.id)
     assert str(store.path) in str(exc.value)
     assert store.get(s.id).turn_count == 0
+
+
+def test_lease_of_a_zombie_holder_is_taken_over(tmp_path):
+    """A worker killed with -9 is a zombie until gunicorn reaps it: its lease is dead."""
+    import subprocess
+
+    from clinvk.sessions import _LEASE_NODE, _holder_is_dead
+
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # exited, not yet reaped
+        with open(f"/proc/{child.pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    try:
+        assert _holder_is_dead(f"{_LEASE_NODE}:{child.pid}:1:abc")
+        assert not _holder_is_dead(f"{_LEASE_NODE}:{os.getpid()}:1:abc")
+    finally:
+        child.wait()
