@@ -397,9 +397,10 @@ def exit_for_result(result: Any) -> int:
 def execute_prompt(app: AppContext, req: Any, fmt: str) -> int:
     """Prepare, run and print one prompt; returns the exit code."""
     # A dry run of a new session leaves no record: it only shows what would run.
-    engine = app.engine(with_store=bool(req.session_id) or not req.dry_run)
+    dry_run = req.dry_run or app.config.unified_flags.dry_run
+    engine = app.engine(with_store=bool(req.session_id) or not dry_run)
     prepared = engine.prepare(req)
-    if req.dry_run and fmt == "text":
+    if prepared.request.dry_run and fmt == "text":
         click.echo(prepared.command_line)
         return EXIT_OK
     printer = ResultPrinter(fmt, click.get_text_stream("stdout"))
@@ -477,7 +478,7 @@ def run_cmd(ctx: click.Context, prompt: str | None, backend: str | None, model: 
     req = PromptRequest(
         prompt=prompt, backend=backend, model=model, workdir=workdir,
         session_id=session.id if session else None, ephemeral=ephemeral,
-        dry_run=dry_run or app.config.unified_flags.dry_run, tags=list(tags),
+        dry_run=dry_run, tags=list(tags),
         **_run_fields(opts),
     )
     sys.exit(execute_prompt(app, req, fmt))
@@ -551,7 +552,7 @@ def resume_cmd(ctx: click.Context, session: str | None, prompt: str | None, last
             code="not_resumable")
     fmt = (output_format or app.config.output.format).lower()
     req = PromptRequest(prompt=prompt, session_id=found.id, model=model,
-                        dry_run=dry_run or app.config.unified_flags.dry_run,
+                        dry_run=dry_run,
                         **_run_fields(opts))
     sys.exit(execute_prompt(app, req, fmt))
 
@@ -900,7 +901,7 @@ def compare_cmd(app: AppContext, prompt: str | None, backends: tuple[str, ...],
     prompt = read_prompt(prompt)
     names = _compare_backends(app, backends, all_backends, dry_run)
     base = PromptRequest(prompt=prompt, workdir=absolute_dir(workdir),
-                         dry_run=dry_run or app.config.unified_flags.dry_run,
+                         dry_run=dry_run,
                          **_run_fields(opts))
     engine = app.engine(with_store=False)
     labels = [(name, "") for name in names]

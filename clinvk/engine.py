@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from clinvk import events, policy
@@ -190,6 +190,8 @@ class Engine:
         """Resolve and validate everything; raise before any process or record exists."""
         if not isinstance(req.prompt, str) or not req.prompt.strip():
             raise InvalidRequest("prompt is required and must not be empty", field="prompt")
+        if self.config.unified_flags.dry_run and not req.dry_run:
+            req = replace(req, dry_run=True)  # the operator made every run a dry run
         session = None
         if req.session_id:
             session = self._require_store().get(req.session_id)

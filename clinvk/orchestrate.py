@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from clinvk.engine import FAILED, INTERRUPTED, OK, Engine, PromptRequest, RunHandle, RunResult
@@ -67,7 +67,6 @@ class TaskOutcome:
 class JobReport:
     outcomes: list[TaskOutcome]
     total_duration_ms: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def completed(self) -> int:

@@ -207,3 +207,10 @@ def test_heartbeats_continue_while_lines_produce_no_events(env):
     handle = engine.start(engine.prepare(request(env, "claude", ephemeral=True)))
     items = list(handle.events(heartbeat=0.2))
     assert items.count(None) >= 2
+
+
+def test_config_dry_run_makes_every_run_a_dry_run(env):
+    engine = make_engine(env, **{"unified_flags.dry_run": True})
+    result = engine.run(request(env, "codex"))
+    assert result.dry_run and result.output.startswith("Would execute: codex exec")
+    assert logged(env) == []

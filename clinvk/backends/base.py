@@ -73,7 +73,6 @@ class ParsedResult:
     model: str | None = None
     error: str | None = None
     is_error: bool = False
-    num_turns: int | None = None
 
 
 class StreamParser(ABC):

@@ -48,7 +48,6 @@ def apply_result_object(result: ParsedResult, obj: dict[str, Any]) -> None:
     """Fold a `{"type":"result"}` object (json mode, or the last stream line) into ``result``."""
     result.backend_session_id = obj.get("session_id") or result.backend_session_id
     result.usage = claude_usage(obj.get("usage"), obj.get("total_cost_usd"))
-    result.num_turns = obj.get("num_turns")
     model_usage = obj.get("modelUsage")
     if isinstance(model_usage, dict) and model_usage:
         result.model = next(iter(model_usage)).split("[", 1)[0]

@@ -239,7 +239,6 @@ def start_run(target: ModelTarget, prompt: str, system_prompt: str | None) -> Ru
         model=target.model,
         system_prompt=system_prompt,
         ephemeral=True,
-        dry_run=gw.config.unified_flags.dry_run,
     )
     prepared = gw.engine.prepare(req)
     return Run(target, gw.engine.start(prepared))

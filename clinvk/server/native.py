@@ -113,7 +113,7 @@ def prompt_request(args: Mapping[str, Any], **overrides: Any) -> PromptRequest:
         max_tokens=args.get("max_tokens"),
         system_prompt=args.get("system_prompt"),
         verbose=bool(args.get("verbose")),
-        dry_run=bool(args.get("dry_run")) or current_gateway().config.unified_flags.dry_run,
+        dry_run=bool(args.get("dry_run")),
         extra_flags=list(args.get("extra") or []),
         metadata=args.get("metadata"),
         timeout_secs=args.get("timeout_secs"),
@@ -222,8 +222,7 @@ class Parallel(MethodView):
         check_backends([(t["backend"], f"tasks[{i}].backend") for i, t in enumerate(tasks)])
         dry_run = bool(args.get("dry_run"))
         requests = [prompt_request(t, ephemeral=True, session_id=None,
-                                   dry_run=dry_run or bool(t.get("dry_run"))
-                                   or gw.config.unified_flags.dry_run)
+                                   dry_run=dry_run or bool(t.get("dry_run")))
                     for t in tasks]
         report = run_parallel(gw.engine, requests, max_parallel=args.get("max_parallel") or None,
                               fail_fast=bool(args.get("fail_fast")))
@@ -263,7 +262,7 @@ class Chain(MethodView):
         check_backends([(s["backend"], f"steps[{i}].backend") for i, s in enumerate(steps)])
         dry_run = bool(args.get("dry_run"))
         chain = [ChainStep(prompt_request(s, ephemeral=True, session_id=None,
-                                          dry_run=dry_run or gw.config.unified_flags.dry_run),
+                                          dry_run=dry_run),
                            name=s.get("name"))
                  for s in steps]
         report = run_chain(gw.engine, chain, stop_on_failure=bool(args.get("stop_on_failure")),
