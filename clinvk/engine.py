@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from clinvk import events, policy
 from clinvk.backends import Backend, Registry, RunOptions
-from clinvk.backends.base import APPROVAL_MODES, SANDBOX_MODES, Invocation
+from clinvk.backends.base import APPROVAL_MODES, SANDBOX_MODES, Invocation, StreamParser
 from clinvk.errors import (
     BackendUnavailable,
     InvalidRequest,
@@ -357,13 +357,46 @@ class RunHandle:
         self._slot = False
         self._lease = None
         self._sequence = 0
+        self._spawn_error: BackendUnavailable | None = None
+        self._started = 0.0
+        self._metered = False
+        # (usage, backend_session_id, model) of a turn recorded before the exit
+        self._early: tuple[TokenUsage | None, str | None, str | None] | None = None
         if not prepared.request.dry_run:
             self._claim()
         try:
+            if not prepared.request.dry_run:
+                self._spawn()
+            # The session row is written while the CLI boots (it has not seen its prompt
+            # yet, so a failed write aborts it before it could do anything).
             self._session_id = self._open_session()
         except BaseException:
+            if self._process is not None:
+                self._process.abort()
             self._release()
             raise
+
+    def _spawn(self) -> None:
+        prepared, engine = self.prepared, self.engine
+        process = ProcessRun(prepared.invocation.argv, stdin=prepared.invocation.stdin,
+                             env=prepared.invocation.env, cwd=prepared.workdir,
+                             limits=engine.limits(prepared))
+        self._started = time.monotonic()
+        engine.hooks.run_started(prepared.backend.name)
+        self._metered = True
+        try:
+            process.start(feed_stdin=False)
+        except BackendUnavailable as exc:
+            self._spawn_error = exc  # reported (and recorded) when the run is read
+            return
+        self._process = process
+
+    def _run_finished(self, status: str) -> None:
+        """Close the metrics of a started run (exactly once)."""
+        if self._metered:
+            self._metered = False
+            elapsed = time.monotonic() - self._started if self._started else 0.0
+            self.engine.hooks.run_finished(self.prepared.backend.name, status, elapsed)
 
     def _claim(self) -> None:
         store = self.engine.store
@@ -399,7 +432,8 @@ class RunHandle:
             return
         self._closed = True
         if self._process is not None and self._process.outcome is None:
-            self._process.cancel(CANCELLED)
+            self._process.abort(CANCELLED)
+        self._run_finished(INTERRUPTED)
         self._release()
 
     # -- streaming ----------------------------------------------------------------------------
@@ -424,7 +458,6 @@ class RunHandle:
 
     def _events(self, heartbeat: float | None) -> Iterator[Event | None]:
         prepared = self.prepared
-        engine = self.engine
         backend = prepared.backend
         req = prepared.request
         session_id = self._session_id
@@ -439,34 +472,32 @@ class RunHandle:
             yield self._stamp(events.message(self.result.output, partial=False), session_id)
             yield self._stamp(self._done_event(self.result), session_id)
             return
-        if self._cancel_reason:
-            raise BackendUnavailable("run was cancelled before it started")
-        parser = backend.new_stream_parser(model=prepared.resolved_model,
-                                           workdir=prepared.workdir)
-        process = ProcessRun(prepared.invocation.argv, stdin=prepared.invocation.stdin,
-                             env=prepared.invocation.env, cwd=prepared.workdir,
-                             limits=engine.limits(prepared))
-        self._process = process
-        started = time.monotonic()
-        engine.hooks.run_started(backend.name)
-        try:
-            process.start()
-        except BackendUnavailable as exc:
+        if self._spawn_error is not None:
             self.result = self._result(session_id, status=FAILED, exit_code=None,
-                                       duration_ms=0, output="", error=exc.message,
+                                       duration_ms=0, output="", error=self._spawn_error.message,
                                        usage=TokenUsage(), backend_session_id=None,
                                        model=prepared.resolved_model)
             self._record(self.result)
-            engine.hooks.run_finished(backend.name, "unavailable", 0.0)
-            raise
+            self._run_finished("unavailable")
+            raise self._spawn_error
+        process = self._process
+        assert process is not None
         if self._cancel_reason:
-            process.cancel(self._cancel_reason)
+            process.abort(self._cancel_reason)
+            raise BackendUnavailable("run was cancelled before it started")
+        parser = backend.new_stream_parser(model=prepared.resolved_model,
+                                           workdir=prepared.workdir)
+        started = self._started
         try:
             last_out = time.monotonic()
+            early_tried = False
             for line in process.lines(heartbeat=heartbeat):
                 produced = parser.feed(line) if line is not None else []
                 for event in produced:
                     yield self._stamp(event, session_id)
+                if parser.completed and not early_tried:
+                    early_tried = True
+                    self._record_early(parser)
                 now = time.monotonic()
                 if produced:
                     last_out = now
@@ -485,7 +516,7 @@ class RunHandle:
                 output=interrupted.output, error="run was interrupted",
                 usage=interrupted.usage, backend_session_id=interrupted.backend_session_id,
                 model=interrupted.model or prepared.resolved_model)
-            engine.hooks.run_finished(backend.name, INTERRUPTED, time.monotonic() - started)
+            self._run_finished(INTERRUPTED)
             self._record(self.result)
             raise
         outcome = process.outcome
@@ -498,7 +529,7 @@ class RunHandle:
             duration_ms=outcome.duration_ms, output=parsed.output, error=error,
             usage=parsed.usage, backend_session_id=parsed.backend_session_id,
             model=parsed.model or prepared.resolved_model, stderr=outcome.stderr_tail)
-        engine.hooks.run_finished(backend.name, status, time.monotonic() - started)
+        self._run_finished(status)
         self._record(self.result)
         if prepared.ephemeral:
             backend.cleanup_ephemeral(parsed.backend_session_id, prepared.workdir,
@@ -575,18 +606,50 @@ class RunHandle:
         self.engine.hooks.session_created(prepared.backend.name)
         return self.session.id
 
+    def _record_early(self, parser: StreamParser) -> None:
+        """Record the turn as soon as the CLI printed a successful result.
+
+        A CLI takes a while to exit after its last line (the fake: ~8 ms; Node CLIs
+        longer), and the request waits for that exit anyway; writing the turn meanwhile
+        takes the session write off the response's critical path. :meth:`_record` then
+        only amends it if the end differs (a non-zero exit, a kill, more usage).
+        """
+        store = self.engine.store
+        parsed = parser.result
+        if self.session is None or store is None or parsed.is_error or parsed.error:
+            return
+        keep_usage = self.engine.config.session.store_token_usage
+        usage = parsed.usage if keep_usage else None
+        model = parsed.model or self.prepared.resolved_model
+        try:
+            store.record_turn(self.session.id, usage=usage, status="completed",
+                              backend_session_id=parsed.backend_session_id, model=model)
+        except StoreError:
+            return  # the write after the exit tries again and reports the failure
+        self._early = (usage, parsed.backend_session_id, model)
+
     def _record(self, result: RunResult, *, dry_run: bool = False) -> None:
         store = self.engine.store
         if self.session is None or store is None or dry_run:
             return
         keep_usage = self.engine.config.session.store_token_usage
+        usage = result.token_usage if keep_usage else None
+        turns = 1
+        if self._early is not None:
+            early_usage = self._early[0]
+            if result.ok and (usage, result.backend_session_id, result.model) == self._early:
+                return
+            turns = 0  # amend the turn already counted
+            if usage is not None and early_usage is not None:
+                usage = usage.since(early_usage)
         store.record_turn(
             self.session.id,
-            usage=result.token_usage if keep_usage else None,
+            usage=usage,
             backend_session_id=result.backend_session_id,
             status="completed" if result.ok else "error",
             error_message=result.error,
             model=result.model,
+            turns=turns,
         )
 
     def _result(self, session_id: str | None, *, status: str, exit_code: int | None,

@@ -51,6 +51,19 @@ class TokenUsage:
             cost,
         )
 
+    def since(self, earlier: TokenUsage) -> TokenUsage:
+        """What was added after ``earlier`` (never negative: usage only grows)."""
+        cost = self.cost_usd
+        if cost is not None and earlier.cost_usd is not None:
+            cost = max(cost - earlier.cost_usd, 0.0)
+        return TokenUsage(
+            max(self.input_tokens - earlier.input_tokens, 0),
+            max(self.output_tokens - earlier.output_tokens, 0),
+            max(self.cached_tokens - earlier.cached_tokens, 0),
+            max(self.reasoning_tokens - earlier.reasoning_tokens, 0),
+            cost,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,

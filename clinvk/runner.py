@@ -99,6 +99,8 @@ class ProcessRun:
         self._started = 0.0
         self._output_bytes = 0
         self._wake_r, self._wake_w = -1, -1
+        self._stdin_fed = False
+        self._reading = False
         self._lock = threading.Lock()
         self._finished = threading.Event()
         # Inherited by every descendant, also those that leave the process group.
@@ -106,7 +108,10 @@ class ProcessRun:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, feed_stdin: bool = True) -> None:
+        """Spawn the child. With ``feed_stdin=False`` the prompt is written later (by
+        :meth:`feed_stdin` or the first :meth:`lines`), so a caller can do its own
+        bookkeeping while the CLI boots and still abort before the CLI saw a prompt."""
         self._wake_r, self._wake_w = os.pipe()
         env = dict(os.environ if self.env is None else self.env)
         env[RUN_MARKER_VAR] = self.marker
@@ -131,9 +136,14 @@ class ProcessRun:
             _active.add(self)
         if _ledger is not None:
             _ledger.add(self.proc.pid, self.marker)
-        self._feed_stdin()
+        if feed_stdin:
+            self.feed_stdin()
 
-    def _feed_stdin(self) -> None:
+    def feed_stdin(self) -> None:
+        """Write the prompt and close stdin (once)."""
+        if self._stdin_fed:
+            return
+        self._stdin_fed = True
         data = self.stdin_text.encode("utf-8")
         assert self.proc and self.proc.stdin
         pipe = self.proc.stdin
@@ -171,6 +181,18 @@ class ProcessRun:
     def cancelled(self) -> bool:
         return self._reason is not None
 
+    def abort(self, reason: str = CANCELLED) -> None:
+        """Stop a started run whose :meth:`lines` may never be read: the group is
+        terminated and the child reaped here. If another thread is reading, this is
+        :meth:`cancel` and that reader finishes the job."""
+        with self._lock:
+            reading, self._reading = self._reading, True
+        if reading or self.proc is None:
+            self.cancel(reason)
+            return
+        self._set_reason(reason)
+        self._finish(None)
+
     # -- reading ------------------------------------------------------------------------------
 
     def lines(self, heartbeat: float | None = None) -> Iterator[str | None]:
@@ -182,6 +204,12 @@ class ProcessRun:
         """
         if self.proc is None:
             self.start()
+        with self._lock:
+            if self._reading:
+                raise RuntimeError("the output of a run is read once")
+            self._reading = True
+        if not self._reason:
+            self.feed_stdin()
         assert self.proc and self.proc.stdout and self.proc.stderr
         limits = self.limits
         sel = selectors.DefaultSelector()
@@ -313,9 +341,14 @@ class ProcessRun:
             output_bytes=self._output_bytes,
             pid=self.proc.pid,
         )
-        for stream in (self.proc.stdout, self.proc.stderr):
+        unfed_stdin = None if self._stdin_fed else self.proc.stdin
+        self._stdin_fed = True
+        for stream in (unfed_stdin, self.proc.stdout, self.proc.stderr):
             if stream:
-                stream.close()
+                try:
+                    stream.close()
+                except OSError:
+                    pass
         self._close_wake_pipe()
         with _active_lock:
             _active.discard(self)

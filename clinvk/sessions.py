@@ -1110,15 +1110,19 @@ class SessionStore:
         status: str | None = None,
         error_message: str | None = None,
         model: str | None = None,
+        turns: int = 1,
     ) -> Session:
         """Account one finished turn in a single UPDATE (no lost update under concurrency).
 
         Adds 1 turn and ``usage``, sets ``last_used`` to now, and overwrites
         ``backend_session_id``/``status``/``error_message``/``model`` only when given. A
         non-error ``status`` without an ``error_message`` clears the previous error (the
-        Go tool left stale errors on completed sessions, upstream BUG-19).
+        Go tool left stale errors on completed sessions, upstream BUG-19). ``turns=0``
+        amends the last turn instead (the engine records a turn when the CLI printed its
+        result and corrects it if the exit disagrees).
         """
         usage = _check_usage(usage)
+        turns = _check_int(turns, "turns", 0, 1)
         if status is not None:
             _check_status(status)
         backend_session_id = _check_optional_str(backend_session_id, "backend_session_id")
@@ -1138,9 +1142,10 @@ class SessionStore:
             "status": status,
             "err": error_message,
             "model": model,
+            "turns": turns,
         }
         sql = f"""UPDATE sessions SET
-                turn_count = turn_count + 1,
+                turn_count = turn_count + :turns,
                 input_tokens = input_tokens + :inp,
                 output_tokens = output_tokens + :out,
                 cached_tokens = cached_tokens + :cached,

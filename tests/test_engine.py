@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -214,3 +215,84 @@ def test_config_dry_run_makes_every_run_a_dry_run(env):
     result = engine.run(request(env, "codex"))
     assert result.dry_run and result.output.startswith("Would execute: codex exec")
     assert logged(env) == []
+
+
+# --------------------------------------------------------------------------- when things happen
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_turn_is_recorded_when_the_cli_prints_its_result(env, backend):
+    """The session write happens while the CLI shuts down, not after it exited."""
+    engine = make_engine(env)
+    handle = engine.start(engine.prepare(request(env, backend, 'FAKE{"linger": 3} hi')))
+    runner = threading.Thread(target=lambda: list(handle.events()))
+    runner.start()
+    try:
+        session_id = handle.session.id
+        assert _wait_for(lambda: engine.store.get(session_id).turn_count == 1)
+        # ...while the CLI is still alive (it lingers 3 s after its result line)
+        assert handle._process is not None and handle._process.outcome is None
+        assert engine.store.get(session_id).status == "completed"
+    finally:
+        runner.join(timeout=20)
+    session = engine.store.get(session_id)
+    assert handle.result.status == OK
+    assert session.turn_count == 1 and session.status == "completed"
+    assert session.token_usage == handle.result.token_usage
+    assert session.backend_session_id == handle.result.backend_session_id
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_crash_after_a_successful_result_amends_the_turn(env, backend):
+    engine = make_engine(env)
+    result = engine.run(request(env, backend, 'FAKE{"exit_code": 3} hi'))
+    assert result.status == FAILED and result.exit_code == 3
+    session = engine.store.get(result.session_id)
+    assert session.turn_count == 1  # amended, not counted twice
+    assert session.status == "error" and "code 3" in session.error_message
+    assert session.token_usage == result.token_usage  # not added twice
+
+
+def test_a_cancel_after_the_result_amends_the_turn(env):
+    engine = make_engine(env)
+    handle = engine.start(engine.prepare(request(env, "claude", 'FAKE{"linger": 5} hi')))
+    runner = threading.Thread(target=lambda: list(handle.events()))
+    runner.start()
+    assert _wait_for(lambda: engine.store.get(handle.session.id).turn_count == 1)
+    handle.cancel()
+    runner.join(timeout=20)
+    session = engine.store.get(handle.session.id)
+    assert handle.result.status == "cancelled"
+    assert session.turn_count == 1 and session.status == "error"
+
+
+def test_a_failed_session_write_stops_the_cli_before_it_sees_the_prompt(env):
+    """The CLI is spawned before the session row is written (it boots meanwhile), but
+    gets its prompt only after the write succeeded."""
+    from clinvk import runner as runner_module
+    from clinvk.errors import StoreError
+    from clinvk.sessions import SessionStore
+
+    engine = make_engine(env)
+    engine.store = SessionStore(engine.store.path, busy_timeout=0.2)
+    engine.store.count()  # schema ready
+    blocker = sqlite3.connect(engine.store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        with pytest.raises(StoreError):
+            engine.start(engine.prepare(request(env, "claude", "the secret prompt")))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert runner_module.active_runs() == []
+    assert not any("the secret prompt" in (run.get("stdin") or "") for run in logged(env))
+    assert engine.run(request(env, "claude")).status == OK  # nothing was left held

@@ -84,6 +84,9 @@ class StreamParser(ABC):
         self._plain_lines: list[str] = []
         self.json_lines = 0
         self.final_text: str | None = None
+        # Set by each parser when the CLI printed its terminal line (its result): from
+        # then on the result is known, although the process has not exited yet.
+        self.completed = False
 
     @abstractmethod
     def feed_json(self, obj: dict[str, Any]) -> list[Event]:

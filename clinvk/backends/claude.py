@@ -95,6 +95,7 @@ class ClaudeStreamParser(StreamParser):
             apply_result_object(self.result, obj)
             if isinstance(obj.get("result"), str) and not self.result.is_error:
                 self.final_text = obj["result"]
+            self.completed = True
             return []
         return []
 

@@ -67,6 +67,7 @@ class CodexStreamParser(StreamParser):
                     reasoning_tokens=as_int(usage.get("reasoning_output_tokens")),
                 )
             )
+            self.completed = True
             return []
         if kind == "error":
             message = str(obj.get("message") or "")
@@ -77,6 +78,7 @@ class CodexStreamParser(StreamParser):
             error = obj.get("error") or {}
             self.result.error = str(error.get("message") or self._last_error or "turn failed")
             self.result.is_error = True
+            self.completed = True
             return []
         return []
 

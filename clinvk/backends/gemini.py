@@ -122,6 +122,7 @@ class GeminiStreamParser(StreamParser):
                 error = obj.get("error") or {}
                 self.result.error = api_error_message(error.get("message") or "gemini error")
                 self.result.is_error = True
+            self.completed = True
             return []
         return []
 

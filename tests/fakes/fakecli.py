@@ -47,6 +47,7 @@ KNOB_KEYS = (
     "pause_after_first",
     "error",
     "exit_code",
+    "linger",
     "hang",
     "garbage",
     "big_line",
@@ -301,6 +302,9 @@ class Knobs:
 # per-run context: logging, process knobs, stream hooks
 
 
+_RUNS: list[Run] = []
+
+
 class Run:
     def __init__(self, cli: str, argv: list[str]) -> None:
         self.cli = cli
@@ -312,6 +316,14 @@ class Run:
         self.chunks_seen = 0
         self.stdout_lines = 0
         self.hang_done = False
+        _RUNS.append(self)
+
+    def linger(self) -> None:
+        """Stay alive a while after the last line, as a CLI shutting down does."""
+        seconds = self.knobs.num("linger")
+        if seconds:
+            sys.stdout.flush()
+            sleep(seconds)
 
     # -- logging ---------------------------------------------------------------------------
     def log(self, stdin_text: str | None) -> None:
@@ -2782,3 +2794,6 @@ def main(cli: str, argv: list[str] | None = None) -> int:
         return MAINS[cli](argv)
     except Exit as e:
         return e.code
+    finally:
+        if _RUNS:
+            _RUNS[-1].linger()
