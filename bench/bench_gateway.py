@@ -336,6 +336,23 @@ def run(quick: bool = False) -> dict[str, Any]:
             "invocations": {k: v["argv"][1:] for k, v in invocations.items()}}
 
 
+def run_c1(pairs: int) -> dict[str, Any]:
+    """Only the concurrency-1 overhead (``--c1 PAIRS``): a quick check of one change."""
+    with tempfile.TemporaryDirectory(prefix="clinvk-bench-c1-") as tmp:
+        root = Path(tmp)
+        env = bench_env(root)
+        run_log = root / "fake-runs.jsonl"
+        with Server(root, {**env, "FAKE_CLI_LOG": str(run_log)}, {}, name="capture") as server:
+            invocations = capture_invocations(server, run_log)
+        with Server(root, env, {}, name="overhead") as server:
+            rows = bench_overhead(server, env, invocations, {1: pairs})
+    for row in rows:
+        print(f"  {row['route']}: overhead p50 {row['gateway']['p50'] - row['direct']['p50']:+.2f}"
+              f" ms, paired p50 {row['paired_diff']['p50']:+.2f} ms, worker CPU "
+              f"{row['gateway_cpu_ms']:.2f} ms/request", file=sys.stderr)
+    return {"pairs": pairs, "overhead": rows}
+
+
 def run_nice(quick: bool = False, nice: int = 10) -> dict[str, Any]:
     """Overhead at concurrency 16 and 64 with ``server.backend_nice`` = ``nice``; the
     direct runs get the same niceness, so both paths run the CLI at the same priority."""
@@ -356,8 +373,11 @@ def run_nice(quick: bool = False, nice: int = 10) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    parser.add_argument("--c1", type=int, metavar="PAIRS",
+                        help="only the concurrency-1 overhead, PAIRS pairs per route")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    result = run_c1(args.c1) if args.c1 else run(args.quick)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
