@@ -30,6 +30,13 @@ def _builtin_blocked() -> tuple[tuple[str, str], ...]:
     return tuple((prefix, os.path.realpath(prefix)) for prefix in BUILTIN_BLOCKED_PREFIXES)
 
 
+@functools.cache
+def _builtin_blocked_stems() -> tuple[str, ...]:
+    """Every built-in prefix and its resolved form as ``"<dir>/"``, for one ``startswith``."""
+    return tuple(dict.fromkeys(
+        (p.rstrip("/") or "") + "/" for pair in _builtin_blocked() for p in pair))
+
+
 def is_under(path: str, prefix: str) -> bool:
     prefix = prefix.rstrip("/") or "/"
     return path == prefix or path.startswith(prefix + "/") or prefix == "/"
@@ -56,7 +63,11 @@ def check_workdir(
     field: str = "workdir",
 ) -> None:
     """Refuse a resolved workdir under a blocked prefix or outside the allowed ones."""
-    pairs = (*_builtin_blocked(), *((prefix, os.path.realpath(prefix)) for prefix in blocked))
+    blocked = tuple(blocked)
+    pairs: tuple[tuple[str, str], ...] = tuple(
+        (prefix, os.path.realpath(prefix)) for prefix in blocked)
+    if (resolved.rstrip("/") + "/").startswith(_builtin_blocked_stems()):
+        pairs = (*_builtin_blocked(), *pairs)  # find which one, for the message
     for prefix, real_prefix in pairs:
         if is_under(resolved, prefix) or is_under(resolved, real_prefix):
             raise PolicyViolation(

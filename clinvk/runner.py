@@ -621,11 +621,23 @@ class RunLedger:
                 self._changed.notify_all()
 
     def _write(self, text: str) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        # Plain os calls: the writer often runs while a request thread renders its
+        # response, and every Python step here holds the GIL that thread needs.
+        target = str(self.path)
+        tmp = target + ".tmp"
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            except FileNotFoundError:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                data = memoryview(text.encode())
+                while data:
+                    data = data[os.write(fd, data):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
         except OSError as exc:
             if not self._warned:
                 self._warned = True

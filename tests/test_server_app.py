@@ -482,3 +482,16 @@ def test_docs_are_served_offline(client) -> None:
         assert asset in html
         resp = client.get(f"/docs/static/{asset}")
         assert resp.status_code == 200 and len(resp.get_data()) > 100
+
+
+@pytest.mark.parametrize("prompt, dry_run", [("hello", False), (fake("x", error=500), False),
+                                             ("hello", True)])
+def test_prompt_result_body_is_what_its_schema_dumps(client, prompt, dry_run) -> None:
+    """The prompt result is built without a marshmallow dump (it is on every prompt's
+    critical path); it must stay exactly what the documented schema would produce."""
+    from clinvk.server.schemas import PromptResultSchema
+
+    resp = post(client, PROMPT, {"backend": "claude", "prompt": prompt, "dry_run": dry_run})
+    data = resp.get_json()["data"]
+    assert data["session_id"] and data["token_usage"]
+    assert PromptResultSchema().dump(data) == data

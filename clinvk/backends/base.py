@@ -35,6 +35,27 @@ ALIAS_GROUPS = {
 }
 
 
+_inherited: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+
+
+def inherited_env() -> dict[str, str]:
+    """A fresh copy of ``os.environ`` without clinvk's own variables (they may hold secrets).
+
+    Decoding the whole environment costs ~80 Python calls per run, on the path before
+    the CLI starts, so the decoded copy is kept and rebuilt only when the raw environment
+    changed (checked by one C-level comparison of CPython's byte mapping).
+    """
+    global _inherited
+    raw: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
+    cached = _inherited
+    if raw is not None and cached is not None and cached[0] == raw:
+        return dict(cached[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")}
+    if isinstance(raw, dict):
+        _inherited = (dict(raw), env)
+    return dict(env)
+
+
 @dataclass
 class RunOptions:
     """Everything a backend needs to build one invocation (already validated)."""
@@ -259,8 +280,10 @@ class Backend(ABC):
 
     def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment for the CLI: ours minus clinvk's own (secret) variables."""
-        source = os.environ if base is None else base
-        env = {k: v for k, v in source.items() if not k.startswith("CLINVK_")}
+        if base is None:
+            env = inherited_env()
+        else:
+            env = {k: v for k, v in base.items() if not k.startswith("CLINVK_")}
         env.update(self.extra_env)
         return env
 

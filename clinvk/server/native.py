@@ -40,7 +40,6 @@ from clinvk.server.schemas import (
     ParallelResponseSchema,
     PromptEnvelope,
     PromptRequestSchema,
-    PromptResultSchema,
     SessionDeletedEnvelope,
     SessionEnvelope,
     SessionListEnvelope,
@@ -123,11 +122,14 @@ def prompt_request(args: Mapping[str, Any], **overrides: Any) -> PromptRequest:
 
 
 def result_data(result: RunResult) -> dict[str, Any]:
+    """The documented ``PromptResultSchema`` body. Built directly (not by a marshmallow
+    dump, which only copied these JSON-ready values and sat on every prompt's critical
+    path); tests/test_server_app.py checks it against the schema's own dump."""
     data = result.to_dict()
     if result.dry_run:
         data["dry_run"] = True
         data["command"] = list(result.command)
-    return dump(PromptResultSchema, data)
+    return data
 
 
 def result_response(result: RunResult) -> Response:
