@@ -301,3 +301,41 @@ def test_run_ledger_reads_start_times_off_the_request_path(tmp_path, monkeypatch
     finally:
         alive.kill()
         alive.wait()
+
+
+# --------------------------------------------------------------------------- Flask hooks
+
+
+def test_hooks_are_checked_for_coroutines_once_not_per_request(client, monkeypatch) -> None:
+    """GatewayFlask remembers ensure_sync's answer for plain functions."""
+    import flask.app
+
+    assert client.get("/health").status_code == 200  # every hook seen once
+    assert client.get("/api/v1/nope").status_code == 404
+    checked: list[object] = []
+    original = flask.app.iscoroutinefunction  # what Flask's ensure_sync calls
+    monkeypatch.setattr(flask.app, "iscoroutinefunction",
+                        lambda func: checked.append(func) or original(func))
+    for _ in range(3):
+        assert client.get("/health").status_code == 200
+        assert client.get("/api/v1/nope").status_code == 404
+    assert checked == []
+
+
+def test_non_functions_still_go_through_flasks_own_check(app) -> None:
+    """Functions and bound methods come back as they are; others (partials) still go
+    through Flask's own check."""
+    import functools
+
+    def plain() -> str:
+        return "x"
+
+    class View:
+        def get(self) -> str:
+            return "y"
+
+    partial = functools.partial(plain)
+    assert app.ensure_sync(plain) is plain and app.ensure_sync(plain) is plain
+    assert app.ensure_sync(partial) is partial
+    method = View().get
+    assert app.ensure_sync(method) is method and app.ensure_sync(View().get)() == "y"
