@@ -365,11 +365,13 @@ class RunHandle:
         if not prepared.request.dry_run:
             self._claim()
         try:
-            if not prepared.request.dry_run:
-                self._spawn()
-            # The session row is written while the CLI boots (it has not seen its prompt
-            # yet, so a failed write aborts it before it could do anything).
             self._session_id = self._open_session()
+            if not prepared.request.dry_run:
+                # Started here, not on the first read: a stream's response begins with
+                # the CLI already booting. (Writing the session row after the spawn, to
+                # overlap it with the boot, measured no faster: right after the spawn the
+                # new process shares the spawning CPU; bench/ab_overhead.py.)
+                self._spawn()
         except BaseException:
             if self._process is not None:
                 self._process.abort()
@@ -385,7 +387,7 @@ class RunHandle:
         engine.hooks.run_started(prepared.backend.name)
         self._metered = True
         try:
-            process.start(feed_stdin=False)
+            process.start()
         except BackendUnavailable as exc:
             self._spawn_error = exc  # reported (and recorded) when the run is read
             return

@@ -108,10 +108,8 @@ class ProcessRun:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, *, feed_stdin: bool = True) -> None:
-        """Spawn the child. With ``feed_stdin=False`` the prompt is written later (by
-        :meth:`feed_stdin` or the first :meth:`lines`), so a caller can do its own
-        bookkeeping while the CLI boots and still abort before the CLI saw a prompt."""
+    def start(self) -> None:
+        """Spawn the child and hand it its prompt."""
         self._wake_r, self._wake_w = os.pipe()
         env = dict(os.environ if self.env is None else self.env)
         env[RUN_MARKER_VAR] = self.marker
@@ -136,10 +134,9 @@ class ProcessRun:
             _active.add(self)
         if _ledger is not None:
             _ledger.add(self.proc.pid, self.marker)
-        if feed_stdin:
-            self.feed_stdin()
+        self._feed_stdin()
 
-    def feed_stdin(self) -> None:
+    def _feed_stdin(self) -> None:
         """Write the prompt and close stdin (once)."""
         if self._stdin_fed:
             return
@@ -208,8 +205,6 @@ class ProcessRun:
             if self._reading:
                 raise RuntimeError("the output of a run is read once")
             self._reading = True
-        if not self._reason:
-            self.feed_stdin()
         assert self.proc and self.proc.stdout and self.proc.stderr
         limits = self.limits
         sel = selectors.DefaultSelector()

@@ -275,9 +275,7 @@ def test_a_cancel_after_the_result_amends_the_turn(env):
     assert session.turn_count == 1 and session.status == "error"
 
 
-def test_a_failed_session_write_stops_the_cli_before_it_sees_the_prompt(env):
-    """The CLI is spawned before the session row is written (it boots meanwhile), but
-    gets its prompt only after the write succeeded."""
+def test_a_failed_session_write_starts_no_cli_and_holds_nothing(env):
     from clinvk import runner as runner_module
     from clinvk.errors import StoreError
     from clinvk.sessions import SessionStore
