@@ -311,7 +311,7 @@ def bench_stream(server: Server, stamp_log: Path, streams: int) -> dict[str, dic
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    plan = {1: 12, 16: 2, 64: 1} if quick else {1: 40, 16: 4, 64: 2}
+    plan = {1: 12, 16: 2, 64: 1} if quick else {1: 100, 16: 4, 64: 2}
     total, cheap, streams = (48, 500, 6) if quick else (160, 3000, 25)
     with tempfile.TemporaryDirectory(prefix="clinvk-bench-") as tmp:
         root = Path(tmp)
