@@ -97,9 +97,10 @@ def render(r: dict[str, Any], command: str) -> str:
         "`tests/fakes` (Python scripts, started with `python3 -S` as described in "
         "tests/fakes/README.md, the same way for direct and gateway runs).")
     out += ["Command (from the repository root):", "", "```", command, "```", ""]
-    out += para(f"Machine: {describe_machine(m)}; {end[0]:.2f} when it ended. Other "
-                "engineers' test suites were running on the same 2 cores at times, so "
-                "the wall-clock numbers carry their noise: compare paths within a table "
+    out += para(f"Machine: {describe_machine(m)}; {end[0]:.2f} when it ended (the "
+                "benchmarks' own load: the 64-way and 200-stream runs saturate both "
+                "cores). Whatever else runs on the machine shares the same 2 cores, so "
+                "the wall-clock numbers carry its noise: compare paths within a table "
                 "(they ran interleaved), not across runs.")
     out += [f"![latency, streaming delay and fan-out]({PLOT.relative_to(DOC.parent)})", ""]
     out += render_checks(r)
