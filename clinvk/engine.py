@@ -403,9 +403,7 @@ class RunHandle:
     def _claim(self) -> None:
         store = self.engine.store
         if self.session is not None and store is not None:
-            # The lease outlives the longest the run may take, so it never expires mid-run.
-            ttl = (self.prepared.timeout or 24 * 3600) + 60
-            self._lease = store.busy(self.session.id, ttl_seconds=ttl)
+            self._lease = store.busy(self.session.id, ttl_seconds=self._lease_ttl())
             self._lease.__enter__()
         try:
             waited = self.engine.slots.acquire()
@@ -414,6 +412,10 @@ class RunHandle:
         except BaseException:
             self._release()
             raise
+
+    def _lease_ttl(self) -> float:
+        # The lease outlives the longest the run may take, so it never expires mid-run.
+        return (self.prepared.timeout or 24 * 3600) + 60
 
     def _release(self) -> None:
         if self._slot:
@@ -595,6 +597,8 @@ class RunHandle:
             return self.session.id
         req = prepared.request
         tags = list(dict.fromkeys([*self.engine.config.session.default_tags, *req.tags]))
+        if not req.dry_run:  # the first turn is guarded like every other
+            self._lease = store.new_lease(ttl_seconds=self._lease_ttl())
         self.session = store.create(
             backend=prepared.backend.name,
             working_dir=prepared.workdir,
@@ -604,6 +608,7 @@ class RunHandle:
             metadata=req.metadata,
             parent_id=req.parent_id,
             status="completed" if req.dry_run else "active",
+            lease=self._lease,
         )
         self.engine.hooks.session_created(prepared.backend.name)
         return self.session.id
@@ -614,7 +619,9 @@ class RunHandle:
         A CLI takes a while to exit after its last line (the fake: ~8 ms; Node CLIs
         longer), and the request waits for that exit anyway; writing the turn meanwhile
         takes the session write off the response's critical path. :meth:`_record` then
-        only amends it if the end differs (a non-zero exit, a kill, more usage).
+        only amends it if the end differs (a non-zero exit, a kill, more usage). The same
+        write gives the turn's busy lease back: the session's next turn may start once
+        this one's result is recorded.
         """
         store = self.engine.store
         parsed = parser.result
@@ -625,7 +632,8 @@ class RunHandle:
         model = parsed.model or self.prepared.resolved_model
         try:
             store.record_turn(self.session.id, usage=usage, status="completed",
-                              backend_session_id=parsed.backend_session_id, model=model)
+                              backend_session_id=parsed.backend_session_id, model=model,
+                              release=self._lease)
         except StoreError:
             return  # the write after the exit tries again and reports the failure
         self._early = (usage, parsed.backend_session_id, model)
@@ -652,6 +660,7 @@ class RunHandle:
             error_message=result.error,
             model=result.model,
             turns=turns,
+            release=self._lease,
         )
 
     def _result(self, session_id: str | None, *, status: str, exit_code: int | None,

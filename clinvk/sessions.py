@@ -194,6 +194,10 @@ _RETURNING = ", ".join(_COLUMNS)
 _INSERT = "INSERT INTO sessions ({}) VALUES ({})".format(
     ", ".join(_COLUMNS), ", ".join("?" for _ in _COLUMNS)
 )
+# A new session whose first turn is starting: born busy (no second write for the lease).
+_INSERT_LEASED = "INSERT INTO sessions ({}, lease_owner, lease_expires) VALUES ({})".format(
+    ", ".join(_COLUMNS), ", ".join("?" for _ in range(len(_COLUMNS) + 2))
+)
 _INSERT_TAG = (
     "INSERT OR IGNORE INTO session_tags (session_id, tag, backend, status, last_used) "
     "VALUES (?, ?, ?, ?, ?)"
@@ -565,7 +569,9 @@ class Lease:
     instead of blocking the session until it expires.
     """
 
-    def __init__(self, store: SessionStore, id_or_prefix: str, ttl_seconds: float) -> None:
+    def __init__(self, store: SessionStore, id_or_prefix: str | None, ttl_seconds: float
+                 ) -> None:
+        # ``id_or_prefix=None``: a lease for a session that ``create(lease=...)`` inserts.
         self._store = store
         self._key = id_or_prefix
         self.ttl_seconds = _check_ttl(ttl_seconds)
@@ -582,6 +588,8 @@ class Lease:
         """Claim the session with one conditional UPDATE, or raise ``SessionBusy``."""
         if self._held:
             raise SessionBusy(f"session {self.session_id} is busy: another turn is running")
+        if self._key is None:
+            raise InvalidRequest("this lease is taken by create(lease=...)", field="session_id")
         store = self._store
         self.session_id = store._resolve(self._key)
         now = store._clock()
@@ -871,8 +879,13 @@ class SessionStore:
         parent_id: str | None = None,
         status: str = "active",
         backend_session_id: str | None = None,
+        lease: Lease | None = None,
     ) -> Session:
-        """Insert a new session; ``working_dir`` must already be the resolved absolute path."""
+        """Insert a new session; ``working_dir`` must already be the resolved absolute path.
+
+        With ``lease`` (from :meth:`new_lease`) the session is inserted busy, held by that
+        lease: its first turn is guarded like any other, without a second write.
+        """
         if not isinstance(backend, str) or not backend.strip():
             raise InvalidRequest("backend must be a non-empty string", field="backend")
         if not isinstance(working_dir, str) or not os.path.isabs(working_dir):
@@ -910,14 +923,23 @@ class SessionStore:
         )
         row = list(_session_to_row(session))
         row[3] = row[4] = now  # keep full precision, not the millisecond string
+        if lease is not None:
+            if lease.held or lease._key is not None:
+                raise InvalidRequest("create() needs a fresh lease from new_lease()",
+                                     field="lease")
+            row += [lease.owner, now + lease.ttl_seconds]
         with self._guard("create a session"):
             conn = self._conn()
             with self._write(conn):
-                conn.execute(_INSERT, row)
+                conn.execute(_INSERT if lease is None else _INSERT_LEASED, row)
                 conn.executemany(
                     _INSERT_TAG,
                     [(session.id, t, session.backend, session.status, now) for t in tag_list],
                 )
+        if lease is not None:
+            lease._key = lease.session_id = session.id
+            lease.expires_at = now + lease.ttl_seconds
+            lease._held = True
         return session
 
     def _insert_many(self, sessions: Iterable[Session]) -> int:
@@ -1111,6 +1133,7 @@ class SessionStore:
         error_message: str | None = None,
         model: str | None = None,
         turns: int = 1,
+        release: Lease | None = None,
     ) -> Session:
         """Account one finished turn in a single UPDATE (no lost update under concurrency).
 
@@ -1119,7 +1142,8 @@ class SessionStore:
         non-error ``status`` without an ``error_message`` clears the previous error (the
         Go tool left stale errors on completed sessions, upstream BUG-19). ``turns=0``
         amends the last turn instead (the engine records a turn when the CLI printed its
-        result and corrects it if the exit disagrees).
+        result and corrects it if the exit disagrees). ``release`` gives that turn's lease
+        back in the same write (only if it is still that lease's).
         """
         usage = _check_usage(usage)
         turns = _check_int(turns, "turns", 0, 1)
@@ -1143,6 +1167,7 @@ class SessionStore:
             "err": error_message,
             "model": model,
             "turns": turns,
+            "owner": release.owner if release is not None and release.held else None,
         }
         sql = f"""UPDATE sessions SET
                 turn_count = turn_count + :turns,
@@ -1158,7 +1183,10 @@ class SessionStore:
                 error_message = CASE WHEN :err IS NOT NULL THEN :err
                                      WHEN :status IS NOT NULL AND :status <> 'error' THEN NULL
                                      ELSE error_message END,
-                model = COALESCE(:model, model)
+                model = COALESCE(:model, model),
+                lease_expires = CASE WHEN lease_owner = :owner THEN NULL
+                                     ELSE lease_expires END,
+                lease_owner = CASE WHEN lease_owner = :owner THEN NULL ELSE lease_owner END
             WHERE id = :id
             RETURNING {_RETURNING}"""
         with self._guard("record a turn"):
@@ -1167,6 +1195,8 @@ class SessionStore:
                 rows = conn.execute(sql, params).fetchall()
         if not rows:
             raise NotFound(f"session not found: {sid}", field="session_id")
+        if params["owner"] is not None and release is not None:
+            release._held = False
         return _row_to_session(rows[0])
 
     def update(self, session_id: str, **fields: Any) -> Session:
@@ -1299,3 +1329,7 @@ class SessionStore:
         Not re-entrant: a second claim from the same thread is refused too.
         """
         return Lease(self, session_id, ttl_seconds)
+
+    def new_lease(self, *, ttl_seconds: float = DEFAULT_LEASE_SECONDS) -> Lease:
+        """A lease for a session about to be created busy: ``create(..., lease=lease)``."""
+        return Lease(self, None, ttl_seconds)

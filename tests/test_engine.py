@@ -294,3 +294,24 @@ def test_a_failed_session_write_starts_no_cli_and_holds_nothing(env):
     assert runner_module.active_runs() == []
     assert not any("the secret prompt" in (run.get("stdin") or "") for run in logged(env))
     assert engine.run(request(env, "claude")).status == OK  # nothing was left held
+
+
+def test_a_new_session_is_busy_during_its_first_turn(env):
+    engine = make_engine(env)
+    first = engine.start(engine.prepare(request(env, "claude", 'FAKE{"delay": 1} hi')))
+    session_id = first.session.id
+    with pytest.raises(SessionBusy):
+        engine.start(engine.prepare(request(env, "claude", "x", session_id=session_id)))
+    for _ in first.events():
+        pass
+    assert first.result.status == OK
+    again = engine.run(request(env, "claude", "x", session_id=session_id))
+    assert again.status == OK and engine.store.get(session_id).turn_count == 2
+
+
+def test_a_handle_closed_unread_gives_its_lease_back(env):
+    engine = make_engine(env)
+    handle = engine.start(engine.prepare(request(env, "claude", 'FAKE{"delay": 5} hi')))
+    handle.close()
+    with engine.store.busy(handle.session.id):
+        pass

@@ -606,6 +606,31 @@ def test_busy_same_thread(store: SessionStore) -> None:
         pass
 
 
+def test_a_session_created_with_a_lease_is_busy_until_its_turn_is_recorded(
+    store: SessionStore,
+) -> None:
+    lease = store.new_lease(ttl_seconds=60)
+    s = store.create(backend="claude", working_dir=WD, lease=lease)
+    assert lease.held and lease.session_id == s.id
+    with pytest.raises(SessionBusy):
+        with store.busy(s.id):
+            pass
+    other = store.new_lease()
+    assert store.record_turn(s.id, release=other).turn_count == 1  # not other's to give
+    with pytest.raises(SessionBusy):
+        with store.busy(s.id):
+            pass
+    store.record_turn(s.id, status="completed", release=lease, turns=0)
+    assert not lease.held
+    with store.busy(s.id):
+        pass
+    lease.release()  # idempotent, and never touches the lease taken meanwhile
+    with pytest.raises(InvalidRequest):
+        store.create(backend="claude", working_dir=WD, lease=lease)  # not fresh
+    with pytest.raises(InvalidRequest):
+        store.new_lease().acquire()  # only create() takes it
+
+
 def test_busy_released_on_exception(store: SessionStore) -> None:
     s = store.create(backend="claude", working_dir=WD)
     with pytest.raises(RuntimeError):
