@@ -532,8 +532,14 @@ def _pid_namespace() -> str:
 _LEASE_NODE = f"{socket.gethostname()}@{_pid_namespace()}"
 
 
+# Leases this process holds right now. A lease of this process that is not here was given
+# up by its holder but could not be cleared (the release write failed, e.g. on a full disk).
+_LIVE_OWNERS: set[str] = set()
+
+
 def _holder_is_dead(owner: str) -> bool:
-    """Whether a lease ``owner`` is a process of this host (and pid namespace) that is gone.
+    """Whether a lease ``owner`` is gone: a process of this host (and pid namespace) that
+    no longer runs, or a holder in this very process that already gave the lease up.
 
     Anything unknown (another host, an older owner format, a pid that exists, even as
     someone else's) counts as alive: then only the lease expiry frees the session.
@@ -544,6 +550,8 @@ def _holder_is_dead(owner: str) -> bool:
     pid_text = rest.partition(":")[0]
     if not pid_text.isdigit() or int(pid_text) <= 0:
         return False
+    if int(pid_text) == os.getpid():
+        return owner not in _LIVE_OWNERS
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
@@ -586,6 +594,16 @@ class Lease:
 
     def acquire(self) -> Lease:
         """Claim the session with one conditional UPDATE, or raise ``SessionBusy``."""
+        # Listed as live before the claim is written, so that no other thread of this
+        # process can see the claim in the database and take it for abandoned.
+        _LIVE_OWNERS.add(self.owner)
+        try:
+            return self._acquire()
+        except BaseException:
+            _LIVE_OWNERS.discard(self.owner)
+            raise
+
+    def _acquire(self) -> Lease:
         if self._held:
             raise SessionBusy(f"session {self.session_id} is busy: another turn is running")
         if self._key is None:
@@ -644,6 +662,7 @@ class Lease:
             )
         if cur.rowcount != 1:
             self._held = False
+            _LIVE_OWNERS.discard(self.owner)
             raise SessionBusy(
                 f"session {self.session_id} is busy: the lease expired and another turn took it"
             )
@@ -654,6 +673,7 @@ class Lease:
         if not self._held:
             return
         self._held = False
+        _LIVE_OWNERS.discard(self.owner)  # given up even if the write below fails
         with self._store._guard("release the session lease"):
             self._store._conn().execute(
                 "UPDATE sessions SET lease_owner = NULL, lease_expires = NULL "
@@ -928,19 +948,29 @@ class SessionStore:
                 raise InvalidRequest("create() needs a fresh lease from new_lease()",
                                      field="lease")
             row += [lease.owner, now + lease.ttl_seconds]
-        with self._guard("create a session"):
-            conn = self._conn()
-            with self._write(conn):
-                conn.execute(_INSERT if lease is None else _INSERT_LEASED, row)
-                conn.executemany(
-                    _INSERT_TAG,
-                    [(session.id, t, session.backend, session.status, now) for t in tag_list],
-                )
+            _LIVE_OWNERS.add(lease.owner)  # before the row exists (see Lease.acquire)
+        try:
+            self._insert(row, lease is not None, session, tag_list, now)
+        except BaseException:
+            if lease is not None:
+                _LIVE_OWNERS.discard(lease.owner)
+            raise
         if lease is not None:
             lease._key = lease.session_id = session.id
             lease.expires_at = now + lease.ttl_seconds
             lease._held = True
         return session
+
+    def _insert(self, row: list[Any], leased: bool, session: Session, tag_list: list[str],
+                now: float) -> None:
+        with self._guard("create a session"):
+            conn = self._conn()
+            with self._write(conn):
+                conn.execute(_INSERT_LEASED if leased else _INSERT, row)
+                conn.executemany(
+                    _INSERT_TAG,
+                    [(session.id, t, session.backend, session.status, now) for t in tag_list],
+                )
 
     def _insert_many(self, sessions: Iterable[Session]) -> int:
         """Bulk insert already-built records in one transaction (benchmarks, imports)."""
@@ -1197,6 +1227,7 @@ class SessionStore:
             raise NotFound(f"session not found: {sid}", field="session_id")
         if params["owner"] is not None and release is not None:
             release._held = False
+            _LIVE_OWNERS.discard(release.owner)
         return _row_to_session(rows[0])
 
     def update(self, session_id: str, **fields: Any) -> Session:

@@ -997,6 +997,27 @@ def test_lease_of_a_zombie_holder_is_taken_over(tmp_path):
         time.sleep(0.01)
     try:
         assert _holder_is_dead(f"{_LEASE_NODE}:{child.pid}:1:abc")
-        assert not _holder_is_dead(f"{_LEASE_NODE}:{os.getpid()}:1:abc")
+        assert not _holder_is_dead(f"{_LEASE_NODE}:{os.getppid()}:1:abc")  # alive
     finally:
         child.wait()
+
+
+def test_a_lease_whose_release_write_failed_is_taken_over_by_its_own_process(tmp_path):
+    """On a full disk (here: another writer holding the database) releasing a lease fails;
+    once writes work again the session must not stay busy until the lease expires."""
+    store = SessionStore(tmp_path / "s.db", busy_timeout=0.2)
+    s = store.create(backend="claude", working_dir=WD)
+    lease = store.busy(s.id, ttl_seconds=3600).acquire()
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError):
+            lease.release()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.get(s.id) and not lease.held
+    with store.busy(s.id):  # taken over at once, not after an hour
+        with pytest.raises(SessionBusy):  # while a live holder of this process has it
+            with store.busy(s.id):
+                pass
