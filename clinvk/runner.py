@@ -99,7 +99,6 @@ class ProcessRun:
         self._started = 0.0
         self._output_bytes = 0
         self._wake_r, self._wake_w = -1, -1
-        self._stdin_fed = False
         self._reading = False
         self._lock = threading.Lock()
         self._finished = threading.Event()
@@ -137,10 +136,6 @@ class ProcessRun:
         self._feed_stdin()
 
     def _feed_stdin(self) -> None:
-        """Write the prompt and close stdin (once)."""
-        if self._stdin_fed:
-            return
-        self._stdin_fed = True
         data = self.stdin_text.encode("utf-8")
         assert self.proc and self.proc.stdin
         pipe = self.proc.stdin
@@ -336,14 +331,9 @@ class ProcessRun:
             output_bytes=self._output_bytes,
             pid=self.proc.pid,
         )
-        unfed_stdin = None if self._stdin_fed else self.proc.stdin
-        self._stdin_fed = True
-        for stream in (unfed_stdin, self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+                stream.close()
         self._close_wake_pipe()
         with _active_lock:
             _active.discard(self)
