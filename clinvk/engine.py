@@ -307,8 +307,9 @@ class Engine:
     # -- execution ----------------------------------------------------------------------------
 
     def start(self, prepared: PreparedRun) -> RunHandle:
-        """Claim a run slot and the session's busy lease, create the session record; the
-        process starts on iteration.
+        """Claim a run slot and the session's busy lease, create the session record and
+        start the CLI; read it with :meth:`RunHandle.events`, and ``close()`` a handle that
+        is not read (that stops the CLI and gives slot and lease back).
 
         Raises ``Saturated``, ``SessionBusy`` or ``StoreError`` here, before a caller
         commits to a response (a stream's 200), so that those map to a clean status code.
