@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+from conftest import fake_runs
 
 from clinvk.config import load_config
 from clinvk.engine import Engine, PromptRequest
@@ -30,10 +30,7 @@ def env(tmp_path, monkeypatch):
 
 
 def logged(tmp_path: Path) -> list[dict]:
-    path = tmp_path / "fake.log"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return fake_runs(tmp_path / "fake.log")
 
 
 def make_engine(tmp_path: Path, *, server_mode: bool = False, **overrides) -> Engine:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 import requests
-from conftest import fake, pids_alive, wait_until
+from conftest import fake, fake_runs, marker, pids_alive, user, wait_until
 
 BACKENDS = ("claude", "codex", "gemini")
 REPLY = "Hello from stub (turn 1)"
@@ -54,10 +53,7 @@ class Gateway:
                              **kwargs)
 
     def runs(self, marker: str) -> list[dict[str, Any]]:
-        if not self.fake_log.exists():
-            return []
-        records = [json.loads(line) for line in self.fake_log.read_text().splitlines() if line]
-        return [r for r in records if marker in (r.get("stdin") or "")]
+        return fake_runs(self.fake_log, marker)
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +67,6 @@ def gw(server_factory, tmp_path_factory) -> Any:
     yield gateway
     gateway.close()
     server.stop(timeout=10)
-
-
-def marker() -> str:
-    return f"mark-{uuid.uuid4().hex[:10]}"
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 def sse_events(text: str) -> list[tuple[str, Any]]:

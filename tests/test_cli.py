@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import fake_runs
 
 from clinvk.sessions import SessionStore, default_store_path
 
@@ -90,9 +91,7 @@ class Cli:
         return json.loads(proc.stdout)
 
     def runs(self) -> list[dict]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+        return fake_runs(self.log_path)
 
     def pids(self) -> list[int]:
         if not self.pid_path.exists():

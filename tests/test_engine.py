@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from engine_helpers import BACKENDS, logged, make_engine, request
 
 from clinvk.engine import FAILED, OK, TIMED_OUT, PromptRequest
@@ -220,15 +221,6 @@ def test_config_dry_run_makes_every_run_a_dry_run(env):
 # --------------------------------------------------------------------------- when things happen
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_turn_is_recorded_when_the_cli_prints_its_result(env, backend):
     """The session write happens while the CLI shuts down, not after it exited."""
@@ -238,7 +230,7 @@ def test_turn_is_recorded_when_the_cli_prints_its_result(env, backend):
     runner.start()
     try:
         session_id = handle.session.id
-        assert _wait_for(lambda: engine.store.get(session_id).turn_count == 1)
+        assert wait_until(lambda: engine.store.get(session_id).turn_count == 1, timeout=10)
         # ...while the CLI is still alive (it lingers 3 s after its result line)
         assert handle._process is not None and handle._process.outcome is None
         assert engine.store.get(session_id).status == "completed"
@@ -267,7 +259,7 @@ def test_a_cancel_after_the_result_amends_the_turn(env):
     handle = engine.start(engine.prepare(request(env, "claude", 'FAKE{"linger": 5} hi')))
     runner = threading.Thread(target=lambda: list(handle.events()))
     runner.start()
-    assert _wait_for(lambda: engine.store.get(handle.session.id).turn_count == 1)
+    assert wait_until(lambda: engine.store.get(handle.session.id).turn_count == 1, timeout=10)
     handle.cancel()
     runner.join(timeout=20)
     session = engine.store.get(handle.session.id)

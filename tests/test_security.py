@@ -27,7 +27,7 @@ import pytest
 import requests
 import urllib3
 import yaml
-from conftest import REPO, _clean_environ, fake, wait_until
+from conftest import REPO, _clean_environ, fake, fake_runs, wait_until
 from requests.adapters import HTTPAdapter
 
 KEY_A = "sk-clinvk-alpha-" + secrets.token_hex(12)
@@ -76,12 +76,6 @@ def expected_style(server, path: str) -> str:
         if path.startswith(prefix) and prefix in served_prefixes(server):
             return style
     return "native"
-
-
-def fake_runs(log_path: Path) -> list[dict]:
-    if not log_path.exists():
-        return []
-    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
 
 
 def keyed(**headers: str) -> dict[str, str]:
