@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,15 +53,19 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def samples(collapsed: Path) -> Iterator[tuple[str, int]]:
+    """(stack, sample count) per line of py-spy's collapsed output."""
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack:
+            yield stack, int(count_text)
+
+
 def areas(collapsed: Path) -> list[tuple[str, float]]:
     """Share of samples per area of :data:`AREAS` (plus "other")."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
+    for stack, count in samples(collapsed):
         total += count
         for name, patterns in AREAS:
             if any(p in stack for p in patterns):
@@ -75,11 +80,7 @@ def summarize(collapsed: Path, top: int) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
+    for stack, count in samples(collapsed):
         total += count
         frames = stack.split(";")
         for frame in set(frames):
