@@ -54,11 +54,6 @@ def access_log_count(server: Any, request_id: str, settle: float = 1.0) -> int:
 @pytest.fixture(scope="module")
 def keyed(server_factory) -> Any:
     server = server_factory(extra_env={"CLINVK_API_KEYS": KEY})
-    probe = requests.get(server.url("/openai/v1/models"), timeout=10)
-    if probe.status_code == 200:
-        server.stop(timeout=10)
-        pytest.skip("API-key auth is not implemented yet: a server started with "
-                    "CLINVK_API_KEYS answered without a key")
     yield server
     server.stop(timeout=10)
 
@@ -114,7 +109,7 @@ def _until_limited(call: Any, error: type[Exception]) -> Exception:
             call()
         except error as exc:
             return exc
-    pytest.skip("rate limiting is not implemented: 8 quick requests were never refused")
+    pytest.fail("rate limiting did not refuse any of 8 quick requests")
 
 
 def test_openai_sdk_rate_limit(limited: Any) -> None:

@@ -103,7 +103,7 @@ def clinvk_command() -> list[str]:
 
 
 def serve_unavailable() -> str | None:
-    """Why `clinvk serve` cannot be used (yet), or None."""
+    """Why `clinvk serve` cannot be used, or None."""
     try:
         proc = subprocess.run([*clinvk_command(), "serve", "--help"], capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL,
@@ -112,7 +112,7 @@ def serve_unavailable() -> str | None:
         return f"clinvk serve --help could not run: {exc}"
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-        return f"clinvk serve is not available yet: {' '.join(tail)}"
+        return f"clinvk serve --help failed: {' '.join(tail)}"
     return None
 
 
