@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import FAKE_BIN, Client, Server, bench_env, pcts  # noqa: E402
+from common import FAKE_BIN, Client, Server, ThinGateway, bench_env, pcts  # noqa: E402
 
 PROMPT = "say hello"
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
@@ -123,8 +123,9 @@ def gateway_call(server: Server, name: str) -> Callable[[dict], None]:
 
 def run_interleaved(calls: dict[str, Callable[[dict], None]], concurrency: int,
                     per_worker: int) -> dict[str, list[float]]:
-    """``concurrency`` threads each alternate the calls ``per_worker`` times (after one
-    unmeasured warm-up of each); returns milliseconds per call name."""
+    """``concurrency`` threads each make every call ``per_worker`` times (after one
+    unmeasured warm-up of each), the order rotated every iteration so that no call always
+    follows the same one; returns milliseconds per call name."""
     names = list(calls)
     barrier = threading.Barrier(concurrency)
 
@@ -135,16 +136,17 @@ def run_interleaved(calls: dict[str, Callable[[dict], None]], concurrency: int,
                 calls[name](state)
             barrier.wait()
             out: dict[str, list[float]] = {name: [] for name in names}
-            order = names if index % 2 == 0 else names[::-1]
-            for _ in range(per_worker):
-                for name in order:
+            for iteration in range(per_worker):
+                shift = (index + iteration) % len(names)
+                for name in names[shift:] + names[:shift]:
                     started = time.perf_counter()
                     calls[name](state)
                     out[name].append((time.perf_counter() - started) * 1000)
             return out
         finally:
-            if state.get("client"):
-                state["client"].close()
+            for client in ("client", "thin_client"):
+                if state.get(client):
+                    state[client].close()
 
     merged: dict[str, list[float]] = {name: [] for name in names}
     with ThreadPoolExecutor(concurrency) as pool:
@@ -155,12 +157,17 @@ def run_interleaved(calls: dict[str, Callable[[dict], None]], concurrency: int,
 
 
 def bench_overhead(server: Server, env: dict[str, str], invocations: dict[str, dict],
-                   plan: dict[int, int], nice: int = 0) -> list[dict[str, Any]]:
+                   plan: dict[int, int], nice: int = 0, thin: ThinGateway | None = None
+                   ) -> list[dict[str, Any]]:
+    """With ``thin``, the concurrency-1 rounds also run the route's CLI invocation through
+    the thin gateway (common.ThinGateway), interleaved with the other two paths."""
     rows = []
     for concurrency, per_worker in plan.items():
         for name in ROUTES:
             calls = {"direct": direct_call(invocations[name], env, nice),
                      "gateway": gateway_call(server, name)}
+            if thin is not None and concurrency == 1:
+                calls["thin"] = thin.call(invocations[name])
             cpu0 = server.workers_cpu()
             samples = run_interleaved(calls, concurrency, per_worker)
             cpu = server.workers_cpu() - cpu0
@@ -171,6 +178,10 @@ def bench_overhead(server: Server, env: dict[str, str], invocations: dict[str, d
                          "direct": pcts(samples["direct"]), "gateway": pcts(samples["gateway"]),
                          "paired_diff": pcts(paired),
                          "gateway_cpu_ms": cpu * 1000 / gateway_requests})
+            if "thin" in samples:
+                rows[-1]["thin"] = pcts(samples["thin"])
+                rows[-1]["thin_paired_diff"] = pcts(
+                    [t - d for t, d in zip(samples["thin"], samples["direct"], strict=True)])
             print(f"  overhead {name} c={concurrency}: direct p50 "
                   f"{rows[-1]['direct']['p50']:.1f} ms, gateway p50 "
                   f"{rows[-1]['gateway']['p50']:.1f} ms", file=sys.stderr)
@@ -321,8 +332,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         with Server(root, {**env, "FAKE_CLI_LOG": str(run_log)}, config, threads=96,
                     name="capture") as server:
             invocations = capture_invocations(server, run_log)
-        with Server(root, env, config, threads=96, name="overhead") as server:
-            overhead = bench_overhead(server, env, invocations, plan)
+        with Server(root, env, config, threads=96, name="overhead") as server, \
+                ThinGateway(root, env) as thin:
+            overhead = bench_overhead(server, env, invocations, plan, thin=thin)
             throughput = bench_throughput(server, env, invocations, 16, total, cheap)
         relay = root / "stamp-claude"
         relay.write_text(STAMP_RELAY.format(python=sys.executable, fake=str(FAKE_BIN / "claude")))
@@ -344,12 +356,15 @@ def run_c1(pairs: int) -> dict[str, Any]:
         run_log = root / "fake-runs.jsonl"
         with Server(root, {**env, "FAKE_CLI_LOG": str(run_log)}, {}, name="capture") as server:
             invocations = capture_invocations(server, run_log)
-        with Server(root, env, {}, name="overhead") as server:
-            rows = bench_overhead(server, env, invocations, {1: pairs})
+        with Server(root, env, {}, name="overhead") as server, ThinGateway(root, env) as thin:
+            rows = bench_overhead(server, env, invocations, {1: pairs}, thin=thin)
     for row in rows:
-        print(f"  {row['route']}: overhead p50 {row['gateway']['p50'] - row['direct']['p50']:+.2f}"
-              f" ms, paired p50 {row['paired_diff']['p50']:+.2f} ms, worker CPU "
-              f"{row['gateway_cpu_ms']:.2f} ms/request", file=sys.stderr)
+        direct = row["direct"]["p50"]
+        print(f"  {row['route']}: overhead p50 {row['gateway']['p50'] - direct:+.2f} ms, "
+              f"paired p50 {row['paired_diff']['p50']:+.2f} ms, worker CPU "
+              f"{row['gateway_cpu_ms']:.2f} ms/request; thin gateway overhead p50 "
+              f"{row['thin']['p50'] - direct:+.2f} ms, paired p50 "
+              f"{row['thin_paired_diff']['p50']:+.2f} ms", file=sys.stderr)
     return {"pairs": pairs, "overhead": rows}
 
 

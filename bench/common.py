@@ -16,6 +16,7 @@ import platform
 import re
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -230,6 +231,87 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+THIN_APP = """
+import subprocess
+
+from flask import Flask, request
+
+app = Flask("thin")
+
+
+@app.post("/run")
+def run():
+    body = request.get_json()
+    proc = subprocess.Popen(body["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=body["cwd"], start_new_session=True)
+    out, _ = proc.communicate(body["stdin"].encode())
+    return {"exit_code": proc.returncode, "output": out.decode()}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def gunicorn(target: str, directory: Path, env: dict[str, str] | None = None
+             ) -> tuple[subprocess.Popen, int]:
+    """``target`` (``module:app`` in ``directory``) on gunicorn gthread, 1 worker, 32
+    threads (clinvk serve's defaults); returns the process and its port once it listens."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "32", "-w", "1",
+         "-b", f"127.0.0.1:{port}", target],
+        cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    wait_for_port(port)
+    return proc, port
+
+
+class ThinGateway:
+    """The thinnest gateway the design card's stack allows, as a yardstick: gunicorn
+    gthread serving a one-route Flask app (``POST /run``) that runs a JSON-given argv with
+    ``Popen`` + ``communicate`` exactly like bench_gateway.py's direct path and answers
+    ``{"exit_code", "output"}``: no validation, policy, sessions, parsing or hooks. What it
+    adds over the direct run is the stack's floor (HTTP over loopback, gunicorn's poller
+    to pool hand-off, Flask dispatch), which no code of clinvk can remove."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        (root / "thin_app.py").write_text(THIN_APP)
+        self.proc, self.port = gunicorn("thin_app:app", root, env)
+
+    def call(self, invocation: dict[str, Any]):  # -> Callable[[dict], None]
+        def run(state: dict) -> None:
+            client = state.get("thin_client")
+            if client is None:
+                client = state["thin_client"] = Client(self)  # type: ignore[arg-type]
+            status, data = client.request("POST", "/run", invocation)
+            assert status == 200 and json.loads(data)["exit_code"] == 0, (status, data[:300])
+
+        return run
+
+    def __enter__(self) -> ThinGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait()
 
 
 class Client:

@@ -21,7 +21,6 @@ import os
 import queue
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Server, bench_env  # noqa: E402
+from common import Server, bench_env, gunicorn  # noqa: E402
 
 BODY = b'{"ok":true}'
 RAW_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -108,33 +107,6 @@ def measure(port: int, path: str, requests: int, pause: float) -> float:
             samples.append((time.perf_counter() - started) * 1000)
     conn.close()
     return statistics.median(samples)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-def gunicorn(target: str, directory: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "32", "-w", "1",
-         "-b", f"127.0.0.1:{port}", target],
-        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
-    return proc, port
 
 
 def main() -> None:
