@@ -7,6 +7,7 @@ process may survive any of them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import signal
@@ -212,6 +213,59 @@ def test_saturation_read_timeout_and_bare_envelope(server_factory) -> None:
         assert 0.8 < time.monotonic() - started < 5
     sessions = requests.get(srv.url("/api/v1/sessions"), timeout=10).json()
     assert sessions["sessions"] == [] and sessions["total"] == 0
+
+
+def test_slow_request_heads_do_not_starve_the_server(server_factory) -> None:
+    """Slowloris: clients that send part of a request head and stall or trickle must not
+    keep the worker's threads; server.read_timeout_secs bounds the whole head."""
+    srv = server_factory({"server": {"read_timeout_secs": 2, "graceful_timeout_secs": 30}},
+                         args=("--port", "0", "--threads", "2"))
+    partial = b"GET /health HTTP/1.1\r\nHost: x\r\n"
+    stalled = [socket.create_connection((srv.host, srv.port), timeout=15) for _ in range(2)]
+    for sock in stalled:
+        sock.sendall(partial)
+    trickler = socket.create_connection((srv.host, srv.port), timeout=15)
+    stop = threading.Event()
+
+    def trickle() -> None:  # one byte every 0.4 s: no single read ever waits 2 s
+        with contextlib.suppress(OSError):
+            for byte in b"GET /health HTTP/1.1\r\nX-Padding: " + b"a" * 200:
+                if stop.wait(0.4):
+                    return
+                trickler.sendall(bytes([byte]))
+
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    try:
+        time.sleep(0.5)  # both threads now sit in the stalled heads
+        started = time.monotonic()
+        health = requests.get(srv.url("/health"), timeout=15)
+        assert health.status_code == 200
+        assert time.monotonic() - started < 6
+        for sock in [*stalled, trickler]:  # closed by the server, not by us
+            assert sock.recv(4096) == b""
+        # A head that completes in time, in pieces, is served.
+        with socket.create_connection((srv.host, srv.port), timeout=15) as sock:
+            sock.sendall(partial)
+            time.sleep(0.5)
+            sock.sendall(b"Connection: close\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        stop.set()
+        feeder.join()
+        for sock in [*stalled, trickler]:
+            sock.close()
+    log = srv.log()
+    assert log.count("no complete request head within 2 s (server.read_timeout_secs)") >= 3
+    assert "Traceback" not in log
+    # A stopping worker does not wait out graceful_timeout_secs for an unfinished head.
+    with socket.create_connection((srv.host, srv.port), timeout=15) as sock:
+        sock.sendall(partial)
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert srv.stop(timeout=20) == 0
+        assert time.monotonic() - started < 5
+    assert "the worker is stopping" in srv.log()
 
 
 # --------------------------------------------------------------------------- streaming

@@ -9,7 +9,8 @@ The same settings and hooks back both ways of running the server:
 
 Config keys honoured: ``server.host``/``port``/``workers``/``threads`` (flags win),
 ``idle_timeout_secs`` (keep-alive), ``graceful_timeout_secs``, ``log_level``/``log_format``;
-``request_timeout_secs`` is enforced per run by the engine, ``read_timeout_secs`` and
+``request_timeout_secs`` is enforced per run by the engine, ``read_timeout_secs`` on the
+request head by the worker class (:mod:`clinvk.server.worker`) and with
 ``write_timeout_secs`` per socket read/write by the app (see docs/deployment.md).
 
 Shutdown: SIGTERM (graceful) and SIGINT (quick) both terminate the running backend
@@ -32,6 +33,7 @@ from gunicorn.app.base import BaseApplication
 from clinvk import runner
 from clinvk.config import Config
 from clinvk.server import observability, security
+from clinvk.server.worker import worker_class
 
 log = logging.getLogger("clinvk.server")
 
@@ -159,7 +161,8 @@ def gunicorn_settings(
 
     return {
         "bind": [_bind(host or srv.host, srv.port if port is None else port)],
-        "worker_class": "gthread",
+        # gthread, plus a deadline on each request's head (slow-header clients)
+        "worker_class": worker_class(srv.read_timeout_secs),
         "workers": workers or srv.workers,
         "threads": threads or srv.threads,
         # gthread workers heartbeat from their main loop, not from request threads, so this
