@@ -153,8 +153,9 @@ def render_gateway(g: dict[str, Any]) -> list[str]:
         "the argv, stdin and working directory the gateway used for that route (recorded by "
         "the fake's `FAKE_CLI_LOG`), from the client process. Every client thread makes one "
         "direct run and one HTTP request per iteration, in an order that rotates every "
-        "iteration (after one unmeasured warm-up of each), so both see the same load. Overhead = gateway percentile minus direct percentile; *paired* "
-        "is the median of (gateway − direct) over back-to-back pairs. *CPU/request* is the "
+        "iteration (after one unmeasured warm-up of each), so both see the same load. "
+        "Overhead = gateway percentile minus direct percentile; *paired* is the median of "
+        "(gateway − direct) over the pairs of one iteration. *CPU/request* is the "
         "gunicorn worker's own CPU time (utime + stime from /proc, the CLIs excluded) over "
         "the requests it served. The native route records a session per request (insert + "
         "`record_turn`); the OpenAI/Anthropic routes are ephemeral. Times in ms.")
