@@ -9,6 +9,7 @@ calling thread (no reader threads), which is also where the limits are enforced.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import selectors
@@ -317,8 +318,10 @@ class ProcessRun:
         else:
             self.proc.wait()
             self._drain_stderr(stderr_fd)
-            # Anything still in the group now would be orphaned: remove it.
+            # Anything still in the group now would be orphaned: remove it; descendants
+            # that left the group are looked for off this thread (one /proc scan).
             self._signal_group(signal.SIGKILL)
+            _leftovers.sweep(self.marker)
         if self._reason:
             self._drain_stderr(stderr_fd)
         with self._lock:
@@ -425,8 +428,14 @@ def lower_priority(pgid: int, nice: int) -> None:
 
 def marked_pids(marker: str) -> list[int]:
     """Processes whose environment carries ``CLINVK_RUN_ID=<marker>`` (Linux /proc)."""
-    needle = f"{RUN_MARKER_VAR}={marker}\0".encode()
-    found = []
+    return _pids_marked_with({marker})
+
+
+def _pids_marked_with(markers: set[str]) -> list[int]:
+    """Processes (not this one) whose ``CLINVK_RUN_ID`` is one of ``markers``."""
+    prefix = f"{RUN_MARKER_VAR}=".encode()
+    wanted = {marker.encode() for marker in markers}
+    found: list[int] = []
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -437,11 +446,94 @@ def marked_pids(marker: str) -> list[int]:
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as fh:
-                if needle in fh.read():
-                    found.append(int(name))
+                environ = fh.read()
         except OSError:
             continue
+        if environ.startswith(prefix):
+            at = len(prefix)
+        else:
+            at = environ.find(b"\0" + prefix)
+            if at < 0:
+                continue
+            at += 1 + len(prefix)
+        end = environ.find(b"\0", at)
+        if environ[at:end if end >= 0 else None] in wanted:
+            found.append(int(name))
     return found
+
+
+class LeftoverSweeper:
+    """Kills what a run that ended normally left behind outside its process group.
+
+    After a normal exit the group is killed at once, but a tool process that an agent
+    started with ``setsid`` (its own session) is not in it. Such processes still carry the
+    run's marker variable; finding them means reading every process's environment under
+    /proc (1-3 ms), so it happens on one background thread, after the request has its
+    answer, with the markers of runs that ended meanwhile handled in one scan. A scan is
+    repeated (at most :attr:`passes` times) until it finds nothing, for a daemon that was
+    still forking. Processes of runs still going carry other markers and are left alone.
+    """
+
+    passes = 3
+
+    def __init__(self) -> None:
+        self._pending: set[str] = set()
+        self._busy = 0  # markers taken by a scan still in progress
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+
+    def sweep(self, marker: str) -> None:
+        with self._cond:
+            self._pending.add(marker)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="clinvk-sweeper",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Until every requested sweep is done (tests, process exit); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                markers, self._pending = self._pending, set()
+                self._busy = len(markers)
+            try:
+                for _ in range(self.passes):
+                    killed = _pids_marked_with(markers)
+                    if not killed:
+                        break
+                    _signal_pids(killed, signal.SIGKILL)
+                    log.warning("killed %d process(es) left running outside their process "
+                                "group after a backend exited: %s", len(killed),
+                                ", ".join(f"pid {pid}" for pid in sorted(killed)))
+            except Exception:  # pragma: no cover - never let the sweeper thread die
+                log.exception("sweeping leftovers of finished backends failed")
+            finally:
+                with self._cond:
+                    self._busy = 0
+                    self._cond.notify_all()
+
+
+_leftovers = LeftoverSweeper()
+# A CLI process exits right after its run: give the sweep of that run a moment first.
+atexit.register(lambda: _leftovers.wait(1.0))
+
+
+def wait_for_leftover_sweeps(timeout: float = 2.0) -> bool:
+    """Block until processes left behind by finished runs have been looked for."""
+    return _leftovers.wait(timeout)
 
 
 def _alive(pid: int) -> bool:

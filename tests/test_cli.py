@@ -226,6 +226,15 @@ def test_dry_run_prints_the_argv_and_runs_nothing(cli: Cli):
     assert cli.sessions() == []
 
 
+def test_no_process_outlives_the_command(cli: Cli):
+    """`clinvk prompt` returns only after what the run left behind outside its process
+    group (a setsid'd tool process) is gone; the fixture checks every listed pid."""
+    proc = cli('FAKE{"escape": true}')
+    assert proc.returncode == 0, proc.stderr
+    assert len(cli.pids()) == 2  # the fake and its sleeper
+    assert cli.leftovers(wait=0.2) == []
+
+
 def test_prompt_from_stdin(cli: Cli):
     proc = cli("-b", "codex", "-", input="a prompt\nfrom a pipe\n")
     assert proc.returncode == 0, proc.stderr

@@ -251,6 +251,23 @@ def test_misbehaving_backend_gets_a_clear_answer_in_every_api(srv, case: str) ->
     _no_tracebacks(srv)
 
 
+def test_tool_process_left_behind_by_a_finished_run_is_killed(srv, tmp_path: Path) -> None:
+    """A run that ends normally leaves nothing running, also not a process that left the
+    run's process group (setsid, as the real CLIs start tool shells)."""
+    pidfile = tmp_path / "escape.pids"
+    for i, kind in enumerate(("native", "openai", "anthropic")):
+        backend = ("claude", "codex", "gemini")[i]
+        path, body, headers = _request(kind, backend, fake(f"escape via {kind}", escape=True,
+                                                           pidfile=str(pidfile)))
+        resp = requests.post(srv.url(path), json=body, headers=headers, timeout=30)
+        assert resp.status_code == 200, resp.text[:500]
+        assert answer_text(kind, resp).startswith("Hello from stub"), kind
+        assert len(pidfile.read_text().split()) == 2 * (i + 1)  # the fake, its sleeper
+        assert wait_until(lambda: not pids_alive(pidfile), 5), (kind, pids_alive(pidfile))
+    assert srv.log().count("left running outside their process group") >= 3
+    _no_tracebacks(srv)
+
+
 # --------------------------------------------------------------------------- SIGTERM
 
 

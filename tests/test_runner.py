@@ -171,6 +171,44 @@ def test_timeout_also_kills_descendants_that_left_the_group(tmp_path):
     assert not pid_alive(escaped)
 
 
+def escaping_script(pidfile) -> str:
+    """A shell that starts a setsid'd sleeper (own session, stdio closed) and exits 0."""
+    return (f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' </dev/null >/dev/null 2>&1 & "
+            f"while [ ! -s {pidfile} ]; do sleep 0.01; done; echo done")
+
+
+def wait_dead(pid: int, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not pid_alive(pid)
+
+
+def test_normal_end_kills_descendants_that_left_the_group(tmp_path):
+    """A run that exits normally leaves nothing behind, also not a setsid'd tool process;
+    a process of a run still going (another marker) is not touched."""
+    from clinvk.runner import wait_for_leftover_sweeps
+
+    still_running = ProcessRun(["bash", "-c", escaping_script(tmp_path / "a.pid") +
+                                "; sleep 60"])
+    lines = still_running.lines()
+    assert next(lines) == "done"
+    kept = int((tmp_path / "a.pid").read_text())
+
+    run = ProcessRun(["bash", "-c", escaping_script(tmp_path / "b.pid")])
+    assert list(run.lines()) == ["done"]
+    assert run.outcome.reason == EXITED and run.outcome.exit_code == 0
+    escaped = int((tmp_path / "b.pid").read_text())
+    assert wait_for_leftover_sweeps(5)
+    assert wait_dead(escaped)
+    assert pid_alive(kept)  # its run is still going
+
+    still_running.cancel()
+    list(lines)
+    assert still_running.outcome.reason == CANCELLED
+    assert wait_dead(kept)
+
+
 def test_orphaned_ledger_kills_escaped_descendants_too(tmp_path):
     """A crashed worker's ledger: the master kills its groups and the runs' setsid'd tools."""
     import subprocess

@@ -55,6 +55,7 @@ KNOB_KEYS = (
     "silent",
     "tool",
     "grandchild",
+    "escape",
     "ignore_sigterm",
     "pidfile",
     "reasoning",
@@ -373,6 +374,10 @@ class Run:
             pid = spawn_grandchild(inherit)
             if pidfile:
                 append_line(str(pidfile), str(pid))
+        if k.flag("escape"):
+            pid = spawn_escapee()
+            if pidfile:
+                append_line(str(pidfile), str(pid))
         if k.flag("silent"):
             _MUTED.append(True)
             raise Exit(0)
@@ -429,6 +434,24 @@ def append_line(path: str, text: str) -> None:
             f.write(text + "\n")
     except OSError:
         pass
+
+
+def spawn_escapee() -> int:
+    """Fork a sleeper in a session of its own (as the real CLIs start tool shells) with its
+    stdio on /dev/null: it is in no process group of ours and outlives the fake."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # child
+        os.setsid()
+        fd = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(fd, target)
+        if fd > 2:
+            os.close(fd)
+        time.sleep(MAX_LIFETIME)
+    finally:
+        os._exit(0)
 
 
 def spawn_grandchild(inherit_stdio: bool) -> int:
