@@ -462,14 +462,20 @@ def _pids_marked_with(markers: set[str]) -> list[int]:
     return found
 
 
+#: How long after a run's normal end the processes it left behind are looked for.
+SWEEP_DELAY_SECS = 0.1
+
+
 class LeftoverSweeper:
     """Kills what a run that ended normally left behind outside its process group.
 
     After a normal exit the group is killed at once, but a tool process that an agent
     started with ``setsid`` (its own session) is not in it. Such processes still carry the
     run's marker variable; finding them means reading every process's environment under
-    /proc (1-3 ms), so it happens on one background thread, after the request has its
-    answer, with the markers of runs that ended meanwhile handled in one scan. A scan is
+    /proc (0.6 ms with 65 processes, more on a busy host), so it happens on one background
+    thread :data:`SWEEP_DELAY_SECS` after the run's end, when the request thread that ended
+    it has answered (a scan at once competed with it for the GIL), with the markers of
+    runs that ended meanwhile handled in one scan. A scan is
     repeated (at most :attr:`passes` times) until it finds nothing, for a daemon that was
     still forking. Processes of runs still going carry other markers and are left alone.
     """
@@ -481,6 +487,7 @@ class LeftoverSweeper:
         self._busy = 0  # markers taken by a scan still in progress
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        self._hurry = threading.Event()  # set once someone waits: no more pauses
 
     def sweep(self, marker: str) -> None:
         with self._cond:
@@ -494,6 +501,7 @@ class LeftoverSweeper:
     def wait(self, timeout: float) -> bool:
         """Until every requested sweep is done (tests, process exit); False on timeout."""
         deadline = time.monotonic() + timeout
+        self._hurry.set()
         with self._cond:
             while self._pending or self._busy:
                 left = deadline - time.monotonic()
@@ -507,6 +515,8 @@ class LeftoverSweeper:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
+            self._hurry.wait(SWEEP_DELAY_SECS)
+            with self._cond:
                 markers, self._pending = self._pending, set()
                 self._busy = len(markers)
             try:
