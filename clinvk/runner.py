@@ -500,15 +500,9 @@ class LeftoverSweeper:
 
     def wait(self, timeout: float) -> bool:
         """Until every requested sweep is done (tests, process exit); False on timeout."""
-        deadline = time.monotonic() + timeout
         self._hurry.set()
         with self._cond:
-            while self._pending or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+            return self._cond.wait_for(lambda: not (self._pending or self._busy), timeout)
 
     def _loop(self) -> None:
         while True:
@@ -657,14 +651,8 @@ class RunLedger:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the file holds every change made so far; False on timeout."""
-        deadline = time.monotonic() + timeout
         with self._changed:
-            while self._written < self._version:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(left)
-        return True
+            return self._changed.wait_for(lambda: self._written >= self._version, timeout)
 
     def _touch(self) -> None:
         """Under the condition's lock: record a change and make sure the writer runs."""
