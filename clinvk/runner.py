@@ -475,9 +475,9 @@ class LeftoverSweeper:
     /proc (0.6 ms with 65 processes, more on a busy host), so it happens on one background
     thread :data:`SWEEP_DELAY_SECS` after the run's end, when the request thread that ended
     it has answered (a scan at once competed with it for the GIL), with the markers of
-    runs that ended meanwhile handled in one scan. A scan is
-    repeated (at most :attr:`passes` times) until it finds nothing, for a daemon that was
-    still forking. Processes of runs still going carry other markers and are left alone.
+    runs that ended meanwhile handled in one scan. A scan is repeated (at most
+    :attr:`passes` times) until it finds nothing, for a daemon that was still forking.
+    Processes of runs still going carry other markers and are left alone.
     """
 
     passes = 3
