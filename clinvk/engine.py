@@ -489,10 +489,9 @@ class RunHandle:
         assert process is not None
         if self._cancel_reason:
             process.abort(self._cancel_reason)
-            raise BackendUnavailable("run was cancelled before it started")
+            raise BackendUnavailable("run was cancelled before its output was read")
         parser = backend.new_stream_parser(model=prepared.resolved_model,
                                            workdir=prepared.workdir)
-        started = self._started
         try:
             last_out = time.monotonic()
             early_tried = False
@@ -517,7 +516,7 @@ class RunHandle:
             interrupted = parser.finish(None, "")
             self.result = self._result(
                 session_id, status=INTERRUPTED, exit_code=None,
-                duration_ms=int((time.monotonic() - started) * 1000),
+                duration_ms=int((time.monotonic() - self._started) * 1000),
                 output=interrupted.output, error="run was interrupted",
                 usage=interrupted.usage, backend_session_id=interrupted.backend_session_id,
                 model=interrupted.model or prepared.resolved_model)

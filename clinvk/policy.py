@@ -34,7 +34,7 @@ def _builtin_blocked() -> tuple[tuple[str, str], ...]:
 def _builtin_blocked_stems() -> tuple[str, ...]:
     """Every built-in prefix and its resolved form as ``"<dir>/"``, for one ``startswith``."""
     return tuple(dict.fromkeys(
-        (p.rstrip("/") or "") + "/" for pair in _builtin_blocked() for p in pair))
+        p.rstrip("/") + "/" for pair in _builtin_blocked() for p in pair))
 
 
 def is_under(path: str, prefix: str) -> bool:

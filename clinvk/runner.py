@@ -484,7 +484,7 @@ class LeftoverSweeper:
 
     def __init__(self) -> None:
         self._pending: set[str] = set()
-        self._busy = 0  # markers taken by a scan still in progress
+        self._busy = False  # a scan of markers taken from _pending is in progress
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._hurry = threading.Event()  # set once someone waits: no more pauses
@@ -512,7 +512,7 @@ class LeftoverSweeper:
             self._hurry.wait(SWEEP_DELAY_SECS)
             with self._cond:
                 markers, self._pending = self._pending, set()
-                self._busy = len(markers)
+                self._busy = True
             try:
                 for _ in range(self.passes):
                     killed = _pids_marked_with(markers)
@@ -526,7 +526,7 @@ class LeftoverSweeper:
                 log.exception("sweeping leftovers of finished backends failed")
             finally:
                 with self._cond:
-                    self._busy = 0
+                    self._busy = False
                     self._cond.notify_all()
 
 
