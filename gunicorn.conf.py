@@ -7,8 +7,8 @@ process groups on shutdown. ``clinvk serve`` uses exactly the same settings in-p
 Command-line flags given to gunicorn still win over this file.
 """
 
-from clinvk.config import load_config
-from clinvk.server.serve import configure_logging, gunicorn_settings
+from clinvk.core.config import load_config
+from clinvk.server.runtime.serve import configure_logging, gunicorn_settings
 
 _config = load_config()
 configure_logging(_config)

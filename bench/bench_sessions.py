@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, pcts  # noqa: E402
 
-from clinvk.events import TokenUsage, utc_timestamp  # noqa: E402
-from clinvk.sessions import STATUSES, Session, SessionStore, derive_title  # noqa: E402
+from clinvk.core.events import TokenUsage, utc_timestamp  # noqa: E402
+from clinvk.core.sessions import STATUSES, Session, SessionStore, derive_title  # noqa: E402
 
 BACKENDS = ("claude", "codex", "gemini")
 

@@ -49,7 +49,7 @@ def main() -> None:
     os.environ.update(env)
     os.chdir(root / "work")
     import clinvk
-    from clinvk.config import load_config
+    from clinvk.core.config import load_config
     from clinvk.server.app import create_app
 
     client = create_app(load_config(None, env)).test_client()

@@ -66,12 +66,12 @@ def _install():
     gthread.ThreadWorker.handle_request = handle_request
     for module, owner, attr, name in (
             ("flask.app", "Flask", "wsgi_app", "wsgi"),
-            ("clinvk.engine", "Engine", "prepare", "prepare"),
-            ("clinvk.sessions", "SessionStore", "create", "session_insert"),
-            ("clinvk.runner", "ProcessRun", "start", "spawn"),
-            ("clinvk.runner", "ProcessRun", "_finish", "finish"),
-            ("clinvk.sessions", "SessionStore", "record_turn", "record_turn"),
-            ("clinvk.server.native", None, "result_response", "render"),
+            ("clinvk.core.engine", "Engine", "prepare", "prepare"),
+            ("clinvk.core.sessions", "SessionStore", "create", "session_insert"),
+            ("clinvk.core.runner", "ProcessRun", "start", "spawn"),
+            ("clinvk.core.runner", "ProcessRun", "_finish", "finish"),
+            ("clinvk.core.sessions", "SessionStore", "record_turn", "record_turn"),
+            ("clinvk.server.native.views", None, "result_response", "render"),
             ("gunicorn.http.wsgi", "Response", "write", "write"),
             ("gunicorn.glogging", "Logger", "access", "access_log")):
         _wrap(module, owner, attr, name)

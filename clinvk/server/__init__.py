@@ -1,7 +1,7 @@
 """The HTTP edge of clinvk: a Flask app with one blueprint per API style.
 
 ``create_app`` (in :mod:`clinvk.server.app`) builds the app; ``clinvk serve``
-(:mod:`clinvk.server.serve`) runs it under gunicorn. Handlers are thin: they parse a
+(:mod:`clinvk.server.runtime.serve`) runs it under gunicorn. Handlers are thin: they parse a
 request into an engine call and render what comes back.
 """
 
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 if TYPE_CHECKING:
-    from clinvk.config import Config
-    from clinvk.engine import Engine
-    from clinvk.sessions import SessionStore
+    from clinvk.core.config import Config
+    from clinvk.core.engine import Engine
+    from clinvk.core.sessions import SessionStore
 
 EXTENSION_KEY = "clinvk"
 

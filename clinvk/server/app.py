@@ -25,21 +25,21 @@ from flask import Flask, Response, request
 from flask_smorest import Api
 
 from clinvk import __version__
-from clinvk.config import Config, clinvk_home, load_config
-from clinvk.engine import Engine
+from clinvk.core.config import Config, clinvk_home, load_config
+from clinvk.core.engine import Engine
+from clinvk.core.sessions import SessionStore, default_store_path
 from clinvk.server import EXTENSION_KEY, Gateway
 from clinvk.server import errors as error_handling
-from clinvk.server.schemas import ApiErrorSchema
-from clinvk.sessions import SessionStore, default_store_path
+from clinvk.server.native.schemas import ApiErrorSchema
 
 log = logging.getLogger("clinvk.server")
 
 #: flask-smorest blueprints, as ``module:attribute``, in registration order.
 API_BLUEPRINTS: list[str] = [
     "clinvk.server.meta:blp",
-    "clinvk.server.native:blp",
-    "clinvk.server.openai:blp",
-    "clinvk.server.anthropic:blp",
+    "clinvk.server.native.views:blp",
+    "clinvk.server.openai.views:blp",
+    "clinvk.server.anthropic.views:blp",
 ]
 
 #: Plain Flask blueprints (not API operations, not in the OpenAPI document).
@@ -99,7 +99,7 @@ def _load(path: str) -> Any:
 def create_app(config: Config | None = None, *, store: SessionStore | None = None) -> Flask:
     """Build the gateway app.
 
-    ``config`` defaults to :func:`clinvk.config.load_config` (``CLINVK_CONFIG`` or
+    ``config`` defaults to :func:`clinvk.core.config.load_config` (``CLINVK_CONFIG`` or
     ``<clinvk home>/config.yaml``); ``store`` to the SQLite store under the clinvk home.
     """
     if config is None:

@@ -29,9 +29,17 @@ from typing import Any
 from flask import Response, request
 from marshmallow import ValidationError
 
-from clinvk.engine import FAILED, INTERRUPTED, OK, TIMED_OUT, PromptRequest, RunHandle, RunResult
-from clinvk.errors import InvalidRequest
-from clinvk.events import Event
+from clinvk.core.engine import (
+    FAILED,
+    INTERRUPTED,
+    OK,
+    TIMED_OUT,
+    PromptRequest,
+    RunHandle,
+    RunResult,
+)
+from clinvk.core.errors import InvalidRequest
+from clinvk.core.events import Event
 from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.streaming import Render, event_frames, stream_response

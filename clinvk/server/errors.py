@@ -3,7 +3,7 @@
 Everything that can go wrong in a request ends up here as an :class:`ApiError` (status,
 machine code, human message, offending field, optional details/data/headers):
 
-* engine errors (:class:`clinvk.errors.ClinvkError`) by their ``code``;
+* engine errors (:class:`clinvk.core.errors.ClinvkError`) by their ``code``;
 * request parsing: malformed JSON, a wrong content type, an empty body, schema
   violations from flask-smorest/webargs (always 400 with the field named);
 * werkzeug's HTTP errors (404/405/413/...), so unknown routes answer in the API's format;
@@ -32,7 +32,7 @@ from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from clinvk.errors import (
+from clinvk.core.errors import (
     AmbiguousPrefix,
     BackendUnavailable,
     ClinvkError,

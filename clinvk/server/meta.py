@@ -17,10 +17,10 @@ from flask import Response, current_app
 from flask.views import MethodView
 
 from clinvk import __version__
-from clinvk.errors import ClinvkError
+from clinvk.core.errors import ClinvkError
 from clinvk.server import current_gateway
 from clinvk.server.errors import Blueprint, json_response
-from clinvk.server.schemas import HealthSchema, dump
+from clinvk.server.native.schemas import HealthSchema, dump
 
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = STATIC_DIR / "swagger-ui"

@@ -1,7 +1,7 @@
 """Observability: Prometheus metrics, engine run metrics and log lines with request ids.
 
 Metrics (``server.metrics_enabled``) come from prometheus-flask-exporter plus the engine's
-:class:`~clinvk.engine.EngineHooks`, exposed at ``/metrics``:
+:class:`~clinvk.core.engine.EngineHooks`, exposed at ``/metrics``:
 
 * ``clinvk_http_request_duration_seconds{method,path,status}`` (histogram; its ``_count``
   is the request count) and ``clinvk_http_request_total{method,status}``. ``path`` is the
@@ -41,8 +41,8 @@ from typing import Any
 from flask import Flask, Request, g, has_request_context
 from gunicorn.glogging import Logger as GunicornLogger
 
-from clinvk.config import Config
-from clinvk.engine import EngineHooks
+from clinvk.core.config import Config
+from clinvk.core.engine import EngineHooks
 
 log = logging.getLogger("clinvk.server.observability")
 
@@ -200,7 +200,7 @@ def _on_exit(server: Any) -> None:
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
-    """gunicorn settings of this layer, for :func:`clinvk.server.serve.gunicorn_settings`."""
+    """gunicorn settings of this layer (merged by clinvk.server.runtime.serve.gunicorn_settings)."""
     settings: dict[str, Any] = {}
     if config.server.metrics_enabled:
         settings.update(pre_fork=_pre_fork, child_exit=_child_exit, on_exit=_on_exit)

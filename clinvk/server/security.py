@@ -53,8 +53,9 @@ from flask_cors import CORS
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from clinvk.config import Config
-from clinvk.errors import ConfigError
+from clinvk.core.config import Config
+from clinvk.core.errors import ConfigError
+from clinvk.core.ownership import Principal
 from clinvk.server.errors import ApiError, ApiException, render
 
 log = logging.getLogger("clinvk.server.security")
@@ -223,6 +224,12 @@ class Identity:
 
     state: str
     key_id: str | None = None
+    admin: bool = False
+
+    @property
+    def principal(self) -> Principal:
+        """The caller for ownership checks (clinvk.core.ownership)."""
+        return Principal(self.key_id, self.admin)
 
 
 def presented_keys() -> list[str]:
@@ -251,7 +258,9 @@ def identify() -> Identity:
         try:
             for key in candidates:
                 if store.matches(key):
-                    identity = Identity("valid", fingerprint(key))
+                    key_id = fingerprint(key)
+                    identity = Identity("valid", key_id,
+                                        key_id in _state().admin_key_ids)
                     break
         except KeysUnavailable:
             identity = Identity("unavailable")
@@ -390,6 +399,7 @@ class SecurityState:
     trusted_proxies: tuple[Any, ...]
     metrics_public: bool
     max_body: int | None
+    admin_key_ids: frozenset[str] = frozenset()
     limiter: Limiter | None = None
 
 
@@ -551,7 +561,7 @@ def check_bind(addresses: Iterable[Any], config: Config,
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
-    """gunicorn hooks of this layer, for :func:`clinvk.server.serve.gunicorn_settings`."""
+    """gunicorn hooks of this layer, for :func:`clinvk.server.runtime.serve.gunicorn_settings`."""
 
     def on_starting(server: Any) -> None:
         check_bind(server.cfg.address, config)
@@ -639,6 +649,7 @@ def init_app(app: Flask) -> None:
         trusted_proxies=parse_networks(srv.trusted_proxies),
         metrics_public=not srv.metrics_require_auth,
         max_body=srv.max_request_body_bytes or None,
+        admin_key_ids=frozenset(srv.admin_key_ids),
     )
     app.extensions[_EXTENSION] = state
     _init_cors(app, config)

@@ -30,10 +30,10 @@ from typing import Any
 
 from flask import Response
 
-from clinvk import events
-from clinvk.engine import RunHandle
-from clinvk.errors import ClinvkError
-from clinvk.events import Event
+from clinvk.core import events
+from clinvk.core.engine import RunHandle
+from clinvk.core.errors import ClinvkError
+from clinvk.core.events import Event
 from clinvk.server.errors import INTERNAL_CODES, internal_message
 
 log = logging.getLogger("clinvk.server")

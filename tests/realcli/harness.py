@@ -15,10 +15,10 @@ from typing import Any
 import requests
 from stubs import STUBS, StubServer
 
-from clinvk.config import load_config
-from clinvk.engine import Engine, PromptRequest, RunResult
-from clinvk.events import Event
-from clinvk.sessions import SessionStore
+from clinvk.core.config import load_config
+from clinvk.core.engine import Engine, PromptRequest, RunResult
+from clinvk.core.events import Event
+from clinvk.core.sessions import SessionStore
 from realcli.sandbox import Sandbox, clean_environ, make_sandbox, write_clinvk_config
 
 BACKENDS = ("claude", "codex", "gemini")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from clinvk.backends.base import APPROVAL_MODES, RunOptions
-from clinvk.backends.codex import CodexBackend
+from clinvk.core.backends.base import APPROVAL_MODES, RunOptions
+from clinvk.core.backends.codex import CodexBackend
 
 # codex 0.171 config values for approval_policy that it still loads; "untrusted" makes it
 # exit 1 with 'approval_policy = "untrusted" is no longer supported; remove this setting'.

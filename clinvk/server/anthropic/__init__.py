@@ -1,0 +1,1 @@
+"""The Anthropic-compatible API (/anthropic/v1)."""

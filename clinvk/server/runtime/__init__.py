@@ -1,0 +1,1 @@
+"""Running the app: `clinvk serve` under gunicorn and its gthread worker."""

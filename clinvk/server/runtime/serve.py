@@ -1,0 +1,239 @@
+"""``clinvk serve``: gunicorn (``gthread``) running the gateway in-process.
+
+The same settings and hooks back both ways of running the server:
+
+* ``clinvk serve`` -> :func:`run_server` -> :class:`GatewayServer` (a gunicorn
+  ``BaseApplication``; the ``clinvk`` process is the gunicorn master);
+* ``gunicorn -c gunicorn.conf.py`` with ``wsgi.py`` (the conf file imports
+  :func:`gunicorn_settings`).
+
+Config keys honoured: ``server.host``/``port``/``workers``/``threads`` (flags win),
+``idle_timeout_secs`` (keep-alive), ``graceful_timeout_secs``, ``log_level``/``log_format``;
+``request_timeout_secs`` is enforced per run by the engine, ``read_timeout_secs`` on the
+request head by the worker class (:mod:`clinvk.server.runtime.worker`) and with
+``write_timeout_secs`` per socket read/write by the app (see docs/deployment.md).
+
+Shutdown: SIGTERM (graceful) and SIGINT (quick) both terminate the running backend
+process groups at once, so in-flight requests finish promptly with a ``cancelled``
+result, the workers exit and the master exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from clinvk.core import runner
+from clinvk.core.config import Config
+from clinvk.server import observability, security
+from clinvk.server.runtime.worker import worker_class
+
+log = logging.getLogger("clinvk.server")
+
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+
+
+# --------------------------------------------------------------------------- banner
+
+
+def _endpoint_lines() -> list[tuple[str, str]]:
+    from clinvk.server.app import API_BLUEPRINTS
+
+    lines = [
+        ("Custom API", "/api/v1/prompt, /api/v1/parallel, /api/v1/chain, /api/v1/compare"),
+        ("Sessions", "/api/v1/sessions, /api/v1/backends"),
+    ]
+    if any(p.startswith("clinvk.server.openai.views:") for p in API_BLUEPRINTS):
+        lines.append(("OpenAI", "/openai/v1/models, /openai/v1/chat/completions"))
+    if any(p.startswith("clinvk.server.anthropic.views:") for p in API_BLUEPRINTS):
+        lines.append(("Anthropic", "/anthropic/v1/messages"))
+    lines += [("Docs", "/openapi.json, /docs"), ("Health", "/health")]
+    return lines
+
+
+def banner(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    out = [f"clinvk API server starting on http://{shown}:{port}", "", "Available endpoints:"]
+    out += [f"  {label + ':':<16}{paths}" for label, paths in _endpoint_lines()]
+    out += ["", "Press Ctrl+C to stop"]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- gunicorn hooks
+
+
+def _when_ready(server: Any) -> None:
+    """Master: print the banner with the address actually bound (port 0 = any free port)."""
+    host, port = server.cfg.address[0] if server.cfg.address else ("127.0.0.1", 0)
+    for listener in server.LISTENERS:
+        try:
+            name = listener.getsockname()
+        except OSError:
+            continue
+        if isinstance(name, tuple):
+            host, port = name[0], name[1]
+            break
+    sys.stdout.write(banner(str(host), int(port)))
+    sys.stdout.flush()
+
+
+def _terminate_runs_soon() -> None:
+    # Signal handlers run on the main thread; the cancellation itself takes locks that
+    # request threads also take, so it runs on its own thread.
+    threading.Thread(target=runner.terminate_all, name="clinvk-shutdown", daemon=True).start()
+
+
+def ledger_path(worker_pid: int) -> Path:
+    """Where a worker lists its running backend process groups (see ``runner.RunLedger``)."""
+    from clinvk.core.config import clinvk_home
+
+    return clinvk_home() / "run" / f"worker-{worker_pid}.runs"
+
+
+def _post_worker_init(worker: Any) -> None:
+    """Worker: SIGTERM (graceful stop) also terminates the running backend process groups.
+
+    The worker also keeps a run ledger, so that the master can kill its backends if the
+    worker dies without stopping them (``kill -9``, the OOM killer).
+    """
+    runner.use_ledger(runner.RunLedger(ledger_path(os.getpid())))
+    original = worker.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        original(sig, frame)
+        _terminate_runs_soon()
+
+    signal.signal(signal.SIGTERM, handle_exit)
+    signal.siginterrupt(signal.SIGTERM, False)
+
+
+def _worker_int(worker: Any) -> None:
+    """Worker: SIGINT/SIGQUIT (quick stop)."""
+    stopped = runner.terminate_all()
+    if stopped:
+        worker.log.info("terminated %d running backend process group(s)", stopped)
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    """Worker leaving for any reason: nothing it started may outlive it."""
+    runner.terminate_all()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Master, after a worker exited: kill the backends a killed worker left running."""
+    killed = runner.kill_orphaned_groups(ledger_path(worker.pid))
+    if killed:
+        server.log.warning("worker %s exited with %d backend process group(s) still "
+                           "running: killed them", worker.pid, killed)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def gunicorn_settings(
+    config: Config,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """gunicorn settings for the gateway; ``None`` arguments come from ``server.*``."""
+    srv = config.server
+    observability_settings = observability.gunicorn_settings(config)
+    metrics_child_exit = observability_settings.pop("child_exit", None)
+
+    def child_exit(server: Any, worker: Any) -> None:  # gunicorn checks: two arguments
+        _child_exit(server, worker)
+        if metrics_child_exit is not None:
+            metrics_child_exit(server, worker)
+
+    return {
+        "bind": [_bind(host or srv.host, srv.port if port is None else port)],
+        # gthread, plus a deadline on each request's head (slow-header clients)
+        "worker_class": worker_class(srv.read_timeout_secs),
+        "workers": workers or srv.workers,
+        "threads": threads or srv.threads,
+        # gthread workers heartbeat from their main loop, not from request threads, so this
+        # only catches a wedged worker; long runs are bounded by request_timeout_secs.
+        "timeout": 60,
+        "graceful_timeout": srv.graceful_timeout_secs,
+        "keepalive": srv.idle_timeout_secs,
+        "loglevel": srv.log_level,
+        "errorlog": "-",
+        "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "proc_name": "clinvk",
+        # gunicorn >= 25.1 opens a control socket at a fixed per-user path by default;
+        # two gateways on one host would fight over it.
+        "control_socket_disable": True,
+        "when_ready": _when_ready,
+        "post_worker_init": _post_worker_init,
+        "worker_int": _worker_int,
+        "worker_exit": _worker_exit,
+        # bind refusal, closing refused uploads; metrics directory, JSON gunicorn logs
+        **security.gunicorn_settings(config),
+        **observability_settings,
+        "child_exit": child_exit,
+    }
+
+
+def configure_logging(config: Config) -> None:
+    """clinvk's own log lines (gunicorn keeps its own): level and text/json format."""
+    handler = observability.log_handler(config, sys.stderr)  # text or JSON, with request id
+    logger = logging.getLogger("clinvk")
+    logger.handlers[:] = [handler]
+    logger.setLevel(config.server.log_level.upper())
+    logger.propagate = False
+
+
+class GatewayServer(BaseApplication):
+    """gunicorn application whose WSGI app is built by :func:`create_app` in each worker."""
+
+    def __init__(self, config: Config, settings: dict[str, Any]) -> None:
+        self.config = config
+        self.settings = settings
+        super().__init__(prog="clinvk serve")
+
+    def load_config(self) -> None:
+        assert self.cfg is not None
+        for key, value in self.settings.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from clinvk.server.app import create_app
+
+        return create_app(self.config)
+
+
+def run_server(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM; exits the process (0 after a clean stop).
+
+    The session store is opened once up front so that an unusable store is a clear error
+    here rather than a worker that fails to boot.
+    """
+    from clinvk.core.config import clinvk_home
+    from clinvk.core.sessions import SessionStore, default_store_path
+
+    SessionStore(default_store_path(clinvk_home())).close()
+    configure_logging(config)
+    settings = gunicorn_settings(config, host=host, port=port, workers=workers, threads=threads)
+    GatewayServer(config, settings).run()
