@@ -11,7 +11,7 @@ import time
 
 import pytest
 import requests
-from test_security import bound_session, error_style, expected_style
+from support.http import bound_session, error_style, expected_style
 
 BURST = 5
 KEYS = ["rl-key-one", "rl-key-two", "rl-key-three"]

@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.http import bound_session
+from support.metrics import sample_sum
 from support.procs import wait_until
-from test_metrics import sample_sum
-from test_security import bound_session
 
 WINDOW_BURST = 20
 REQUESTS = 60
