@@ -12,6 +12,7 @@ Kept generic on purpose (several test modules use them):
   with a given config and waits for ``/health``; every server it started is stopped at the
   end of the session, and nothing it started may outlive it.
 * ``server`` — one such server with the default config, shared by a test module.
+* ``redis_url`` / ``postgres_url`` — a private redis-server / PostgreSQL for the session.
 * ``env`` — for engine-level tests: fakes on PATH and an argv log under ``tmp_path``.
 
 Plain helpers (no fixtures) live in ``tests/support/`` and are imported normally.
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 from support.fakes import FAKE_BIN
 from support.server_process import ServerProcess, clean_environ, start_server
+from support.services import postgres_server, redis_server
 
 
 @pytest.fixture
@@ -119,3 +121,15 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CLINVK_HOME", str(tmp_path / "clinvk"))
     (tmp_path / "work").mkdir()
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url

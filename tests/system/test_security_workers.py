@@ -1,21 +1,14 @@
 """Two gunicorn workers sharing a real redis: limits and metrics hold across workers.
 
-``redis-server`` is installed with apt when missing (CI runs as root on a fresh Debian
-machine); a failed install fails the run under ``CI=true`` and skips loudly elsewhere.
-The server runs on a free loopback port for this module only and is stopped afterwards.
+redis comes from the ``redis_url`` fixture (tests/support/services.py: installed with apt
+when missing, a private server on a free loopback port).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -26,74 +19,6 @@ from support.procs import wait_until
 
 WINDOW_BURST = 20
 REQUESTS = 60
-
-
-def _install_redis() -> str | None:
-    """Install redis-server with apt; returns why it failed, or None."""
-    if not shutil.which("apt-get"):
-        return "apt-get is not available"
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        return "installing needs root"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "redis-server"]):
-        try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env,
-                                  timeout=600, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"{' '.join(cmd)}: {exc}"
-        if proc.returncode != 0:
-            return f"{' '.join(cmd)} exited {proc.returncode}: " + \
-                proc.stderr.decode(errors="replace")[-500:]
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    if not shutil.which("redis-server"):
-        reason = _install_redis()
-        if reason or not shutil.which("redis-server"):
-            message = f"redis-server is missing and could not be installed: {reason}"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(message)
-            warnings.warn(message, stacklevel=1)
-            pytest.skip(message)
-    directory = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    log = open(directory / "redis.log", "wb")  # closed in the finally below
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(directory), "--protected-mode", "yes"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    try:
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-
-        def ready() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return proc.poll() is not None
-
-        assert wait_until(ready, 15) and proc.poll() is None, \
-            (directory / "redis.log").read_text()
-        client.close()
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
 
 
 @pytest.fixture(scope="module")

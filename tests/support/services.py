@@ -1,0 +1,175 @@
+"""Real service processes for tests: redis-server and PostgreSQL, each on a free loopback
+port in a temporary directory, stopped at the end.
+
+A missing server is installed with apt (CI runs as root on a fresh Debian machine). When it
+cannot be had, the run fails under ``CI=true`` (CI must exercise these paths) and skips with
+the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def apt_install(package: str) -> str | None:
+    """Install a Debian package; returns why it failed, or None."""
+    if not shutil.which("apt-get"):
+        return "apt-get is not available"
+    if os.geteuid() != 0:
+        return "installing needs root"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", "DPkg::Lock::Timeout=600"]
+    for cmd in (["apt-get", *lock, "update"], ["apt-get", *lock, "install", "-y", package]):
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                                  timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{' '.join(cmd)}: {exc}"
+        if proc.returncode != 0:
+            return f"{' '.join(cmd)} exited {proc.returncode}: " + \
+                proc.stderr.decode(errors="replace")[-500:]
+    return None
+
+
+def require(find: Callable[[], str | None], package: str) -> str:
+    """The path ``find()`` returns, installing ``package`` first when it finds nothing."""
+    found = find()
+    if found:
+        return found
+    reason = apt_install(package)
+    found = find()
+    if found:
+        return found
+    why = reason or "not found after the install"
+    message = f"{package} is missing and could not be installed: {why}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    warnings.warn(message, stacklevel=2)
+    pytest.skip(message)
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _wait_ready(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path,
+                timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if ready():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.args[0]} did not become ready:\n" + log.read_text(errors="replace"))
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A private redis-server; yields its URL."""
+    binary = require(lambda: shutil.which("redis-server"), "redis-server")
+    import redis
+
+    port = free_port()
+    log = directory / "redis.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(directory), "--protected-mode", "yes"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+
+    def ready() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        _wait_ready(ready, proc, log)
+        client.close()
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+def _postgres_bin() -> Path | None:
+    for directory in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (directory / "postgres").exists() and (directory / "initdb").exists():
+            return directory
+    return None
+
+
+@contextlib.contextmanager
+def postgres_server(directory: Path) -> Iterator[str]:
+    """A private PostgreSQL cluster (trust auth, loopback only); yields its URL.
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres``
+    system user that the Debian package creates.
+    """
+    bindir = Path(require(lambda: str(_postgres_bin() or "") or None, "postgresql"))
+    # The cluster gets its own directory right under the system temp dir: pytest's temp
+    # directories are private to root, and the postgres user must reach its data.
+    home = Path(tempfile.mkdtemp(prefix="clinvk-pg-"))
+    data = home / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "clinvk",
+                    "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    port = free_port()
+    log = directory / "postgres.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+             "-h", "127.0.0.1", "-k", str(home), "-c", "fsync=off",
+             "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             "-c", "max_connections=200"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def ready() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return False
+        probe = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                               capture_output=True, check=False)
+        return probe.returncode == 0
+
+    try:
+        _wait_ready(ready, proc, log)
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "clinvk", "clinvk"], check=True, capture_output=True)
+        yield f"postgresql://clinvk@127.0.0.1:{port}/clinvk"
+    finally:
+        _stop(proc, signal.SIGINT)  # fast shutdown
+        shutil.rmtree(home, ignore_errors=True)
