@@ -273,6 +273,10 @@ class ServerConfig:
         (), "If set, a request workdir must resolve under one of these.", check=_each(_absolute))
     blocked_workdir_prefixes: tuple[str, ...] = _key(
         (), "Extra blocked workdir prefixes, added to the built-in list.", check=_each(_absolute))
+    allow_system_root_workdirs: bool = _key(
+        False, "Allow a system root itself (/, /usr, /var, /home, /tmp, ...) as a workdir.")
+    max_json_depth: int = _key(64, "Deepest nesting of arrays and objects in a JSON body.",
+                               check=_between(2, 10_000))
     metrics_enabled: bool = _key(False, "Serve Prometheus metrics at /metrics.")
     metrics_require_auth: bool = _key(False, "Require an API key for /metrics.")
     api_keys_gopass_path: str = _key(

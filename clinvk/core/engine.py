@@ -35,6 +35,7 @@ from clinvk.core.runner import (
     Limits,
     ProcessRun,
 )
+from clinvk.core.textcheck import check_text
 
 if TYPE_CHECKING:
     from clinvk.core.config import Config
@@ -147,21 +148,42 @@ class RunSlots:
         self.limit = limit
         self.queue_timeout = queue_timeout
         self._sem = threading.BoundedSemaphore(limit) if limit > 0 else None
+        self._in_use = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def in_use(self) -> int:
+        """Slots taken right now."""
+        return self._in_use
 
     def acquire(self) -> float:
-        if self._sem is None:
-            return 0.0
         started = time.monotonic()
-        if not self._sem.acquire(timeout=max(self.queue_timeout, 0.0)):
+        if self._sem is not None and not self._sem.acquire(timeout=max(self.queue_timeout, 0.0)):
             raise Saturated(
                 f"all {self.limit} backend run slots are busy; try again later",
                 retry_after=max(1, int(self.queue_timeout) or 1),
             )
+        with self._count_lock:
+            self._in_use += 1
         return time.monotonic() - started
 
     def release(self) -> None:
+        with self._count_lock:
+            self._in_use -= 1
         if self._sem is not None:
             self._sem.release()
+
+
+_TEXT_FIELDS = ("prompt", "backend", "model", "workdir", "session_id", "approval_mode",
+                "sandbox_mode", "system_prompt", "extra_flags", "metadata", "tags", "parent_id")
+
+
+def _check_request_text(req: PromptRequest) -> None:
+    """Every text a request carries must be passable to a CLI and storable (textcheck)."""
+    for name in _TEXT_FIELDS:
+        value = getattr(req, name)
+        if value is not None:
+            check_text(value, "extra" if name == "extra_flags" else name)
 
 
 class Engine:
@@ -191,6 +213,7 @@ class Engine:
         """Resolve and validate everything; raise before any process or record exists."""
         if not isinstance(req.prompt, str) or not req.prompt.strip():
             raise InvalidRequest("prompt is required and must not be empty", field="prompt")
+        _check_request_text(req)
         if self.config.unified_flags.dry_run and not req.dry_run:
             req = replace(req, dry_run=True)  # the operator made every run a dry run
         session = None
@@ -228,7 +251,8 @@ class Engine:
         if self.server_mode:
             srv = self.config.server
             policy.check_workdir(workdir, allowed=srv.allowed_workdir_prefixes,
-                                 blocked=srv.blocked_workdir_prefixes)
+                                 blocked=srv.blocked_workdir_prefixes,
+                                 allow_system_roots=srv.allow_system_root_workdirs)
             policy.check_privilege(approval, sandbox, allow_dangerous=srv.allow_dangerous_modes)
             reason = backend.check_extra_flags(extra, allow_dangerous=srv.allow_dangerous_modes)
             if reason:

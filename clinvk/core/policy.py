@@ -6,6 +6,7 @@ applies them to every request because its callers are remote.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Iterable
@@ -17,6 +18,13 @@ BUILTIN_BLOCKED_PREFIXES = (
     "/etc", "/var/run", "/run", "/var/lock", "/root", "/sys", "/proc", "/dev", "/boot",
     "/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64",
 )
+
+# Refused as a workdir themselves (their subdirectories are fine): an agent started in one
+# of these can read and change everything below it. server.allow_system_root_workdirs lifts it.
+SYSTEM_ROOTS = frozenset({
+    "/", "/usr", "/usr/local", "/var", "/home", "/opt", "/srv", "/mnt", "/media", "/tmp",
+    "/var/tmp", "/lib32", "/libx32",
+})
 
 
 @functools.cache
@@ -49,7 +57,15 @@ def resolve_workdir(raw: str | None, *, field: str = "workdir") -> str:
         raise InvalidRequest(f"{field} contains a NUL byte", field=field)
     if raw and not os.path.isabs(raw):
         raise InvalidRequest(f"{field} must be an absolute path, got {raw!r}", field=field)
-    resolved = os.path.realpath(path)
+    try:
+        resolved = os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        raise InvalidRequest(f"{field} {raw or path!r} is not an existing directory",
+                             field=field) from None
+    except OSError as exc:
+        reason = "has a symlink loop" if exc.errno == errno.ELOOP else \
+            f"cannot be resolved: {exc.strerror or exc}"
+        raise InvalidRequest(f"{field} {raw or path!r} {reason}", field=field) from None
     if not os.path.isdir(resolved):
         raise InvalidRequest(f"{field} {raw or path!r} is not an existing directory", field=field)
     return resolved
@@ -60,9 +76,16 @@ def check_workdir(
     *,
     allowed: Iterable[str] = (),
     blocked: Iterable[str] = (),
+    allow_system_roots: bool = False,
     field: str = "workdir",
 ) -> None:
-    """Refuse a resolved workdir under a blocked prefix or outside the allowed ones."""
+    """Refuse a resolved workdir under a blocked prefix, outside the allowed ones, or that
+    is a system root itself (unless ``allow_system_roots``)."""
+    if not allow_system_roots and resolved in SYSTEM_ROOTS:
+        raise PolicyViolation(
+            f"{field} {resolved!r} is a system root; an agent there can change everything "
+            "below it (choose a project directory, or set server.allow_system_root_workdirs)",
+            field=field)
     blocked = tuple(blocked)
     pairs: tuple[tuple[str, str], ...] = tuple(
         (prefix, os.path.realpath(prefix)) for prefix in blocked)

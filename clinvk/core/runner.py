@@ -109,7 +109,12 @@ class ProcessRun:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Spawn the child and hand it its prompt."""
+        """Spawn the child and hand it its prompt.
+
+        The prompt is encoded before the spawn, and any failure after it kills the child's
+        group before the error propagates: a failed start never leaves a process behind.
+        """
+        data = self.stdin_text.encode("utf-8")
         self._wake_r, self._wake_w = os.pipe()
         env = dict(os.environ if self.env is None else self.env)
         env[RUN_MARKER_VAR] = self.marker
@@ -127,17 +132,23 @@ class ProcessRun:
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             self._close_wake_pipe()
             raise BackendUnavailable(f"cannot start {self.argv[0]!r}: {exc.strerror}") from exc
-        self._started = time.monotonic()
-        if self.limits.nice > 0:
-            lower_priority(self.proc.pid, self.limits.nice)
-        with _active_lock:
-            _active.add(self)
-        if _ledger is not None:
-            _ledger.add(self.proc.pid, self.marker)
-        self._feed_stdin()
+        except BaseException:
+            self._close_wake_pipe()
+            raise
+        try:
+            self._started = time.monotonic()
+            if self.limits.nice > 0:
+                lower_priority(self.proc.pid, self.limits.nice)
+            with _active_lock:
+                _active.add(self)
+            if _ledger is not None:
+                _ledger.add(self.proc.pid, self.marker)
+            self._feed_stdin(data)
+        except BaseException:
+            self.abort()
+            raise
 
-    def _feed_stdin(self) -> None:
-        data = self.stdin_text.encode("utf-8")
+    def _feed_stdin(self, data: bytes) -> None:
         assert self.proc and self.proc.stdin
         pipe = self.proc.stdin
 

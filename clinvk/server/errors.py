@@ -44,6 +44,7 @@ from clinvk.core.errors import (
     SessionBusy,
     StoreError,
 )
+from clinvk.server import jsonbody
 
 log = logging.getLogger("clinvk.server")
 
@@ -419,7 +420,17 @@ class JsonParser(FlaskParser):
         if not data.strip():
             raise ApiException(ApiError(400, "invalid_request", "request body is required",
                                         field="body"))
-        return webargs_core.parse_json(data)
+        gateway = current_app.extensions.get("clinvk")  # absent in a bare test app
+        max_depth = gateway.config.server.max_json_depth if gateway else jsonbody.DEFAULT_DEPTH
+        try:
+            value = webargs_core.parse_json(data)
+        except RecursionError:
+            raise jsonbody.too_deep(max_depth) from None
+        except ValueError as exc:  # e.g. an integer literal longer than Python converts
+            raise ApiException(ApiError(400, "invalid_json", f"request body is not valid "
+                                        f"JSON: {exc}", field="body")) from None
+        jsonbody.check_value(value, max_depth)
+        return value
 
 
 class Blueprint(flask_smorest.Blueprint):

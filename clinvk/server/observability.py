@@ -37,6 +37,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from flask import Flask, Request, g, has_request_context
 from gunicorn.glogging import Logger as GunicornLogger
@@ -204,8 +205,8 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if config.server.metrics_enabled:
         settings.update(pre_fork=_pre_fork, child_exit=_child_exit, on_exit=_on_exit)
-    if config.server.log_format == "json":
-        settings["logger_class"] = JsonGunicornLogger
+    json_lines = config.server.log_format == "json"
+    settings["logger_class"] = JsonGunicornLogger if json_lines else RedactingGunicornLogger
     return settings
 
 
@@ -273,7 +274,44 @@ def log_handler(config: Config, stream: Any = None) -> logging.Handler:
     return handler
 
 
-class JsonGunicornLogger(GunicornLogger):
+# Query parameters whose values never reach a log line (compared case-insensitively).
+SECRET_QUERY_PARAMS = frozenset({
+    "api_key", "apikey", "api-key", "key", "token", "access_token", "refresh_token",
+    "id_token", "auth", "authorization", "password", "passwd", "secret", "client_secret",
+    "signature", "sig", "x-api-key",
+})
+REDACTED = "[redacted]"
+
+
+def redact_query(query: str) -> str:
+    """``query`` with the value of every secret parameter replaced by ``[redacted]``."""
+    if not query:
+        return query
+    parts = []
+    for item in query.split("&"):
+        name, sep, _ = item.partition("=")
+        if unquote_plus(name).strip().lower() in SECRET_QUERY_PARAMS:
+            item = f"{name}={REDACTED}"
+        parts.append(item)
+    return "&".join(parts)
+
+
+class RedactingGunicornLogger(GunicornLogger):
+    """gunicorn's logger, with secret query parameters redacted from access lines."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any
+              ) -> dict[str, Any]:
+        atoms = super().atoms(resp, req, environ, request_time)
+        query = environ.get("QUERY_STRING", "")
+        if query:
+            safe = redact_query(query)
+            atoms["q"] = safe
+            atoms["r"] = (f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI', '')}"
+                          .split("?", 1)[0] + f"?{safe} {environ.get('SERVER_PROTOCOL')}")
+        return atoms
+
+
+class JsonGunicornLogger(RedactingGunicornLogger):
     """gunicorn's logger with JSON lines (``server.log_format: json``).
 
     Access lines carry method, path (no query string), status, bytes, duration_ms,

@@ -20,6 +20,7 @@ from clinvk.core.runner import (
     Limits,
     ProcessRun,
     active_runs,
+    marked_pids,
     terminate_all,
 )
 
@@ -130,6 +131,41 @@ def test_heartbeats_while_silent():
 def test_missing_binary_is_unavailable(tmp_path):
     with pytest.raises(BackendUnavailable):
         ProcessRun([str(tmp_path / "nope")]).start()
+
+
+def test_a_prompt_that_cannot_be_encoded_fails_before_anything_is_spawned():
+    run = ProcessRun([PY, "-c", "import time; time.sleep(30)"], stdin="hi \ud800")
+    with pytest.raises(UnicodeEncodeError):
+        run.start()
+    assert run.proc is None
+    assert marked_pids(run.marker) == []
+    assert run not in active_runs()
+
+
+def test_a_failure_after_the_spawn_kills_the_child(monkeypatch):
+    """Whatever fails once the child exists (here: registering it), the child dies with it."""
+    import clinvk.core.runner as runner
+
+    class Boom(RuntimeError):
+        pass
+
+    def refuse(*_args):
+        raise Boom("ledger refused")
+
+    class Ledger:  # a crash ledger whose write fails (a full disk, say)
+        add = staticmethod(refuse)
+
+        @staticmethod
+        def remove(_pid):
+            pass
+
+    monkeypatch.setattr(runner, "_ledger", Ledger())
+    run = ProcessRun([PY, "-c", "import time; time.sleep(30)"], stdin="hi")
+    with pytest.raises(Boom):
+        run.start()
+    assert run.proc is not None and run.proc.poll() is not None
+    assert not pid_alive(run.proc.pid)
+    assert run not in active_runs()
 
 
 def test_terminate_all_reaches_every_active_run():
