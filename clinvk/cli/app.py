@@ -12,6 +12,7 @@ groups) and exits 130 once they are gone.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from clinvk import __version__
+from clinvk.cli.commands import REGISTRY
 from clinvk.core.config import APPROVAL_MODES, KNOWN_BACKENDS, OUTPUT_FORMATS, SANDBOX_MODES
 from clinvk.core.errors import ClinvkError, ConfigError, InvalidRequest, NotFound
 from clinvk.core.sessions import STATUSES
@@ -272,7 +274,7 @@ class RootGroup(click.Group):
             else:
                 break
         head = rest[i] if i < len(rest) else None
-        if head is not None and head not in self.commands and head not in (
+        if head is not None and head not in self.commands and head not in REGISTRY and head not in (
             "--help", "-h", "--version"
         ):
             if not ctx.resilient_parsing and re.fullmatch(r"[a-z][a-z-]{2,}", head):
@@ -284,6 +286,23 @@ class RootGroup(click.Group):
                         f"as a prompt, write: clinvk -- {head}", ctx)
             rest.insert(i, "run")
         return super().parse_args(ctx, rest)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *REGISTRY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        info = REGISTRY.get(cmd_name)
+        if info is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        return getattr(importlib.import_module(info.module), info.attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=60)) for name, cmd in self.commands.items()
+                if not cmd.hidden]
+        rows += [(name, info.summary) for name, info in REGISTRY.items()]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(sorted(rows))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

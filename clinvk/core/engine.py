@@ -25,6 +25,7 @@ from clinvk.core.errors import (
     StoreError,
 )
 from clinvk.core.events import Event, TokenUsage
+from clinvk.core.ownership import LOCAL, Principal
 from clinvk.core.runner import (
     CANCELLED,
     EXITED,
@@ -70,7 +71,9 @@ class PromptRequest:
     tags: list[str] = field(default_factory=list)
     timeout_secs: float | None = None
     parent_id: str | None = None
-    owner: str | None = None  # key id of the caller (clinvk.core.ownership), None = nobody
+    # Who asks (clinvk.core.ownership): sessions it creates are owned by its key id, and it
+    # can only continue sessions it may see.
+    principal: Principal = LOCAL
 
 
 @dataclass
@@ -218,7 +221,7 @@ class Engine:
             req = replace(req, dry_run=True)  # the operator made every run a dry run
         session = None
         if req.session_id:
-            session = self._require_store().get(req.session_id)
+            session = self._require_store().get(req.session_id, visible_to=req.principal)
             if req.backend and req.backend.strip().lower() != session.backend:
                 raise InvalidRequest(
                     f"session {session.id} belongs to backend {session.backend!r}, "
@@ -625,6 +628,7 @@ class RunHandle:
         if not req.dry_run:  # the first turn is guarded like every other
             self._lease = store.new_lease(ttl_seconds=self._lease_ttl())
         self.session = store.create(
+            owner=req.principal.owner,
             backend=prepared.backend.name,
             working_dir=prepared.workdir,
             model=prepared.model,

@@ -47,6 +47,7 @@ from typing import Any
 
 from clinvk.core.errors import AmbiguousPrefix, InvalidRequest, NotFound, SessionBusy, StoreError
 from clinvk.core.events import TokenUsage, utc_timestamp
+from clinvk.core.ownership import Principal
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 STATUSES: tuple[str, ...] = ("active", "completed", "error", "paused")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_LEASE_SECONDS = 3600.0
 DEFAULT_BUSY_TIMEOUT = 10.0
 MIN_PREFIX_LENGTH = 4
@@ -119,6 +120,7 @@ class Session:
     metadata: dict[str, Any] = field(default_factory=dict)
     error_message: str | None = None
     parent_id: str | None = None
+    owner: str | None = None  # key id of the API key that created it (clinvk.core.ownership)
 
     @property
     def resumable(self) -> bool:
@@ -144,6 +146,7 @@ class Session:
             "metadata": dict(self.metadata),
             "error_message": self.error_message,
             "parent_id": self.parent_id,
+            "owner": self.owner,
         }
 
 
@@ -188,6 +191,7 @@ _COLUMNS = (
     "metadata",
     "error_message",
     "parent_id",
+    "owner",
 )
 _SELECT = ", ".join(f"s.{c}" for c in _COLUMNS)
 _RETURNING = ", ".join(_COLUMNS)
@@ -311,6 +315,12 @@ _MIGRATIONS: dict[int, list[str]] = {
                 VALUES (NEW.tag, NEW.backend, NEW.status, 1)
                 ON CONFLICT (tag, backend, status) DO UPDATE SET n = n + 1;
         END""",
+    ],
+    # Ownership: the key id of the creating API key; NULL (rows from before, or made
+    # without keys) is visible to admins and key-less callers only.
+    2: [
+        "ALTER TABLE sessions ADD COLUMN owner TEXT",
+        "CREATE INDEX sessions_by_owner ON sessions (owner, last_used, id)",
     ],
 }
 
@@ -468,6 +478,7 @@ def _row_to_session(row: sqlite3.Row | tuple[Any, ...]) -> Session:
         metadata,
         error_message,
         parent_id,
+        owner,
     ) = tuple(row)
     return Session(
         id=sid,
@@ -488,6 +499,7 @@ def _row_to_session(row: sqlite3.Row | tuple[Any, ...]) -> Session:
         metadata=json.loads(metadata) if metadata != "{}" else {},
         error_message=error_message,
         parent_id=parent_id,
+        owner=owner,
     )
 
 
@@ -514,7 +526,15 @@ def _session_to_row(session: Session) -> tuple[Any, ...]:
         _dump_metadata(session.metadata),
         session.error_message,
         session.parent_id,
+        session.owner,
     )
+
+
+def _owner_filter(visible_to: Principal | None) -> str | None:
+    """The owner a query must be restricted to, or ``None`` for no restriction."""
+    if visible_to is None or visible_to.sees_all:
+        return None
+    return visible_to.key_id
 
 
 # --------------------------------------------------------------------------- lease
@@ -900,6 +920,7 @@ class SessionStore:
         status: str = "active",
         backend_session_id: str | None = None,
         lease: Lease | None = None,
+        owner: str | None = None,
     ) -> Session:
         """Insert a new session; ``working_dir`` must already be the resolved absolute path.
 
@@ -940,6 +961,7 @@ class SessionStore:
             metadata=json.loads(meta_json),
             error_message=None,
             parent_id=parent_id,
+            owner=_check_optional_str(owner, "owner"),
         )
         row = list(_session_to_row(session))
         row[3] = row[4] = now  # keep full precision, not the millisecond string
@@ -989,19 +1011,29 @@ class SessionStore:
                 conn.executemany(_INSERT_TAG, tag_rows)
         return len(rows)
 
-    def get(self, id_or_prefix: str) -> Session:
-        """Look a session up by full id or a unique prefix of at least 4 hex characters."""
+    def get(self, id_or_prefix: str, *, visible_to: Principal | None = None) -> Session:
+        """Look a session up by full id or a unique prefix of at least 4 hex characters.
+
+        With ``visible_to``, a session that caller may not see does not exist for it (the
+        same ``NotFound``; prefixes only match the caller's own sessions).
+        """
         key = _normalize_id(id_or_prefix)
+        owner = _owner_filter(visible_to)
         with self._guard("read a session"):
             if len(key) == 32:
-                return self._fetch(key)
+                session = self._fetch(key)
+                if owner is not None and session.owner != owner:
+                    raise NotFound(f"session not found: {key}", field="session_id")
+                return session
             # Range scan on the primary key; 'g' sorts right after 'f'.
+            mine = "" if owner is None else " AND s.owner = ?"
             rows = (
                 self._conn()
                 .execute(
-                    f"SELECT {_SELECT} FROM sessions AS s WHERE s.id >= ? AND s.id < ? "
+                    f"SELECT {_SELECT} FROM sessions AS s WHERE s.id >= ? AND s.id < ?{mine} "
                     "ORDER BY s.id LIMIT ?",
-                    (key, key + "g", _AMBIGUOUS_SHOWN + 1),
+                    (key, key + "g", *(() if owner is None else (owner,)),
+                     _AMBIGUOUS_SHOWN + 1),
                 )
                 .fetchall()
             )
@@ -1028,8 +1060,10 @@ class SessionStore:
         working_dir: str | None = None,
         limit: int = DEFAULT_LIST_LIMIT,
         offset: int = 0,
+        visible_to: Principal | None = None,
     ) -> SessionPage:
-        """One page of sessions, most recently used first (ties broken by id, descending)."""
+        """One page of sessions, most recently used first (ties broken by id, descending);
+        with ``visible_to``, only the sessions that caller may see."""
         limit = _check_int(limit, "limit", 1, MAX_LIST_LIMIT)
         offset = _check_int(offset, "offset", 0)
         if status:
@@ -1064,7 +1098,14 @@ class SessionStore:
             if value:
                 where.append(f"{alias}.{column} = ?")
                 params.append(value)
+        owner = _owner_filter(visible_to)
+        if owner is not None:
+            if not working_dir and not tag:
+                source = "sessions AS s INDEXED BY sessions_by_owner"
+            where.append("s.owner = ?")
+            params.append(owner)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        counted = not working_dir and owner is None  # the trigger-kept counters apply
         with self._guard("list sessions"):
             conn = self._conn()
             with self._snapshot(conn):
@@ -1072,11 +1113,11 @@ class SessionStore:
                     f"SELECT {_SELECT} FROM {source}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
                     (*params, limit, offset),
                 ).fetchall()
-                if not working_dir:
+                if counted:
                     total = self._count(conn, backend=backend, status=status, tag=tag)
                 elif offset == 0 and len(rows) < limit:
                     total = len(rows)
-                else:  # O(sessions in that directory), via the working_dir index
+                else:  # O(sessions in that directory / of that owner), via their index
                     total = conn.execute(
                         f"SELECT COUNT(*) FROM {source}{clause}", params
                     ).fetchone()[0]
@@ -1088,6 +1129,7 @@ class SessionStore:
         backend: str | None = None,
         working_dir: str | None = None,
         resumable: bool = False,
+        visible_to: Principal | None = None,
     ) -> Session | None:
         """Most recently used session matching the filters (for ``resume --last``).
 
@@ -1103,6 +1145,10 @@ class SessionStore:
             params.append(working_dir)
         if resumable:
             where.append("s.backend_session_id IS NOT NULL")
+        owner = _owner_filter(visible_to)
+        if owner is not None:
+            where.append("s.owner = ?")
+            params.append(owner)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self._guard("read the latest session"):
             row = (
@@ -1117,11 +1163,17 @@ class SessionStore:
         return _row_to_session(row) if row else None
 
     def count(
-        self, *, backend: str | None = None, status: str | None = None, tag: str | None = None
+        self, *, backend: str | None = None, status: str | None = None, tag: str | None = None,
+        visible_to: Principal | None = None,
     ) -> int:
-        """Number of sessions, from the trigger-maintained counters (no table scan)."""
+        """Number of sessions, from the trigger-maintained counters (no table scan); with
+        ``visible_to`` restricted to one owner, a count over that owner's index."""
         if status:
             _check_status(status)
+        owner = _owner_filter(visible_to)
+        if owner is not None:
+            return self.list(backend=backend, status=status, tag=tag, limit=1,
+                             visible_to=visible_to).total
         with self._guard("count sessions"):
             return self._count(self._conn(), backend=backend, status=status, tag=tag)
 
@@ -1287,10 +1339,13 @@ class SessionStore:
                     conn.executemany(_INSERT_TAG, [(sid, t, *row) for t in tag_list])
             return session
 
-    def delete(self, id_or_prefix: str, *, force: bool = False) -> Session:
+    def delete(self, id_or_prefix: str, *, force: bool = False,
+               visible_to: Principal | None = None) -> Session:
         """Delete one session and return it. A session with a running turn (live lease)
-        is refused with ``SessionBusy`` unless ``force``."""
-        sid = self._resolve(id_or_prefix)
+        is refused with ``SessionBusy`` unless ``force``; one that ``visible_to`` may not
+        see is ``NotFound``."""
+        sid = self.get(id_or_prefix, visible_to=visible_to).id if visible_to is not None \
+            else self._resolve(id_or_prefix)
         now = self._clock()
         with self._guard("delete a session"):
             conn = self._conn()

@@ -42,6 +42,7 @@ from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import Event
 from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException
+from clinvk.server.security import identify
 from clinvk.server.streaming import Render, event_frames, stream_response
 
 SSE_MIMETYPE = "text/event-stream"
@@ -247,6 +248,7 @@ def start_run(target: ModelTarget, prompt: str, system_prompt: str | None) -> Ru
         model=target.model,
         system_prompt=system_prompt,
         ephemeral=True,
+        principal=identify().principal,
     )
     prepared = gw.engine.prepare(req)
     return Run(target, gw.engine.start(prepared))

@@ -55,6 +55,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from clinvk.core.config import Config
 from clinvk.core.errors import ConfigError
+from clinvk.core.keys import key_id
 from clinvk.core.ownership import Principal
 from clinvk.server.errors import ApiError, ApiException, render
 
@@ -114,8 +115,7 @@ def _digest(key: str) -> bytes:
 
 def fingerprint(key: str) -> str:
     """A stable, non-reversible name for a key (rate-limit bucket, logs): never the key."""
-    return hashlib.sha256(b"clinvk-api-key\0" + key.encode("utf-8", "surrogateescape")
-                          ).hexdigest()[:24]
+    return key_id(key)
 
 
 def gopass_path(config: Config, environ: Mapping[str, str]) -> str:

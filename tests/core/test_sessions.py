@@ -106,7 +106,7 @@ def test_create_and_get_roundtrip(store: SessionStore, clock: FakeClock) -> None
     assert set(d) == {
         "id", "backend", "backend_session_id", "created_at", "last_used", "working_dir",
         "model", "initial_prompt", "title", "status", "turn_count", "token_usage", "tags",
-        "metadata", "error_message", "parent_id",
+        "metadata", "error_message", "parent_id", "owner",
     }  # fmt: skip
 
 

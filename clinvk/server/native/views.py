@@ -56,6 +56,7 @@ from clinvk.server.native.schemas import (
     TaskResultSchema,
     dump,
 )
+from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, ndjson_response, run_to_completion
 
 URL_PREFIX = "/api/v1"
@@ -123,6 +124,7 @@ def prompt_request(args: Mapping[str, Any], **overrides: Any) -> PromptRequest:
         extra_flags=list(args.get("extra") or []),
         metadata=args.get("metadata"),
         timeout_secs=args.get("timeout_secs"),
+        principal=identify().principal,
     )
     fields.update(overrides)
     return PromptRequest(**fields)
@@ -352,7 +354,7 @@ class Sessions(MethodView):
         """Sessions, most recently used first, with filters and pagination."""
         page = current_gateway().store.list(
             backend=args.get("backend"), status=args.get("status"), tag=args.get("tag"),
-            limit=args["limit"], offset=args["offset"])
+            limit=args["limit"], offset=args["offset"], visible_to=identify().principal)
         return ok(dump(SessionListSchema, {
             "sessions": [s.to_dict() for s in page.sessions],
             "total": page.total, "limit": page.limit, "offset": page.offset,
@@ -366,12 +368,14 @@ class SessionItem(MethodView):
     @documents_errors(400, 404, 500)
     def get(self, session_id: str) -> Response:
         """One session by full id or unique prefix (at least 4 hex characters)."""
-        return ok(session_data(current_gateway().store.get(session_id)))
+        return ok(session_data(current_gateway().store.get(
+            session_id, visible_to=identify().principal)))
 
     @blp.response(200, SessionDeletedEnvelope)
     @blp.doc(operationId="deleteSession", summary="Delete a session")
     @documents_errors(400, 404, 409, 500)
     def delete(self, session_id: str) -> Response:
         """Delete one session (409 while one of its turns is running)."""
-        session = current_gateway().store.delete(session_id)
+        session = current_gateway().store.delete(session_id,
+                                                 visible_to=identify().principal)
         return ok({"deleted": True, "id": session.id})
