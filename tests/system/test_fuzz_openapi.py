@@ -1,4 +1,4 @@
-"""Fuzzing every route of ``/openapi.json`` with schemathesis (issue 8, item 3).
+"""Fuzzing every route of ``/openapi.json`` with schemathesis, plus hostile-input strategies.
 
 A real ``clinvk serve`` with the fake CLIs and ``unified_flags.dry_run: true`` (every run
 a request asks for resolves everything and returns the argv without starting a CLI, so
@@ -29,12 +29,15 @@ operation (JSON and streamed variants) validated by the same checks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -131,3 +134,70 @@ def test_every_operation_succeeds_as_documented(api_schema: Any) -> None:
         assert resp.status_code == 200, (path, method, resp.status_code, resp.text[:300])
         if path == "/api/v1/prompt" and session_id is None:
             session_id = resp.json()["data"]["session_id"]
+
+
+# --------------------------------------------------------------------------- hostile input
+# Custom strategies on top of the documented operations: a valid request per operation
+# (from VALID) with one string leaf replaced by text that no CLI or store can take, or with a
+# deeply nested value added. Every answer must be a documented 4xx, never a 5xx.
+
+HOSTILE_TEXT = st.sampled_from([
+    "\ud800", "lone \udfff surrogate", "\udbff\udbff", "a\x00b", "\x00", "\ud83d",
+    "ok \U0001f600 then \ud800",
+])
+
+
+def _string_leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, str):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _string_leaves(v, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _string_leaves(v, (*path, i))]
+    return []
+
+
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: _replace(value[head], rest, new)}
+    return [_replace(v, rest, new) if i == head else v for i, v in enumerate(value)]
+
+
+def _nested_json(depth: int, shape: str) -> str:
+    """A JSON value nested ``depth`` levels deep, as text (too deep for a Python repr)."""
+    kinds = ["[" if shape == "list" or (shape == "mixed" and i % 2) else "{" for i in
+             range(depth)]
+    opening = "".join('{"k":' if k == "{" else "[" for k in kinds)
+    closing = "".join("}" if k == "{" else "]" for k in reversed(kinds))
+    return opening + '"x"' + closing
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, Any], str]:
+    """(path, method, Case arguments, raw JSON body) of a valid request made hostile."""
+    path, method, kwargs = draw(st.sampled_from([v for v in VALID if "body" in v[2]]))
+    body = kwargs["body"]
+    if draw(st.booleans()):
+        leaf = draw(st.sampled_from(_string_leaves(body)))
+        raw = json.dumps(_replace(body, leaf, draw(HOSTILE_TEXT)))  # surrogates as \ud800
+    else:
+        depth = draw(st.integers(min_value=65, max_value=5000))
+        shape = draw(st.sampled_from(["list", "object", "mixed"]))
+        raw = json.dumps(body)[:-1] + ', "metadata": ' + _nested_json(depth, shape) + "}"
+    return path, method, kwargs, raw
+
+
+@given(request=hostile_requests())
+@settings(max_examples=40, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(HealthCheck), print_blob=False)
+def test_hostile_text_and_nesting_are_documented_4xx(api_schema: Any, request: Any) -> None:
+    path, method, kwargs, raw = request
+    headers = {**kwargs.get("headers", {}), "Content-Type": "application/json"}
+    resp = requests.request(method, api_schema.get_base_url() + path, data=raw.encode(),
+                            headers=headers, timeout=30)
+    assert 400 <= resp.status_code < 500, (path, resp.status_code, resp.text[:300])
+    documented = api_schema.raw_schema["paths"][path][method.lower()]["responses"]
+    assert str(resp.status_code) in documented, (path, resp.status_code)
