@@ -260,11 +260,38 @@ class PromptCommand(click.Command):
         formatter.write_usage("clinvk", "[OPTIONS] PROMPT")
 
 
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Global options (``--config FILE``) given after the subcommand, moved in front of it.
+
+    The Go CLI's persistent flags are accepted anywhere (``clinvk serve --config FILE``);
+    click reads a group's options only before the subcommand. Arguments after ``--`` are
+    left alone (a prompt may say anything there).
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == "--config" and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 class RootGroup(click.Group):
     """A group whose unknown first word is a prompt, not a typo'd subcommand."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        rest = list(args)
+        rest = hoist_global_options(args)
         i = 0
         while i < len(rest):
             if rest[i] == "--config":
@@ -420,7 +447,7 @@ def execute_prompt(app: AppContext, req: Any, fmt: str) -> int:
     engine = app.engine(with_store=bool(req.session_id) or not dry_run)
     prepared = engine.prepare(req)
     if prepared.request.dry_run and fmt == "text":
-        click.echo(prepared.command_line)
+        click.echo(f"Would execute: {prepared.command_line}")
         return EXIT_OK
     printer = ResultPrinter(fmt, click.get_text_stream("stdout"))
     handle = engine.start(prepared)
@@ -1091,6 +1118,15 @@ def serve_cmd(app: AppContext, host: str | None, port: int | None, workers: int 
         sys.exit(exit_code_for(exc))
 
 
+def usage_error_line(exc: click.UsageError) -> str:
+    """One line: what is wrong, and where the help is (never the hidden ``run`` command)."""
+    ctx = exc.ctx
+    where = "clinvk"
+    if ctx is not None and ctx.command is not cli and ctx.command.name != "run":
+        where = ctx.command_path
+    return f"Error: {exc.format_message()} (see '{where} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -1100,6 +1136,9 @@ def main(argv: list[str] | None = None) -> None:
         stop_leftover_runs()
         note("interrupted")
         code = EXIT_INTERRUPTED
+    except click.UsageError as exc:
+        click.echo(usage_error_line(exc), err=True)
+        code = exc.exit_code
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code

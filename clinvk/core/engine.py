@@ -90,7 +90,8 @@ class PreparedRun:
 
     @property
     def command_line(self) -> str:
-        return self.invocation.display()
+        """The argv as it would run, the binary shown by the path it resolves to."""
+        return self.invocation.display(self.backend.executable_path())
 
 
 @dataclass

@@ -218,9 +218,12 @@ def test_dry_run_prints_the_argv_and_runs_nothing(cli: Cli):
     proc = cli("--dry-run", "-b", "codex", "-m", "fast", "--", "--help me")
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.strip()
-    assert line.startswith("codex exec") and "gpt-" in line and "'--help me'" in line
+    # the Go wording: the binary by the path it resolves to, then the args
+    assert line.startswith(f"Would execute: {FAKE_BIN / 'codex'} exec"), line
+    assert "gpt-" in line and "'--help me'" in line
     data = cli.json("--dry-run", "-o", "json", "-b", "claude", "hello")
-    assert data["command"][0] == "claude" and data["output"].startswith("Would execute: ")
+    assert data["command"][0] == "claude"  # machine-readable argv, as the backend runs it
+    assert data["output"].startswith(f"Would execute: {FAKE_BIN / 'claude'} -p ")
     assert data["session_id"] is None
     assert cli.runs() == []
     assert cli.sessions() == []

@@ -214,7 +214,8 @@ def test_a_first_word_that_is_no_command_is_the_prompt(monkeypatch: pytest.Monke
     assert result.exit_code == 2 and "Got unexpected extra argument" in result.output
     result = runner.invoke(cli, ["--dry-run", "-b", "gemini", "explain this"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("gemini ") and "'explain this'" in result.output
+    assert result.output.startswith("Would execute: ") and "gemini --output" in result.output
+    assert "'explain this'" in result.output
     result = runner.invoke(cli, ["--dry-run", "--", "version"])  # a prompt named like a command
     assert result.exit_code == 0 and "<<< version" in result.output
     result = runner.invoke(cli, ["--config", str(tmp_path / "none.yaml"), "hello"])

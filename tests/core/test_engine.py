@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.engine import logged, make_engine, request
-from support.fakes import BACKENDS
+from support.fakes import BACKENDS, FAKE_BIN
 from support.procs import wait_until
 
 from clinvk.core.engine import FAILED, OK, TIMED_OUT, PromptRequest
@@ -98,7 +98,8 @@ def test_dry_run_creates_a_completed_session_and_starts_nothing(env):
     engine = make_engine(env)
     result = engine.run(request(env, "codex", "--help", dry_run=True))
     assert result.status == OK and result.exit_code == 0
-    assert result.output.startswith("Would execute: codex exec --skip-git-repo-check --json -")
+    assert result.output.startswith(
+        f"Would execute: {FAKE_BIN / 'codex'} exec --skip-git-repo-check --json -")
     assert result.output.endswith("<<< --help")
     assert engine.store.get(result.session_id).status == "completed"
     assert logged(env) == []
@@ -213,7 +214,7 @@ def test_heartbeats_continue_while_lines_produce_no_events(env):
 def test_config_dry_run_makes_every_run_a_dry_run(env):
     engine = make_engine(env, **{"unified_flags.dry_run": True})
     result = engine.run(request(env, "codex"))
-    assert result.dry_run and result.output.startswith("Would execute: codex exec")
+    assert result.dry_run and result.output.startswith(f"Would execute: {FAKE_BIN / 'codex'} exec")
     assert logged(env) == []
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.fakes import fake
+from support.fakes import FAKE_BIN, fake
 
 from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
@@ -81,7 +81,8 @@ def test_dry_run_returns_the_exact_argv_and_a_usable_session(client) -> None:
     assert data["dry_run"] is True and data["exit_code"] == 0
     argv = data["command"]
     assert argv[0] == "claude" and "--help me" not in argv  # the prompt travels on stdin
-    assert data["output"] == f"Would execute: {shlex.join(argv)} <<< {shlex.quote('--help me')}"
+    shown = shlex.join([str(FAKE_BIN / "claude"), *argv[1:]])  # the binary's resolved path
+    assert data["output"] == f"Would execute: {shown} <<< {shlex.quote('--help me')}"
     assert "haiku" in argv
     sid = data["session_id"]
     listed = client.get("/api/v1/sessions").get_json()["data"]
@@ -96,7 +97,8 @@ def test_dry_run_returns_the_exact_argv_and_a_usable_session(client) -> None:
 def test_ephemeral_dry_run_creates_nothing(client) -> None:
     data = post(client, PROMPT, {"backend": "codex", "prompt": "x", "dry_run": True,
                                  "ephemeral": True}).get_json()["data"]
-    assert data["session_id"] is None and data["output"].startswith("Would execute: codex")
+    assert data["session_id"] is None and data["output"].startswith(
+        f"Would execute: {FAKE_BIN / 'codex'}")
     assert client.get("/api/v1/sessions").get_json()["data"]["sessions"] == []
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support.fakes import REPO, fake
+from support.fakes import FAKE_BIN, REPO, fake
 from support.procs import pids_alive, wait_until
 
 PROMPT = "/api/v1/prompt"
@@ -68,7 +68,8 @@ def test_dry_run_session_lifecycle(server) -> None:
     data = resp.json()["data"]
     argv = data["command"]
     assert argv[0] == "gemini"
-    assert data["output"] == f"Would execute: {shlex.join(argv)} <<< {shlex.quote('-x rm')}"
+    shown = shlex.join([str(FAKE_BIN / "gemini"), *argv[1:]])  # the binary's resolved path
+    assert data["output"] == f"Would execute: {shown} <<< {shlex.quote('-x rm')}"
     sid = data["session_id"]
     listed = requests.get(server.url("/api/v1/sessions"), params={"backend": "gemini"},
                           timeout=10).json()["data"]

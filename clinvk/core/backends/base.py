@@ -79,9 +79,11 @@ class Invocation:
     stdin: str
     env: dict[str, str] = field(default_factory=dict)
 
-    def display(self) -> str:
-        """The exact argv, shell-quoted, with the prompt shown as the here-string it is fed as."""
-        return f"{shlex.join(self.argv)} <<< {shlex.quote(self.stdin)}"
+    def display(self, program: str | None = None) -> str:
+        """The exact argv, shell-quoted, with the prompt shown as the here-string it is fed as;
+        ``program`` replaces ``argv[0]`` (the resolved path of the binary)."""
+        argv = [program or self.argv[0], *self.argv[1:]]
+        return f"{shlex.join(argv)} <<< {shlex.quote(self.stdin)}"
 
 
 @dataclass
@@ -295,15 +297,22 @@ class Backend(ABC):
     # -- availability -------------------------------------------------------------------------
 
     def executable_path(self, ttl: float = 30.0) -> str | None:
-        """Where the binary resolves to (cached for ``ttl`` seconds), or None."""
+        """Where the binary resolves to, or None.
+
+        A path found is cached for ``ttl`` seconds; "not found" is never cached, so a CLI
+        installed (or a PATH fixed) while the server runs is seen on the next request, and
+        one caller's miss can never make the backend look missing to another.
+        """
         now = time.monotonic()
         with self._lock:
             cached = self._availability
             if cached and now - cached[0] < ttl:
                 return cached[1]
         path = shutil.which(self.command, path=self.child_env().get("PATH"))
-        with self._lock:
-            self._availability = (now, path)
+        if path is not None:
+            with self._lock:
+                if self._availability is None or self._availability[0] <= now:
+                    self._availability = (now, path)
         return path
 
     @property
