@@ -1088,6 +1088,9 @@ def completion_cmd(shell: str) -> None:
 
 
 @cli.command("serve")
+@click.option("--config", "config_path", metavar="FILE", expose_value=False,
+              help="Config file (default ~/.clinvk/config.yaml or $CLINVK_CONFIG); may also "
+                   "follow the command, as with every global option.")
 @click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
 @click.option("-p", "--port", type=click.IntRange(0, 65535),
               help="TCP port (default: server.port, 8080; 0 = any free port).")
@@ -1124,7 +1127,7 @@ def usage_error_line(exc: click.UsageError) -> str:
     where = "clinvk"
     if ctx is not None and ctx.command is not cli and ctx.command.name != "run":
         where = ctx.command_path
-    return f"Error: {exc.format_message()} (see '{where} --help')"
+    return f"clinvk: error: {exc.format_message()} (see '{where} --help')"
 
 
 def main(argv: list[str] | None = None) -> None:

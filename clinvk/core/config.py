@@ -57,6 +57,7 @@ KNOWN_BACKENDS: tuple[str, ...] = ("claude", "codex", "gemini")
 APPROVAL_MODES: tuple[str, ...] = ("default", "auto", "none", "always")
 SANDBOX_MODES: tuple[str, ...] = ("default", "read-only", "workspace", "full")
 OUTPUT_FORMATS: tuple[str, ...] = ("text", "json", "stream-json")
+UNKNOWN_MODEL_POLICIES: tuple[str, ...] = ("auto", "default_backend", "error")
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 
@@ -275,6 +276,11 @@ class ServerConfig:
         (), "Extra blocked workdir prefixes, added to the built-in list.", check=_each(_absolute))
     allow_system_root_workdirs: bool = _key(
         False, "Allow a system root itself (/, /usr, /var, /home, /tmp, ...) as a workdir.")
+    unknown_model: str = _key(
+        "auto", "OpenAI/Anthropic model naming no backend or alias: default_backend runs it on "
+        "the default backend with the name passed through, error answers 404, auto = "
+        "default_backend when response_envelope is false (the Go behaviour), else error.",
+        check=_one_of(UNKNOWN_MODEL_POLICIES), norm=_lower)
     max_json_depth: int = _key(64, "Deepest nesting of arrays and objects in a JSON body.",
                                check=_between(2, 10_000))
     metrics_enabled: bool = _key(False, "Serve Prometheus metrics at /metrics.")

@@ -89,8 +89,22 @@ def model_not_found(model: str, reason: str = "") -> ApiException:
     return ApiException(ApiError(404, "model_not_found", text + MODEL_HELP, field="model"))
 
 
-def resolve_model(model: Any) -> ModelTarget:
-    """Map a vendor-style ``model`` to a backend and the model it is told to use."""
+def routes_unknown_models() -> bool:
+    """Whether a model naming no backend or alias runs on the default backend
+    (``server.unknown_model``; ``auto`` follows the response mode)."""
+    srv = current_gateway().config.server
+    if srv.unknown_model == "auto":
+        return not srv.response_envelope
+    return srv.unknown_model == "default_backend"
+
+
+def resolve_model(model: Any, *, route_unknown: bool | None = None) -> ModelTarget:
+    """Map a vendor-style ``model`` to a backend and the model it is told to use.
+
+    A name that matches no backend, alias or model family goes to the default backend with
+    the name passed through as ``--model`` when ``route_unknown`` (by default:
+    :func:`routes_unknown_models`), and is a 404 otherwise.
+    """
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model is required: " + MODEL_HELP, field="model")
     requested = model.strip()
@@ -120,6 +134,10 @@ def resolve_model(model: Any) -> ModelTarget:
                 raise model_not_found(requested, f"it belongs to backend {name}, which is "
                                       "disabled")
             return ModelTarget(requested, name, requested)
+    default = current_gateway().config.default_backend
+    if (routes_unknown_models() if route_unknown is None else route_unknown) \
+            and default in registry:
+        return ModelTarget(requested, default, requested)
     raise model_not_found(requested)
 
 
@@ -177,7 +195,7 @@ def find_model(model_id: str) -> ModelEntry:
     for entry in model_catalog():
         if entry.id == model_id:
             return entry
-    target = resolve_model(model_id)
+    target = resolve_model(model_id, route_unknown=False)  # a catalogue lists no guesses
     backend = current_gateway().engine.registry.get(target.backend)
     return ModelEntry(model_id, backend.name, backend.vendor,
                       f"{backend.display_name}, {target.model or 'default model'}")

@@ -7,128 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
-import sys
-import sysconfig
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.fakes import fake_runs
-
-from clinvk.core.sessions import SessionStore, default_store_path
-
-REPO = Path(__file__).resolve().parents[2]
-FAKE_BIN = REPO / "tests" / "fakes" / "bin"
-
-
-def _entry_point() -> str:
-    script = Path(sysconfig.get_path("scripts")) / "clinvk"
-    if not script.exists():  # pragma: no cover - a non-standard install layout
-        pytest.skip("the clinvk entry point is not installed (pip install -e .)")
-    return str(script)
-
-
-CLINVK = _entry_point()
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-class Cli:
-    """Runs `clinvk` with a private home; the fakes log every invocation and pid."""
-
-    def __init__(self, tmp: Path, pycache: Path) -> None:
-        self.tmp = tmp
-        self.home = tmp / "clinvk-home"
-        self.log_path = tmp / "fake-runs.jsonl"
-        self.pid_path = tmp / "fake-pids"
-        python_dir = tmp / "python"
-        for d in (self.home, tmp / "home", python_dir):
-            d.mkdir()
-        # `#!/usr/bin/env python3` of the fakes: this interpreter, without site (fast start).
-        wrapper = python_dir / "python3"
-        wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "$@"\n')
-        wrapper.chmod(0o755)
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("CLINVK_", "FAKE_CLI_"))
-                    and k != "PYTHONDONTWRITEBYTECODE"}
-        self.env.update(
-            PATH=os.pathsep.join((str(FAKE_BIN), str(python_dir), os.environ.get("PATH", ""))),
-            HOME=str(tmp / "home"),
-            CLINVK_HOME=str(self.home),
-            FAKE_CLI_STATE_DIR=str(tmp / "fake-state"),
-            FAKE_CLI_LOG=str(self.log_path),
-            FAKE_CLI_PIDFILE=str(self.pid_path),
-            FAKE_CLI_MAX_LIFETIME="60",
-            COLUMNS="200",
-            # Compile clinvk once per test session, outside the checkout.
-            PYTHONPYCACHEPREFIX=str(pycache),
-        )
-
-    def popen(self, *args: str, cwd: Path | None = None, **kw: Any) -> subprocess.Popen:
-        return subprocess.Popen([CLINVK, *args], env=self.env, cwd=cwd or self.tmp,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-
-    def __call__(self, *args: str, input: str | None = None, cwd: Path | None = None,
-                 timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([CLINVK, *args], env=self.env, cwd=cwd or self.tmp, input=input,
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=None if input is not None else subprocess.DEVNULL)
-
-    def json(self, *args: str, **kw: Any) -> Any:
-        proc = self(*args, **kw)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    def runs(self) -> list[dict]:
-        return fake_runs(self.log_path)
-
-    def pids(self) -> list[int]:
-        if not self.pid_path.exists():
-            return []
-        return [int(p) for p in self.pid_path.read_text().split()]
-
-    def store(self, clock=None) -> SessionStore:
-        return SessionStore(default_store_path(self.home), clock=clock)
-
-    def sessions(self) -> list[dict]:
-        return self.json("sessions", "list", "--json")["sessions"]
-
-    def leftovers(self, wait: float = 3.0) -> list[int]:
-        deadline = time.monotonic() + wait
-        while True:
-            alive = [pid for pid in self.pids() if _alive(pid)]
-            if not alive or time.monotonic() > deadline:
-                return alive
-            time.sleep(0.05)
-
-
-@pytest.fixture(scope="session")
-def cli_pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("pycache")
-
-
-@pytest.fixture
-def cli(tmp_path: Path, cli_pycache: Path):
-    runner = Cli(tmp_path, cli_pycache)
-    yield runner
-    left = runner.leftovers()
-    for pid in left:  # clean up before failing, so one bug does not leak into other tests
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert not left, f"fake processes outlived the test: {left}"
+from support.clirun import FAKE_BIN, Cli
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

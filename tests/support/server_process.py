@@ -90,11 +90,21 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def serve_args(config: dict[str, Any] | None, args: tuple[str, ...]) -> tuple[str, ...]:
+    """``serve`` arguments that bind a free port unless the test chose one: a test never
+    takes 8080 (the README's server may be running there)."""
+    chosen = any(a in ("--port", "-p") or a.startswith("--port=") for a in args)
+    if chosen or "port" in ((config or {}).get("server") or {}):
+        return args
+    return ("--port", "0", *args)
+
+
 def start_server(base: Path, config: dict[str, Any] | None = None, *,
                  extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ("--port", "0"),
+                 args: tuple[str, ...] = (),
                  command: list[str] | None = None) -> ServerProcess:
-    """Start ``clinvk --config <base>/config.yaml serve ARGS`` (or ``command``) in ``base``."""
+    """Start ``clinvk --config <base>/config.yaml serve ARGS`` (or ``command``) in ``base``,
+    on a free port unless ``args`` or ``config`` name one."""
     base.mkdir(parents=True, exist_ok=True)
     home = base / "home"
     chome = base / "clinvk-home"
@@ -108,7 +118,7 @@ def start_server(base: Path, config: dict[str, Any] | None = None, *,
     log_path = base / "server.log"
     with open(log_path, "wb") as log:
         argv = command or [sys.executable, "-m", "clinvk.cli", "--config", str(config_path),
-                           "serve", *args]
+                           "serve", *serve_args(config, args)]
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,

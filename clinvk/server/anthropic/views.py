@@ -90,9 +90,7 @@ def _check_version() -> None:
         return  # CORS preflights never carry the header (browsers send no custom headers)
     version = request.headers.get(VERSION_HEADER)
     if version is None:
-        raise ApiException(ApiError(
-            400, "invalid_request", f"{VERSION_HEADER}: header is required (e.g. 2023-06-01)",
-            field=VERSION_HEADER))
+        return  # optional, as with the Go tool: absent means 2023-06-01
     if not _VERSION_RE.fullmatch(version.strip()):
         raise ApiException(ApiError(
             400, "invalid_request",
@@ -210,7 +208,7 @@ class AnthropicModelPageSchema(Schema):
 
 
 _ERRORS = {
-    400: "Invalid request (missing max_tokens or anthropic-version, tools, image blocks...).",
+    400: "Invalid request (missing max_tokens, a malformed anthropic-version, tools, image blocks...).",
     401: "Missing or wrong API key.",
     404: "Unknown model (`not_found_error`).",
     413: "Request body too large.",
@@ -380,7 +378,7 @@ class Messages(MethodView):
     @blp.alt_response(200, schema=_STREAM_EVENT,
                       content_type=compat.SSE_MIMETYPE, success=True, description=_OK_DOC)
     @blp.doc(operationId="anthropicCreateMessage", summary="Create a message",
-             parameters=[{"in": "header", "name": VERSION_HEADER, "required": True,
+             parameters=[{"in": "header", "name": VERSION_HEADER, "required": False,
                           "schema": {"type": "string", "example": "2023-06-01"}}])
     @compat.document_errors(blp, AnthropicErrorSchema, _ERRORS)
     def post(self, args: dict[str, Any]) -> Response:
