@@ -34,18 +34,13 @@ gunicorn's start-up so it holds for ``clinvk serve`` and ``gunicorn -c gunicorn.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import io
 import ipaddress
 import logging
-import os
 import re
 import socket
-import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -55,20 +50,22 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from clinvk.core.config import Config
 from clinvk.core.errors import ConfigError
-from clinvk.core.keys import key_id
+from clinvk.core.keys import (  # noqa: F401 - part of this module's surface
+    API_KEYS_ENV,
+    GOPASS_PATH_ENV,
+    GOPASS_RETRY_SECS,
+    KeyStore,
+    KeysUnavailable,
+    fingerprint,
+    gopass_path,
+    keys_configured,
+    parse_keys,
+    run_gopass,
+)
 from clinvk.core.ownership import Principal
 from clinvk.server.errors import ApiError, ApiException, render
 
 log = logging.getLogger("clinvk.server.security")
-
-API_KEYS_ENV = "CLINVK_API_KEYS"
-GOPASS_PATH_ENV = "CLINVK_API_KEYS_GOPASS_PATH"
-GOPASS_PATH_RE = re.compile(r"[A-Za-z0-9/_.\-]+")
-GOPASS_TIMEOUT_SECS = 5.0
-#: How long keys read from gopass are used before gopass is asked again.
-KEY_CACHE_SECS = 300.0
-#: After a gopass failure, requests are refused (503) and gopass is retried after this.
-GOPASS_RETRY_SECS = 10.0
 
 #: Reachable without a key. ``/metrics`` too unless ``server.metrics_require_auth``.
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
@@ -98,123 +95,6 @@ _EXTENSION = "clinvk.security"
 
 
 # --------------------------------------------------------------------------- API keys
-
-
-class KeysUnavailable(Exception):
-    """gopass is configured but did not produce keys (the message is safe to log)."""
-
-
-def parse_keys(text: str) -> list[str]:
-    """Comma- (or newline-) separated keys, trimmed, empties dropped."""
-    return [k.strip() for k in re.split(r"[,\r\n]", text or "") if k.strip()]
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
-
-
-def fingerprint(key: str) -> str:
-    """A stable, non-reversible name for a key (rate-limit bucket, logs): never the key."""
-    return key_id(key)
-
-
-def gopass_path(config: Config, environ: Mapping[str, str]) -> str:
-    return (environ.get(GOPASS_PATH_ENV) or "").strip() or config.server.api_keys_gopass_path
-
-
-def keys_configured(config: Config, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether requests will need a key: env keys, or a gopass path (which fails closed)."""
-    environ = os.environ if environ is None else environ
-    return bool(parse_keys(environ.get(API_KEYS_ENV, "")) or gopass_path(config, environ))
-
-
-def _scrubbed_env(environ: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if not k.startswith("CLINVK_")}
-
-
-def run_gopass(path: str, environ: Mapping[str, str]) -> list[str]:
-    """``gopass show --password PATH`` -> keys. Raises :class:`KeysUnavailable`."""
-    if not GOPASS_PATH_RE.fullmatch(path):
-        raise KeysUnavailable("the gopass path may only contain letters, digits and / _ . -")
-    try:
-        proc = subprocess.run(
-            ["gopass", "show", "--password", path], stdin=subprocess.DEVNULL,
-            capture_output=True, timeout=GOPASS_TIMEOUT_SECS, env=_scrubbed_env(environ),
-            check=False)
-    except FileNotFoundError:
-        raise KeysUnavailable("gopass is not installed (not found on PATH)") from None
-    except subprocess.TimeoutExpired:
-        raise KeysUnavailable(f"gopass did not answer within {GOPASS_TIMEOUT_SECS:g} s"
-                              ) from None
-    except OSError as exc:
-        raise KeysUnavailable(f"gopass could not be started: {exc.strerror}") from None
-    if proc.returncode != 0:
-        # stderr only: stdout would be the secret.
-        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise KeysUnavailable(f"gopass exited with code {proc.returncode}"
-                              + (f": {reason[-1][:200]}" if reason else ""))
-    keys = parse_keys(proc.stdout.decode("utf-8", "replace"))
-    if not keys:
-        raise KeysUnavailable(f"gopass entry {path!r} holds no keys")
-    return keys
-
-
-class KeyStore:
-    """The configured keys as SHA-256 digests; gopass results cached, failures fail closed."""
-
-    def __init__(self, config: Config, environ: Mapping[str, str] | None = None, *,
-                 gopass: Callable[[str, Mapping[str, str]], list[str]] = run_gopass,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._environ = dict(os.environ if environ is None else environ)
-        self._gopass = gopass
-        self._clock = clock
-        self._lock = threading.Lock()
-        env_keys = parse_keys(self._environ.get(API_KEYS_ENV, ""))
-        self.gopass_path = "" if env_keys else gopass_path(config, self._environ)
-        self._digests: tuple[bytes, ...] = tuple(_digest(k) for k in env_keys)
-        self._expires = float("inf")
-        self._failure: str | None = None
-        if self.gopass_path:
-            self._expires = 0.0  # read on first use, in the worker that needs them
-        elif API_KEYS_ENV in self._environ and not env_keys:
-            log.warning("%s is set but holds no keys: authentication is off", API_KEYS_ENV)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._digests) or bool(self.gopass_path)
-
-    def _current(self) -> tuple[bytes, ...]:
-        if self._clock() < self._expires:
-            if self._failure is not None:
-                raise KeysUnavailable(self._failure)
-            return self._digests
-        with self._lock:
-            now = self._clock()
-            if now >= self._expires:  # nobody refreshed while we waited for the lock
-                try:
-                    keys = self._gopass(self.gopass_path, self._environ)
-                except KeysUnavailable as exc:
-                    log.error("API keys unavailable, refusing protected requests: %s", exc)
-                    self._digests, self._failure = (), str(exc)
-                    self._expires = now + GOPASS_RETRY_SECS
-                else:
-                    if self._failure is not None or not self._digests:
-                        log.info("loaded %d API key(s) from gopass", len(keys))
-                    self._digests = tuple(_digest(k) for k in keys)
-                    self._failure = None
-                    self._expires = now + KEY_CACHE_SECS
-            if self._failure is not None:
-                raise KeysUnavailable(self._failure)
-            return self._digests
-
-    def matches(self, presented: str) -> bool:
-        """Constant time: the presented key is hashed and compared with every digest."""
-        digests = self._current()
-        candidate = _digest(presented)
-        found = False
-        for digest in digests:
-            found |= hmac.compare_digest(candidate, digest)
-        return found
 
 
 @dataclasses.dataclass(frozen=True)

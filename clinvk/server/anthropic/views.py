@@ -208,7 +208,7 @@ class AnthropicModelPageSchema(Schema):
 
 
 _ERRORS = {
-    400: "Invalid request (missing max_tokens, a malformed anthropic-version, tools, image blocks...).",
+    400: "Invalid request (missing max_tokens, malformed anthropic-version, tools, images...).",
     401: "Missing or wrong API key.",
     404: "Unknown model (`not_found_error`).",
     413: "Request body too large.",
