@@ -28,6 +28,7 @@ from flask_smorest import Api
 from clinvk import __version__
 from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
+from clinvk.core.errors import StoreError
 from clinvk.core.jobs import JobLimits, JobService
 from clinvk.core.jobs.store import JobStore
 from clinvk.core.sessions import SessionStore, default_store_path
@@ -144,14 +145,20 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     return app
 
 
-def _job_service(engine: Engine, store_path: Path) -> JobService:
+def _job_service(engine: Engine, store_path: Path) -> JobService | None:
     """Jobs live in the session database (their own tables); recover what a previous
-    server left behind before taking requests."""
+    server left behind before taking requests. An unusable database leaves the app up
+    (health reports the store) with the job routes answering 500."""
     srv = engine.config.server
+    try:
+        job_store = JobStore(store_path)
+    except StoreError as exc:
+        log.error("jobs are unavailable: %s", exc)
+        return None
     limits = JobLimits(max_queued=srv.jobs_max_queued, max_events=srv.jobs_max_events,
                        retention_secs=srv.jobs_retention_secs,
                        retention_count=srv.jobs_retention_count, threads=srv.jobs_threads)
-    service = JobService(engine, JobStore(store_path), limits)
+    service = JobService(engine, job_store, limits)
     service.recover()
     return service
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from support.engine import make_engine
+from support.procs import wait_until
 
 from clinvk.core.engine import PromptRequest
 from clinvk.core.errors import JobNotFinished, JobQueueFull, NotFound
@@ -15,8 +17,6 @@ from clinvk.core.jobs.model import EVENTS_DROPPED, JOB_END
 from clinvk.core.jobs.service import LOST_ERROR
 from clinvk.core.jobs.store import JobStore
 from clinvk.core.ownership import LOCAL, Principal
-from support.engine import make_engine
-from support.procs import wait_until
 
 pytestmark = pytest.mark.usefixtures("fake_path")
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
 from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobStatus
 
@@ -81,15 +82,16 @@ class JobStore:
     """Jobs and event logs; thread-safe (one connection per process, behind a lock)."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
-                                     check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
+        self.path = Path(path)  # the session database: its directory exists already
         self._lock = threading.Lock()
-        with self._tx() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(SCHEMA)
+        try:
+            self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
+                                         check_same_thread=False, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the job tables in {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ from flask import Response, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from clinvk.core.errors import InvalidRequest
+from clinvk.core.errors import InvalidRequest, StoreError
 from clinvk.core.jobs import JobKind, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
 from clinvk.server import current_gateway
@@ -82,7 +82,8 @@ JobListEnvelope = envelope("JobListEnvelope", JobListSchema)
 
 def _service() -> JobService:
     jobs = current_gateway().jobs
-    assert jobs is not None
+    if jobs is None:
+        raise StoreError("the job tables could not be opened at start (see the server log)")
     return jobs
 
 
