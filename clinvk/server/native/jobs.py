@@ -7,8 +7,8 @@ Handlers translate only; submitting, running, cancelling and following live in
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, STREAM_HEADERS
 
 SSE_MIMETYPE = "text/event-stream"
+JOB_ID = re.compile(r"job_[0-9a-f]{32}")
 
 blp = Blueprint("jobs", __name__, url_prefix=URL_PREFIX,
                 description="Jobs: background runs with durable, resumable event logs.")
@@ -65,7 +66,7 @@ class JobListSchema(Schema):
 class JobListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(list(JobStatus)))
     kind = fields.String(validate=validate.OneOf(list(JobKind)))
-    backend = fields.String()
+    backend = fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_-]{0,63}$"))
     since = fields.String(metadata={"description": "RFC 3339 time: jobs created at or after."})
     cursor = fields.String(metadata={"description": "next_cursor of the previous page."})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
@@ -93,9 +94,12 @@ def _encode_cursor(job_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("is not a cursor this server issued", field="cursor") from None
+        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
+        job_id = ""
+    if not JOB_ID.fullmatch(job_id):
+        raise InvalidRequest("is not a cursor this server issued", field="cursor")
+    return job_id
 
 
 def _since(value: str | None) -> float | None:
