@@ -20,4 +20,6 @@ class CommandInfo(NamedTuple):
 REGISTRY: dict[str, CommandInfo] = {
     "keys": CommandInfo("clinvk.cli.commands.keys", "keys_group",
                         "API key ids for server.admin_key_ids."),
+    "mcp": CommandInfo("clinvk.cli.commands.mcp", "mcp_cmd",
+                       "Serve clinvk's agents as MCP tools (stdio or streamable HTTP)."),
 }

@@ -162,6 +162,16 @@ class ServerConfig:
                                      check=at_least(1))
     stream_keepalive_secs: int = _key(15, "Keep-alive comment/ping interval on silent streams "
                                           "(0 = off).", check=at_least(0))
+    jobs_max_queued: int = _key(100, "Jobs waiting to start across the server; more get 429 "
+                                     "(0 = no limit).", check=at_least(0))
+    jobs_max_events: int = _key(10_000, "Events kept per job; older ones are dropped and a "
+                                        "marker event says so (0 = no cap).", check=at_least(0))
+    jobs_retention_secs: int = _key(7 * 24 * 3600, "Finished jobs older than this are deleted "
+                                                   "at start.", check=at_least(60))
+    jobs_retention_count: int = _key(1000, "Finished jobs kept at most (newest first), "
+                                           "pruned at start.", check=at_least(1))
+    jobs_threads: int = _key(8, "Threads per server process that run jobs (embedded executor).",
+                             check=at_least(1))
     workers: int = _key(1, "gunicorn worker processes.", check=at_least(1))
     threads: int = _key(32, "Threads per gunicorn worker (gthread).", check=at_least(1))
     log_format: str = _key("text", "Log line format.", check=one_of(LOG_FORMATS), norm=lower)
