@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinvk.core.events import Event, TokenUsage
+from clinvk.core.types import ApprovalMode, SandboxMode, values
 
-APPROVAL_MODES = ("default", "auto", "none", "always")
-SANDBOX_MODES = ("default", "read-only", "workspace", "full")
+APPROVAL_MODES = values(ApprovalMode)
+SANDBOX_MODES = values(SandboxMode)
 
 # Built-in aliases per backend; `backends.<name>.aliases` in the config is merged on top.
 ALIAS_GROUPS = {

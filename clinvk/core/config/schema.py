@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinvk.core.backends import claude, codex, gemini
 from clinvk.core.config.checks import (
     Check,
     absolute_path,
@@ -25,46 +26,34 @@ from clinvk.core.config.checks import (
     one_of,
     storage_uri,
 )
+from clinvk.core.types import (
+    ApprovalMode,
+    BackendName,
+    LogFormat,
+    LogLevel,
+    OutputFormat,
+    SandboxMode,
+    UnknownModelPolicy,
+    values,
+)
 
-KNOWN_BACKENDS: tuple[str, ...] = ("claude", "codex", "gemini")
-APPROVAL_MODES: tuple[str, ...] = ("default", "auto", "none", "always")
-SANDBOX_MODES: tuple[str, ...] = ("default", "read-only", "workspace", "full")
-OUTPUT_FORMATS: tuple[str, ...] = ("text", "json", "stream-json")
-UNKNOWN_MODEL_POLICIES: tuple[str, ...] = ("auto", "default_backend", "error")
-LOG_FORMATS: tuple[str, ...] = ("text", "json")
-LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
+KNOWN_BACKENDS: tuple[str, ...] = values(BackendName)
+APPROVAL_MODES: tuple[str, ...] = values(ApprovalMode)
+SANDBOX_MODES: tuple[str, ...] = values(SandboxMode)
+OUTPUT_FORMATS: tuple[str, ...] = values(OutputFormat)
+UNKNOWN_MODEL_POLICIES: tuple[str, ...] = values(UnknownModelPolicy)
+LOG_FORMATS: tuple[str, ...] = values(LogFormat)
+LOG_LEVELS: tuple[str, ...] = values(LogLevel)
 
 MIB = 1024 * 1024
 
-#: Built-in model aliases per backend; ``backends.<name>.aliases`` is merged over these, so
-#: ``config show`` lists every alias in effect. They match the adapters' ``builtin_aliases``
-#: in ``clinvk/backends/`` (a test keeps the two in step). Claude takes its own tier aliases
-#: (always the latest model of the tier); see docs/configuration.md for the others.
+#: Built-in model aliases per backend (each backend module owns its table);
+#: ``backends.<name>.aliases`` is merged over these, so ``config show`` lists every alias in
+#: effect. See docs/configuration.md.
 BUILTIN_ALIASES: Mapping[str, Mapping[str, str]] = {
-    "claude": {
-        "fast": "haiku",
-        "quick": "haiku",
-        "balanced": "sonnet",
-        "default": "sonnet",
-        "best": "opus",
-        "powerful": "opus",
-    },
-    "codex": {
-        "fast": "gpt-5.4-mini",
-        "quick": "gpt-5.4-mini",
-        "balanced": "gpt-5.5",
-        "default": "gpt-5.5",
-        "best": "gpt-5.5-codex",
-        "powerful": "gpt-5.5-codex",
-    },
-    "gemini": {
-        "fast": "gemini-2.5-flash",
-        "quick": "gemini-2.5-flash",
-        "balanced": "gemini-2.5-pro",
-        "default": "gemini-2.5-pro",
-        "best": "gemini-3.1-pro-preview",
-        "powerful": "gemini-3.1-pro-preview",
-    },
+    BackendName.CLAUDE: claude.MODEL_ALIASES,
+    BackendName.CODEX: codex.MODEL_ALIASES,
+    BackendName.GEMINI: gemini.MODEL_ALIASES,
 }
 
 # ------------------------------------------------------------------ schema helpers
