@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -188,3 +190,25 @@ def test_sigkill_with_a_queued_and_a_running_job_recovers_lost_and_runs_queued(t
         assert wait_until(lambda: not pids_alive(pidfile), 10)
     finally:
         again.stop()
+
+
+def test_the_jobs_cli_submits_follows_shows_and_cancels(server):
+    env = {**server.env, "CLINVK_URL": server.base_url}
+    cli = [sys.executable, "-m", "clinvk.cli", "jobs"]
+    submitted = subprocess.run([*cli, "submit", "-b", "claude", "-f", "from the cli"],
+                               env=env, capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id, rest = submitted.stdout.split("\n", 1)
+    assert "Hello from stub" in rest and f"[job {job_id}: succeeded]" in rest
+    listed = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert job_id in listed.stdout
+    shown = subprocess.run([*cli, "show", job_id], env=env, capture_output=True, text=True,
+                           timeout=30)
+    assert json.loads(shown.stdout)["status"] == "succeeded"
+    cancelled = subprocess.run([*cli, "cancel", job_id], env=env, capture_output=True,
+                               text=True, timeout=30)
+    assert cancelled.stdout.strip() == "succeeded"  # finished: cancel leaves it as it is
+    missing = subprocess.run([*cli, "show", "job_nope"], env=env, capture_output=True,
+                             text=True, timeout=30)
+    assert missing.returncode == 1 and "404" in missing.stderr

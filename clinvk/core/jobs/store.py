@@ -89,6 +89,9 @@ class JobStore:
                                          check_same_thread=False, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit is not fsynced (a power cut may lose the last events,
+            # a crash of the process loses nothing); see docs/performance.md for the cost.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the job tables in {self.path}: {exc}") from exc
