@@ -454,3 +454,7 @@ class ModelItem(MethodView):
         """One model: a listed id or any name the gateway routes (e.g. gpt-5.5)."""
         return json_response(model_object(compat.find_model(model_id),
                                           compat.server_started_epoch()))
+
+
+# The Responses API lives in its own module and registers its routes on this blueprint.
+from clinvk.server.openai import responses as _responses  # noqa: E402,F401
