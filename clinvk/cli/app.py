@@ -133,16 +133,16 @@ def run_interruptible(target: Callable[[], T], cancel: Callable[[], None]) -> tu
 
 
 def cancel_all_runs() -> None:
-    from clinvk.core.runner import terminate_all
+    from clinvk.core.process import terminate_all
 
     terminate_all()
 
 
 def stop_leftover_runs(grace: float = 3.0) -> None:
     """Last resort on an interruption outside :func:`run_interruptible`: no orphans."""
-    if "clinvk.core.runner" not in sys.modules:
+    if "clinvk.core.process" not in sys.modules:
         return  # nothing was ever started
-    from clinvk.core.runner import active_runs, terminate_all
+    from clinvk.core.process import active_runs, terminate_all
 
     terminate_all()
     deadline = time.monotonic() + grace
