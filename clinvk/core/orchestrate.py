@@ -100,8 +100,9 @@ def check_count(items: list[Any], limit: int, field_name: str) -> None:
             f"{field_name} has {len(items)} entries; the limit is {limit}", field=field_name)
 
 
-class _Canceller:
-    """Tracks running handles so fail-fast can stop all of them at once."""
+class Cancellation:
+    """The runs of one job, so that fail-fast (or the caller) can stop all of them at once;
+    runs that have not started yet then never start."""
 
     def __init__(self) -> None:
         self.cancelled = threading.Event()
@@ -128,12 +129,12 @@ class _Canceller:
 
 
 def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None = None,
-             canceller: _Canceller | None = None,
+             canceller: Cancellation | None = None,
              on_update: UpdateFn | None = None) -> TaskOutcome:
     req = replace(req, ephemeral=True, session_id=None)
     if canceller is not None and canceller.cancelled.is_set():
         outcome = TaskOutcome(index=index, backend=req.backend or "", status=INTERRUPTED,
-                              error="cancelled before it started (fail_fast)", name=name,
+                              error="cancelled before it started", name=name,
                               model=req.model)
         if on_update:
             on_update(index, outcome.status, outcome)
@@ -171,6 +172,7 @@ def run_parallel(
     max_parallel: int | None = None,
     fail_fast: bool = False,
     on_update: UpdateFn | None = None,
+    cancellation: Cancellation | None = None,
 ) -> JobReport:
     """Run every task, at most ``max_parallel`` at a time; results in input order."""
     par = engine.config.parallel
@@ -182,7 +184,7 @@ def run_parallel(
         raise InvalidRequest(
             f"max_parallel must not exceed {par.max_parallel_limit} "
             "(parallel.max_parallel_limit)", field="max_parallel")
-    canceller = _Canceller()
+    canceller = cancellation or Cancellation()
     started = time.monotonic()
 
     def task(index: int, req: PromptRequest) -> TaskOutcome:
@@ -211,6 +213,7 @@ def run_chain(
     stop_on_failure: bool = False,
     pass_working_dir: bool = False,
     on_update: UpdateFn | None = None,
+    cancellation: Cancellation | None = None,
 ) -> JobReport:
     """Run steps in order; ``{{previous}}`` becomes the previous step's output."""
     check_count(steps, engine.config.server.max_chain_steps, "steps")
@@ -233,7 +236,8 @@ def run_chain(
             req = replace(req, prompt=req.prompt.replace(PREVIOUS, previous_output))
         if pass_working_dir and not req.workdir and previous_workdir:
             req = replace(req, workdir=previous_workdir)
-        outcome = _run_one(engine, index, req, name=step.name, on_update=on_update)
+        outcome = _run_one(engine, index, req, name=step.name, on_update=on_update,
+                           canceller=cancellation)
         outcomes.append(outcome)
         previous_output = outcome.output
         if outcome.result is not None:
@@ -250,18 +254,21 @@ def run_compare(
     *,
     sequential: bool = False,
     on_update: UpdateFn | None = None,
+    cancellation: Cancellation | None = None,
 ) -> JobReport:
     """The same prompt on several backends, concurrently unless ``sequential``."""
     check_count(backends, engine.config.server.max_compare_backends, "backends")
     requests = [replace(base, backend=name) for name in backends]
     if sequential:
         started = time.monotonic()
-        outcomes = [_run_one(engine, i, r, on_update=on_update) for i, r in enumerate(requests)]
+        outcomes = [_run_one(engine, i, r, on_update=on_update, canceller=cancellation)
+                    for i, r in enumerate(requests)]
         return JobReport(outcomes, int((time.monotonic() - started) * 1000))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(requests),
                             thread_name_prefix="clinvk-compare") as pool:
-        futures = [pool.submit(_run_one, engine, i, r, on_update=on_update)
+        futures = [pool.submit(_run_one, engine, i, r, on_update=on_update,
+                               canceller=cancellation)
                    for i, r in enumerate(requests)]
         outcomes = [f.result() for f in futures]
     return JobReport(outcomes, int((time.monotonic() - started) * 1000))

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,7 @@ class World:
         self.clinvk_home = root / "clinvk-home"
         self.clinvk_home.mkdir()
         self._engine: Engine | None = None
+        self._lock = threading.Lock()
         self._store: SessionStore | None = None
         self.servers: list[Server] = []
 
@@ -224,16 +226,22 @@ class World:
 
     @property
     def store(self) -> SessionStore:
-        if self._store is None:
-            self._store = SessionStore(self.clinvk_home / "sessions.db")
-        return self._store
+        with self._lock:
+            if self._store is None:
+                self._store = SessionStore(self.clinvk_home / "sessions.db")
+            return self._store
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            config = load_config(self.write_config(), env={})
-            self._engine = Engine(config, self.store)
-        return self._engine
+        """One engine per world, also when several threads ask first at once (two engines
+        built from a config file another thread was rewriting once made a backend look
+        missing: the flaky "gemini not found")."""
+        store = self.store
+        with self._lock:
+            if self._engine is None:
+                config = load_config(self.write_config(), env={})
+                self._engine = Engine(config, store)
+            return self._engine
 
     def request(self, backend: str | None, prompt: str, **kw: Any) -> PromptRequest:
         kw.setdefault("workdir", str(self.workdir))

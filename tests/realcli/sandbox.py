@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,5 +164,8 @@ def write_clinvk_config(path: Path, boxes: dict[str, Sandbox], binaries: dict[st
     data: dict[str, Any] = {"backends": backends}
     if server:
         data["server"] = server
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    # Atomic: a reader (another thread's engine) never sees a half-written file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
     return path

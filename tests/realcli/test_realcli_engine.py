@@ -302,3 +302,25 @@ def test_cancel_as_the_tool_starts_kills_cli_and_all_children(world, backend):
     assert not consumer.is_alive()
     assert handle.result is not None and handle.result.status == INTERRUPTED
     assert left == [], "left running after the cancellation:\n" + "\n".join(left)
+
+
+def test_the_world_builds_one_engine_for_threads_that_ask_at_once(world):
+    """The cause of the flaky "<backend> not found": two threads built the engine at once,
+    one reading the config file while the other rewrote it. Many threads, one engine, and
+    every backend at its installed binary."""
+    seen = []
+    barrier = threading.Barrier(16)
+
+    def ask() -> None:
+        barrier.wait()
+        seen.append(world.engine)
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(engine) for engine in seen}) == 1
+    for name in BACKENDS:
+        backend = world.engine.registry.get(name)
+        assert backend.available and backend.executable_path() == str(world.binaries[name])

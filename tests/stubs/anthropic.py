@@ -59,6 +59,22 @@ def _tool_result_text(content: Any) -> str:
     return str(content or "")
 
 
+MCP_KEYWORD = "CALL_MCP_TOOL"
+
+
+def mcp_call(items: list[Item], tools: set[str]) -> Reply | None:
+    """``CALL_MCP_TOOL <name> <json arguments>`` as the latest prompt, with that tool offered,
+    is answered with a call of it (the tool's result then gets the usual "Tool said: ...")."""
+    if not items or items[-1].kind != "prompt" or MCP_KEYWORD not in items[-1].text:
+        return None
+    _, _, rest = items[-1].text.partition(MCP_KEYWORD)
+    name, _, arguments = rest.strip().partition(" ")
+    if name not in tools:
+        return Reply("text", text=f"No tool {name} was offered; offered: {sorted(tools)}")
+    turn = sum(1 for item in items if item.kind == "prompt")
+    return Reply("tool_call", tool=name, tool_input=json.loads(arguments), turn=turn)
+
+
 class AnthropicStub(StubServer):
     name = "anthropic"
 
@@ -75,7 +91,8 @@ class AnthropicStub(StubServer):
             return
         body = rec.json
         tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
-        reply = self.scripted(normalise(body.get("messages") or []), can_run_shell="Bash" in tools)
+        items = normalise(body.get("messages") or [])
+        reply = mcp_call(items, tools) or self.scripted(items, can_run_shell="Bash" in tools)
         rec.reply = reply.describe()
         if reply.kind == "error":
             rec.status = reply.status
@@ -94,6 +111,12 @@ class AnthropicStub(StubServer):
 
     @staticmethod
     def _blocks(reply: Reply) -> list[dict[str, Any]]:
+        if reply.kind == "tool_call" and reply.tool:
+            return [
+                {"type": "text", "text": "I'll ask another agent."},
+                {"type": "tool_use", "id": f"toolu_stub_{uuid.uuid4().hex[:16]}",
+                 "name": reply.tool, "input": reply.tool_input or {}},
+            ]
         if reply.kind == "tool_call":
             return [
                 {"type": "text", "text": "I'll run a command."},

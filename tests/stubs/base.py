@@ -53,10 +53,15 @@ class Reply:
     command: str = ""
     status: int = 200
     turn: int = 0
+    # A call of a tool other than the shell (an MCP tool): its name and arguments.
+    tool: str | None = None
+    tool_input: dict[str, Any] | None = None
 
     def describe(self) -> str:
         if self.kind == "error":
             return f"error {self.status}"
+        if self.kind == "tool_call" and self.tool:
+            return f"tool_call {self.tool} {json.dumps(self.tool_input)} (turn {self.turn})"
         if self.kind == "tool_call":
             return f"tool_call {self.command!r} (turn {self.turn})"
         return f"text {self.text!r}"

@@ -43,6 +43,10 @@ REGISTRY: dict[str, CommandInfo] = {
                            "Show the clinvk version and each backend's version."),
     "completion": CommandInfo(_INFO, "completion_cmd",
                               "Print the shell completion script for SHELL."),
+    "jobs": CommandInfo("clinvk.cli.commands.jobs", "jobs_group",
+                        "Submit, list, follow and cancel background jobs on a server."),
     "keys": CommandInfo("clinvk.cli.commands.keys", "keys_group",
                         "API key ids for server.admin_key_ids."),
+    "mcp": CommandInfo("clinvk.cli.commands.mcp", "mcp_cmd",
+                       "Serve clinvk's agents as MCP tools (stdio or streamable HTTP)."),
 }

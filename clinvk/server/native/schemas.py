@@ -170,6 +170,8 @@ class PromptRequestSchema(RunOptionsSchema):
     dry_run = _opt_bool("Resolve everything and return the exact argv without starting the "
                         "CLI.")
     metadata = _metadata_field("Stored on the session.")
+    background = _opt_bool("Run as a job: answer 202 with the job object at once "
+                           "(docs/jobs.md).")
 
     @validates_schema
     def _backend_unless_session(self, data: dict[str, Any], **kwargs: Any) -> None:
