@@ -408,6 +408,11 @@ class RunHandle:
             self._release()
             raise
 
+    @property
+    def session_id(self) -> str | None:
+        """The session this run records into (None for an ephemeral run)."""
+        return self._session_id
+
     def _spawn(self) -> None:
         prepared, engine = self.prepared, self.engine
         process = ProcessRun(prepared.invocation.argv, stdin=prepared.invocation.stdin,

@@ -90,3 +90,15 @@ class StoreError(ClinvkError):
     """The session store cannot be read or written (disk full, permissions, corruption)."""
 
     code = "store_error"
+
+
+class JobQueueFull(Saturated):
+    """The server's queue of waiting jobs is at its cap (server.jobs_max_queued)."""
+
+    code = "job_queue_full"
+
+
+class JobNotFinished(ClinvkError):
+    """The operation needs a finished job (delete a running one: cancel it first)."""
+
+    code = "job_not_finished"

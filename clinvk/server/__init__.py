@@ -16,6 +16,7 @@ from flask import current_app
 if TYPE_CHECKING:
     from clinvk.core.config import Config
     from clinvk.core.engine import Engine
+    from clinvk.core.jobs import JobService
     from clinvk.core.sessions import SessionStore
 
 EXTENSION_KEY = "clinvk"
@@ -28,6 +29,7 @@ class Gateway:
     config: Config
     store: SessionStore
     engine: Engine
+    jobs: JobService | None = None
     started: float = field(default_factory=time.monotonic)
 
 

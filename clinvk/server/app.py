@@ -19,6 +19,7 @@ import socket
 import types
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
@@ -27,6 +28,9 @@ from flask_smorest import Api
 from clinvk import __version__
 from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
+from clinvk.core.errors import StoreError
+from clinvk.core.jobs import JobLimits, JobService
+from clinvk.core.jobs.store import JobStore
 from clinvk.core.sessions import SessionStore, default_store_path
 from clinvk.server import EXTENSION_KEY, Gateway
 from clinvk.server import errors as error_handling
@@ -38,6 +42,7 @@ log = logging.getLogger("clinvk.server")
 API_BLUEPRINTS: list[str] = [
     "clinvk.server.meta:blp",
     "clinvk.server.native.views:blp",
+    "clinvk.server.native.jobs:blp",
     "clinvk.server.openai.views:blp",
     "clinvk.server.anthropic.views:blp",
 ]
@@ -122,7 +127,9 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION_KEY] = Gateway(config=config, store=store, engine=engine)
+    jobs = _job_service(engine, store.path)
+    app.extensions[EXTENSION_KEY] = Gateway(config=config, store=store, engine=engine,
+                                            jobs=jobs)
 
     api = GatewayApi(app)
     app.extensions["clinvk.api"] = api
@@ -136,6 +143,24 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     for path in EXTENSIONS:
         _load(path)(app)
     return app
+
+
+def _job_service(engine: Engine, store_path: Path) -> JobService | None:
+    """Jobs live in the session database (their own tables); recover what a previous
+    server left behind before taking requests. An unusable database leaves the app up
+    (health reports the store) with the job routes answering 500."""
+    srv = engine.config.server
+    try:
+        job_store = JobStore(store_path)
+    except StoreError as exc:
+        log.error("jobs are unavailable: %s", exc)
+        return None
+    limits = JobLimits(max_queued=srv.jobs_max_queued, max_events=srv.jobs_max_events,
+                       retention_secs=srv.jobs_retention_secs,
+                       retention_count=srv.jobs_retention_count, threads=srv.jobs_threads)
+    service = JobService(engine, job_store, limits)
+    service.recover()
+    return service
 
 
 def _install_request_hooks(app: Flask, config: Config) -> None:

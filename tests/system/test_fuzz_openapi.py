@@ -101,6 +101,12 @@ VALID = [
         {"name": "one", "backend": "codex", "prompt": "a"},
         {"backend": "gemini", "prompt": "b: {{previous}}"}]}}),
     ("/api/v1/compare", "POST", {"body": {"backends": ["claude", "gemini"], "prompt": "x"}}),
+    ("/api/v1/jobs", "POST", {"body": {"backend": "claude", "prompt": "job", "kind": "prompt"}}),
+    ("/api/v1/jobs", "GET", {"query": {"status": "queued", "limit": 5}}),
+    ("/api/v1/jobs/{job_id}/events", "GET", {}),  # follows the job to its end
+    ("/api/v1/jobs/{job_id}", "GET", {}),
+    ("/api/v1/jobs/{job_id}/cancel", "POST", {}),  # finished: answers it as it is
+    ("/api/v1/jobs/{job_id}", "DELETE", {}),
     ("/openai/v1/models", "GET", {}),
     ("/openai/v1/models/{model_id}", "GET", {"path_parameters": {"model_id": "claude"}}),
     ("/openai/v1/chat/completions", "POST", {"body": {"model": "codex", "messages": CHAT}}),
@@ -123,17 +129,23 @@ def test_every_operation_succeeds_as_documented(api_schema: Any) -> None:
     covered = {(path, method) for path, method, _ in VALID}
     # Every documented operation has a valid request here (/metrics is off in this server).
     assert documented - covered == set(), documented - covered
-    session_id = None
+    session_id = job_id = None
     for path, method, kwargs in VALID:
         kwargs = dict(kwargs)
         if "{session_id}" in path:
             assert session_id
             kwargs["path_parameters"] = {"session_id": session_id}
+        if "{job_id}" in path:
+            assert job_id
+            kwargs["path_parameters"] = {"job_id": job_id}
         case = api_schema[path][method].Case(**kwargs)
         resp = case.call_and_validate(checks=CHECKS, timeout=30)
-        assert resp.status_code == 200, (path, method, resp.status_code, resp.text[:300])
+        expected = 202 if (path, method) == ("/api/v1/jobs", "POST") else 200
+        assert resp.status_code == expected, (path, method, resp.status_code, resp.text[:300])
         if path == "/api/v1/prompt" and session_id is None:
             session_id = resp.json()["data"]["session_id"]
+        if expected == 202:
+            job_id = resp.json()["data"]["id"]
 
 
 # --------------------------------------------------------------------------- hostile input

@@ -18,6 +18,8 @@ class CommandInfo(NamedTuple):
 
 
 REGISTRY: dict[str, CommandInfo] = {
+    "jobs": CommandInfo("clinvk.cli.commands.jobs", "jobs_group",
+                        "Submit, list, follow and cancel background jobs on a server."),
     "keys": CommandInfo("clinvk.cli.commands.keys", "keys_group",
                         "API key ids for server.admin_key_ids."),
     "mcp": CommandInfo("clinvk.cli.commands.mcp", "mcp_cmd",

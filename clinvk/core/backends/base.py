@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinvk.core.events import Event, TokenUsage
+from clinvk.core.types import ApprovalMode, SandboxMode, values
 
-APPROVAL_MODES = ("default", "auto", "none", "always")
-SANDBOX_MODES = ("default", "read-only", "workspace", "full")
+APPROVAL_MODES = values(ApprovalMode)
+SANDBOX_MODES = values(SandboxMode)
 
 # Built-in aliases per backend; `backends.<name>.aliases` in the config is merged on top.
 ALIAS_GROUPS = {
@@ -41,9 +42,9 @@ _inherited: tuple[dict[bytes, bytes], dict[str, str]] | None = None
 def inherited_env() -> dict[str, str]:
     """A fresh copy of ``os.environ`` without clinvk's own variables (they may hold secrets).
 
-    Decoding the whole environment costs ~80 Python calls per run, on the path before
-    the CLI starts, so the decoded copy is kept and rebuilt only when the raw environment
-    changed (checked by one C-level comparison of CPython's byte mapping).
+    Kept: the decoded copy is reused until CPython's raw byte mapping changes, because
+    decoding the environment on every run is ~11 % of a request's Python calls
+    (docs/performance.md, "Fewer Python calls around the run").
     """
     global _inherited
     raw: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)

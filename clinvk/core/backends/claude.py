@@ -20,8 +20,18 @@ from clinvk.core.backends.base import (
     StreamParser,
     as_int,
 )
-from clinvk.core.config import BUILTIN_ALIASES
 from clinvk.core.events import Event, TokenUsage
+
+#: Model aliases the gateway resolves before calling claude; claude takes its own tier
+#: names (always the latest model of the tier).
+MODEL_ALIASES: dict[str, str] = {
+    "fast": "haiku",
+    "quick": "haiku",
+    "balanced": "sonnet",
+    "default": "sonnet",
+    "best": "opus",
+    "powerful": "opus",
+}
 
 APPROVAL_FLAGS = {
     "auto": ["--permission-mode", "acceptEdits"],
@@ -152,7 +162,7 @@ class ClaudeBackend(Backend):
     name = "claude"
     display_name = "Claude Code"
     vendor = "anthropic"
-    builtin_aliases = dict(BUILTIN_ALIASES["claude"])
+    builtin_aliases = dict(MODEL_ALIASES)
     extra_flag_allowlist = {
         "--allowedTools": True,
         "--allowed-tools": True,

@@ -21,8 +21,17 @@ from clinvk.core.backends.base import (
     StreamParser,
     as_int,
 )
-from clinvk.core.config import BUILTIN_ALIASES
 from clinvk.core.events import Event, TokenUsage
+
+#: Model aliases the gateway resolves before calling codex.
+MODEL_ALIASES: dict[str, str] = {
+    "fast": "gpt-5.4-mini",
+    "quick": "gpt-5.4-mini",
+    "balanced": "gpt-5.5",
+    "default": "gpt-5.5",
+    "best": "gpt-5.5-codex",
+    "powerful": "gpt-5.5-codex",
+}
 
 SANDBOX_VALUES = {
     "read-only": "read-only",
@@ -147,7 +156,7 @@ class CodexBackend(Backend):
     name = "codex"
     display_name = "Codex CLI"
     vendor = "openai"
-    builtin_aliases = dict(BUILTIN_ALIASES["codex"])
+    builtin_aliases = dict(MODEL_ALIASES)
     extra_flag_allowlist = {
         "-c": True,
         "--config": True,

@@ -21,8 +21,17 @@ from clinvk.core.backends.base import (
     StreamParser,
     as_int,
 )
-from clinvk.core.config import BUILTIN_ALIASES
 from clinvk.core.events import Event, TokenUsage
+
+#: Model aliases the gateway resolves before calling gemini.
+MODEL_ALIASES: dict[str, str] = {
+    "fast": "gemini-2.5-flash",
+    "quick": "gemini-2.5-flash",
+    "balanced": "gemini-2.5-pro",
+    "default": "gemini-2.5-pro",
+    "best": "gemini-3.1-pro-preview",
+    "powerful": "gemini-3.1-pro-preview",
+}
 
 APPROVAL_FLAGS = {
     "auto": ["--approval-mode", "auto_edit"],
@@ -131,7 +140,7 @@ class GeminiBackend(Backend):
     name = "gemini"
     display_name = "Gemini CLI"
     vendor = "google"
-    builtin_aliases = dict(BUILTIN_ALIASES["gemini"])
+    builtin_aliases = dict(MODEL_ALIASES)
     extra_flag_allowlist = {
         "--include-directories": True,
         "--policy": True,

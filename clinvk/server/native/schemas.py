@@ -170,6 +170,8 @@ class PromptRequestSchema(RunOptionsSchema):
     dry_run = _opt_bool("Resolve everything and return the exact argv without starting the "
                         "CLI.")
     metadata = _metadata_field("Stored on the session.")
+    background = _opt_bool("Run as a job: answer 202 with the job object at once "
+                           "(docs/jobs.md).")
 
     @validates_schema
     def _backend_unless_session(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -250,7 +252,11 @@ class SessionListQuerySchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_LIST_LIMIT),
                            metadata={"description": f"Page size (1..{MAX_LIST_LIMIT})."})
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0),
-                            metadata={"description": "Sessions to skip."})
+                            metadata={"description": "Sessions to skip (cost grows with depth; "
+                                                     "prefer cursor)."})
+    cursor = fields.String(validate=validate.Length(min=1),
+                           metadata={"description": "next_cursor of the previous page: the "
+                                                    "page after it, at any depth."})
 
 
 # --------------------------------------------------------------------------- responses
@@ -375,6 +381,8 @@ class SessionListSchema(Schema):
     total = fields.Integer(metadata={"description": "Matches before pagination."})
     limit = fields.Integer()
     offset = fields.Integer()
+    next_cursor = fields.String(allow_none=True, metadata={
+        "description": "Pass as cursor for the next page; null on the last page."})
 
 
 class SessionDeletedSchema(Schema):

@@ -159,6 +159,13 @@ def result_response(result: RunResult) -> Response:
     raise ApiException(error)
 
 
+def submitted_job(job: Any) -> Response:
+    """202 + Location for a job that was queued (the jobs API and ``background: true``)."""
+    response = ok(job.to_dict(), status=202)
+    response.headers["Location"] = f"{URL_PREFIX}/jobs/{job.id}"
+    return response
+
+
 def check_backends(names: list[tuple[str, str]]) -> None:
     """Unknown backend names are a 400 naming the field (before anything runs)."""
     registry = current_gateway().engine.registry
@@ -201,7 +208,11 @@ class Prompt(MethodView):
         `output: "Would execute: ..."` without starting the CLI; unless `ephemeral`, it
         still creates the session record.
         """
-        engine = current_gateway().engine
+        gw = current_gateway()
+        engine = gw.engine
+        if args.pop("background", False) and gw.jobs is not None:
+            return submitted_job(gw.jobs.submit_prompt(
+                prompt_request(args, tags=[API_TAG, "job"])))
         req = prompt_request(args, tags=[API_TAG])
         prepared = engine.prepare(req)
         handle = engine.start(prepared)
@@ -354,10 +365,12 @@ class Sessions(MethodView):
         """Sessions, most recently used first, with filters and pagination."""
         page = current_gateway().store.list(
             backend=args.get("backend"), status=args.get("status"), tag=args.get("tag"),
-            limit=args["limit"], offset=args["offset"], visible_to=identify().principal)
+            limit=args["limit"], offset=args["offset"], visible_to=identify().principal,
+            cursor=args.get("cursor"))
         return ok(dump(SessionListSchema, {
             "sessions": [s.to_dict() for s in page.sessions],
             "total": page.total, "limit": page.limit, "offset": page.offset,
+            "next_cursor": page.next_cursor,
         }))
 
 

@@ -97,6 +97,26 @@ def ledger_path(worker_pid: int) -> Path:
     return clinvk_home() / "run" / f"worker-{worker_pid}.runs"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def kill_left_behind() -> int:
+    """At start: kill the backends of workers of a previous server that died together with
+    their master (``kill -9`` of the whole server), which no ``child_exit`` saw. Jobs those
+    backends ran are marked lost by the job service; their processes must not run on."""
+    killed = 0
+    for ledger in sorted((ledger_path(0).parent).glob("worker-*.runs")):
+        pid = ledger.stem.removeprefix("worker-")
+        if pid.isdigit() and not _alive(int(pid)):
+            killed += runner.kill_orphaned_groups(ledger)
+    return killed
+
+
 def _post_worker_init(worker: Any) -> None:
     """Worker: SIGTERM (graceful stop) also terminates the running backend process groups.
 
@@ -235,5 +255,9 @@ def run_server(
 
     SessionStore(default_store_path(clinvk_home())).close()
     configure_logging(config)
+    killed = kill_left_behind()
+    if killed:
+        logging.getLogger("clinvk.server").warning(
+            "killed %d backend process group(s) left running by a previous server", killed)
     settings = gunicorn_settings(config, host=host, port=port, workers=workers, threads=threads)
     GatewayServer(config, settings).run()

@@ -1,0 +1,180 @@
+"""Submit, run, cancel, follow and recover jobs on top of the engine.
+
+A prompt job runs through exactly the code a synchronous ``/prompt`` uses
+(:meth:`Engine.prepare` / :meth:`Engine.start`); each unified event is appended to the job's
+log as it arrives. The worker running a job polls the row's cancel flag, so a cancel request
+answered by any worker process reaches the process group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from clinvk.core.engine import INTERRUPTED, OK, Engine, PromptRequest, RunResult
+from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFound
+from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
+from clinvk.core.jobs.model import JOB_END, Job, JobKind, JobStatus
+from clinvk.core.jobs.store import JobStore
+from clinvk.core.ownership import Principal
+
+log = logging.getLogger("clinvk.jobs")
+
+#: How often a running job looks at its cancel flag and a follower at the log.
+POLL_SECS = 0.1
+LOST_ERROR = ("the server running this job stopped before it finished; it is not re-run "
+              "(agent runs have side effects) — submit it again if wanted")
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    max_queued: int = 100
+    max_events: int = 10_000
+    retention_secs: float = 7 * 24 * 3600
+    retention_count: int = 1000
+    threads: int = 8
+
+
+def _status_of(result: RunResult) -> JobStatus:
+    if result.status == OK:
+        return JobStatus.SUCCEEDED
+    if result.status == INTERRUPTED:
+        return JobStatus.CANCELLED
+    return JobStatus.FAILED
+
+
+class JobService:
+    def __init__(self, engine: Engine, store: JobStore, limits: JobLimits,
+                 executor: JobExecutor | None = None) -> None:
+        self.engine = engine
+        self.store = store
+        self.limits = limits
+        self.executor = executor or EmbeddedExecutor(limits.threads)
+
+    # -- submit and look up -------------------------------------------------------------------
+
+    def submit_prompt(self, req: PromptRequest) -> Job:
+        """Validate now (a bad request is refused before it is queued), run later."""
+        prepared = self.engine.prepare(req)
+        body = dataclasses.asdict(req)  # the principal travels as a plain dict
+        job = self.store.create(JobKind.PROMPT, body, owner=req.principal.owner,
+                                backend=prepared.backend.name, max_queued=self.limits.max_queued)
+        if job is None:
+            raise JobQueueFull(f"{self.limits.max_queued} jobs are already queued "
+                            "(server.jobs_max_queued); try again when some have started",
+                            retry_after=5)
+        self.executor.submit(job.id, self.run)
+        return job
+
+    def get(self, job_id: str, principal: Principal) -> Job:
+        job = self.store.get(job_id)
+        if job is None or not principal.may_see(job.owner):
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    def delete(self, job_id: str, principal: Principal) -> Job:
+        job = self.get(job_id, principal)
+        if not job.status.finished:
+            raise JobNotFinished(f"job {job_id} is {job.status}; cancel it first, then delete")
+        self.store.delete(job_id)
+        return job
+
+    def cancel(self, job_id: str, principal: Principal, wait: float = 3.0) -> Job:
+        """Idempotent; waits (bounded) until the run has stopped."""
+        job = self.get(job_id, principal)
+        if job.status.finished:
+            return job
+        self.store.request_cancel(job_id)
+        if self.store.finish(job_id, JobStatus.CANCELLED, error="cancelled before it started",
+                             only_from=(JobStatus.QUEUED,)):
+            self._end_log(job_id, JobStatus.CANCELLED)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            job = self.get(job_id, principal)
+            if job.status.finished:
+                break
+            time.sleep(POLL_SECS / 2)
+        return job
+
+    def follow(self, job_id: str, principal: Principal, after: int,
+               heartbeat: float | None) -> Iterator[dict[str, Any] | None]:
+        """The job's events after ``after``, live until the final one; ``None`` items are
+        heartbeats (every ``heartbeat`` seconds of silence)."""
+        self.get(job_id, principal)
+        quiet_since = time.monotonic()
+        while True:
+            batch = self.store.events_after(job_id, after)
+            for event in batch:
+                after = event["sequence"]
+                yield event
+                if event["type"] == JOB_END:
+                    return
+            if batch:
+                quiet_since = time.monotonic()
+                continue
+            job = self.store.get(job_id)
+            if job is None:
+                return
+            if heartbeat and time.monotonic() - quiet_since >= heartbeat:
+                quiet_since = time.monotonic()
+                yield None
+            time.sleep(POLL_SECS)
+
+    # -- run ----------------------------------------------------------------------------------
+
+    def run(self, job_id: str) -> None:
+        """Executor entry point: claim the job (once, in one process) and run it."""
+        if not self.store.claim(job_id, os.getpid()):
+            return
+        job = self.store.get(job_id)
+        assert job is not None
+        try:
+            status, result, error = self._run_prompt(job)
+        except ClinvkError as exc:
+            status, result, error = JobStatus.FAILED, None, str(exc)
+        except Exception as exc:
+            log.exception("job %s failed inside the gateway", job_id)
+            status, result, error = JobStatus.FAILED, None, f"internal error: {type(exc).__name__}"
+        self.store.finish(job_id, status, result=result, error=error)
+        self._end_log(job_id, status)
+
+    def _run_prompt(self, job: Job) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
+        fields = dict(job.request)
+        req = PromptRequest(**{**fields, "principal": Principal(**fields["principal"])})
+        handle = self.engine.start(self.engine.prepare(req))
+        self.store.set_session(job.id, handle.session_id, handle.prepared.backend.name)
+        last_poll = time.monotonic()
+        for event in handle.events(heartbeat=POLL_SECS):
+            if event is not None:
+                self.store.append_event(job.id, event.to_dict(), cap=self.limits.max_events)
+            if time.monotonic() - last_poll >= POLL_SECS:
+                last_poll = time.monotonic()
+                if self.store.cancel_requested(job.id):
+                    handle.cancel()
+        result = handle.result
+        assert result is not None
+        self.store.set_session(job.id, result.session_id, result.backend)
+        return _status_of(result), result.to_dict(), result.error
+
+    def _end_log(self, job_id: str, status: JobStatus) -> None:
+        self.store.append_event(job_id, {"type": JOB_END, "content": {"status": str(status)}},
+                                cap=self.limits.max_events)
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """At start: runs whose server died become ``lost``; queued jobs are run; old
+        finished jobs are pruned."""
+        for job_id in self.store.orphaned_running():
+            if self.store.finish(job_id, JobStatus.LOST, error=LOST_ERROR,
+                                 only_from=(JobStatus.RUNNING,)):
+                self._end_log(job_id, JobStatus.LOST)
+        self.store.prune(max_age_secs=self.limits.retention_secs,
+                         max_count=self.limits.retention_count)
+        for job_id in self.store.queued():
+            self.executor.submit(job_id, self.run)

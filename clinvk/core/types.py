@@ -1,0 +1,74 @@
+"""The engine's vocabularies: each concept's allowed values, defined once.
+
+Every enum is a :class:`enum.StrEnum`, so a member compares equal to its string and goes
+into JSON, YAML and argv unchanged. The tuples other modules validate against
+(``APPROVAL_MODES`` and the like) are derived from these with :func:`values`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class BackendName(StrEnum):
+    """The agent CLIs clinvk can run."""
+
+    CLAUDE = "claude"
+    CODEX = "codex"
+    GEMINI = "gemini"
+
+
+class ApprovalMode(StrEnum):
+    """How much the agent may do without asking (translated per backend)."""
+
+    DEFAULT = "default"
+    AUTO = "auto"
+    NONE = "none"
+    ALWAYS = "always"
+
+
+class SandboxMode(StrEnum):
+    """What the agent may touch on disk (translated per backend)."""
+
+    DEFAULT = "default"
+    READ_ONLY = "read-only"
+    WORKSPACE = "workspace"
+    FULL = "full"
+
+
+class OutputFormat(StrEnum):
+    """How the CLI prints a result."""
+
+    TEXT = "text"
+    JSON = "json"
+    STREAM_JSON = "stream-json"
+
+
+class UnknownModelPolicy(StrEnum):
+    """What a vendor-dialect request naming no known model or alias gets."""
+
+    AUTO = "auto"
+    DEFAULT_BACKEND = "default_backend"
+    ERROR = "error"
+
+
+class LogFormat(StrEnum):
+    """Shape of a log line."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogLevel(StrEnum):
+    """Minimum level a log line needs to be written."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:
+    """The plain string values of a vocabulary, in declaration order."""
+    return tuple(member.value for member in vocabulary)
