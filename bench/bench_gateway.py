@@ -92,7 +92,7 @@ def direct_call(invocation: dict[str, Any], env: dict[str, str], nice: int = 0
     the priority ``server.backend_nice`` gives the gateway's backends (same function)."""
     import subprocess
 
-    from clinvk.core.runner import lower_priority
+    from clinvk.core.process import lower_priority
 
     stdin = invocation["stdin"].encode()
 

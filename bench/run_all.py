@@ -226,7 +226,7 @@ def render_nice(g: dict[str, Any], n: dict[str, Any]) -> list[str]:
     out += para(
         "The same overhead measurement at concurrency 16 and 64, on a server configured with "
         f"`server.backend_nice: {n['nice']}` (backends run {n['nice']} nice levels below the "
-        "server, also for their session's scheduling group, see clinvk/core/runner.py "
+        "server, also for their session's scheduling group, see clinvk/core/process/terminate.py "
         "`lower_priority`); the direct runs get the same niceness through the same function, "
         "so both paths run the CLI at the same priority. The default-configuration rows from "
         "the table above are repeated for comparison (they ran minutes apart, so the load "

@@ -1,6 +1,6 @@
 """``python -m clinvk``: the same entry point as the ``clinvk`` command."""
 
-from clinvk.cli.app import main
+from clinvk.cli.root import main
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,7 @@ from clinvk.core.errors import (
 )
 from clinvk.core.events import Event, TokenUsage
 from clinvk.core.ownership import LOCAL, Principal
-from clinvk.core.runner import (
+from clinvk.core.process import (
     CANCELLED,
     EXITED,
     IDLE_TIMEOUT,

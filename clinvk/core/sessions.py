@@ -48,6 +48,7 @@ from typing import Any
 from clinvk.core.errors import AmbiguousPrefix, InvalidRequest, NotFound, SessionBusy, StoreError
 from clinvk.core.events import TokenUsage, utc_timestamp
 from clinvk.core.ownership import Principal
+from clinvk.core.store.cursor import decode_cursor, encode_cursor
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -158,6 +159,7 @@ class SessionPage:
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = None  # the position after this page; None on the last page
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +167,7 @@ class SessionPage:
             "total": self.total,
             "limit": self.limit,
             "offset": self.offset,
+            "next_cursor": self.next_cursor,
         }
 
 
@@ -1061,11 +1064,15 @@ class SessionStore:
         limit: int = DEFAULT_LIST_LIMIT,
         offset: int = 0,
         visible_to: Principal | None = None,
+        cursor: str | None = None,
     ) -> SessionPage:
         """One page of sessions, most recently used first (ties broken by id, descending);
-        with ``visible_to``, only the sessions that caller may see."""
+        with ``visible_to``, only the sessions that caller may see. ``cursor`` (a previous
+        page's ``next_cursor``) starts the page just after that page's last row: the same
+        index range scan at any depth, unlike ``offset``."""
         limit = _check_int(limit, "limit", 1, MAX_LIST_LIMIT)
         offset = _check_int(offset, "offset", 0)
+        after = decode_cursor(cursor, (float, str)) if cursor else None
         if status:
             _check_status(status)
         where: list[str] = []
@@ -1104,6 +1111,13 @@ class SessionStore:
                 source = "sessions AS s INDEXED BY sessions_by_owner"
             where.append("s.owner = ?")
             params.append(owner)
+        filtered = list(params)  # the count ignores the page position
+        count_clause = f" WHERE {' AND '.join(where)}" if where else ""
+        if after is not None:
+            # Row values compare like the ORDER BY, so the index range starts at the cursor.
+            key_id = "t.session_id" if alias == "t" else "s.id"
+            where.append(f"({alias}.last_used, {key_id}) < (?, ?)")
+            params.extend(after)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         counted = not working_dir and owner is None  # the trigger-kept counters apply
         with self._guard("list sessions"):
@@ -1115,13 +1129,18 @@ class SessionStore:
                 ).fetchall()
                 if counted:
                     total = self._count(conn, backend=backend, status=status, tag=tag)
-                elif offset == 0 and len(rows) < limit:
+                elif offset == 0 and after is None and len(rows) < limit:
                     total = len(rows)
                 else:  # O(sessions in that directory / of that owner), via their index
                     total = conn.execute(
-                        f"SELECT COUNT(*) FROM {source}{clause}", params
+                        f"SELECT COUNT(*) FROM {source}{count_clause}", filtered
                     ).fetchone()[0]
-        return SessionPage([_row_to_session(r) for r in rows], total, limit, offset)
+        next_cursor = None
+        if len(rows) == limit:
+            last = rows[-1]
+            next_cursor = encode_cursor((last[_COLUMNS.index("last_used")], last[0]))
+        sessions = [_row_to_session(r) for r in rows]
+        return SessionPage(sessions, total, limit, offset, next_cursor)
 
     def latest(
         self,

@@ -22,7 +22,6 @@ FRAMEWORKS = ("flask", "flask_smorest", "flask_cors", "flask_limiter", "werkzeug
 EDGE_STARTERS = {
     "clinvk.cli.commands.serve": ("clinvk.server",),
     "clinvk.cli.commands.mcp": ("clinvk.mcp",),
-    "clinvk.cli.app": ("clinvk.server",),  # until `serve` is a module of clinvk.cli.commands
 }
 
 

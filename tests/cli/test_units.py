@@ -5,6 +5,9 @@ mapping, durations, interruption handling (no backend processes; see test_cli.py
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,9 +17,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from clinvk.cli import app as cli_module
-from clinvk.cli.app import cli, exit_for_result, parse_age, run_interruptible
+from clinvk.cli import interrupts
+from clinvk.cli.commands.sessions import parse_age
+from clinvk.cli.interrupts import run_interruptible
+from clinvk.cli.output import exit_for_result
 from clinvk.cli.render import one_line, time_ago
+from clinvk.cli.root import cli
 from clinvk.cli.taskfiles import load_chain_file, load_parallel_file, parse_document
 from clinvk.core.errors import InvalidRequest
 
@@ -197,7 +203,7 @@ def test_run_interruptible_cancels_until_the_work_ends(monkeypatch: pytest.Monke
         cancels.append(1)
         stop.set()
 
-    monkeypatch.setattr(cli_module.time, "sleep", sleep)
+    monkeypatch.setattr(interrupts.time, "sleep", sleep)
     value, interrupted = run_interruptible(lambda: stop.wait(10) and "stopped", cancel)
     assert interrupted and value == "stopped" and cancels
 
@@ -236,3 +242,28 @@ def test_help_lists_the_prompt_options_and_every_command():
                 ["chain"], ["compare"], ["config", "show"], ["completion"]):
         sub_help = CliRunner().invoke(cli, [*sub, "--help"])
         assert sub_help.exit_code == 0, sub
+
+
+def test_help_and_a_prompt_import_only_the_commands_they_use(tmp_path: Path):
+    """The registry loads a command module on use: ``--help`` and a prompt never load the
+    server or the orchestration commands."""
+    probe = (
+        "import sys\n"
+        "from clinvk.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('clinvk.cli.commands.',"
+        " 'clinvk.server')))\n"
+        "print('LOADED', ' '.join(loaded), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "CLINVK_HOME": str(tmp_path)}
+    env.pop("CLINVK_CONFIG", None)
+    for argv, expected in ((["--help"], {"clinvk.cli.commands.run"}),
+                           (["--dry-run", "hello"], {"clinvk.cli.commands.run"}),
+                           (["config", "path"], {"clinvk.cli.commands.config"})):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], env=env,
+                              capture_output=True, text=True, timeout=60)
+        line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED"))
+        assert set(line.split()[1:]) == expected, (argv, done.stderr)

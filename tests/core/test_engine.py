@@ -268,7 +268,7 @@ def test_a_cancel_after_the_result_amends_the_turn(env):
 
 
 def test_a_failed_session_write_starts_no_cli_and_holds_nothing(env):
-    from clinvk.core import runner as runner_module
+    from clinvk.core import process as runner_module
     from clinvk.core.errors import StoreError
     from clinvk.core.sessions import SessionStore
 

@@ -289,6 +289,49 @@ def test_list_pagination(store: SessionStore, clock: FakeClock) -> None:
     assert beyond.sessions == [] and beyond.total == 12
 
 
+def _walk_by_cursor(store: SessionStore, limit: int, **kwargs) -> list[str]:
+    """Every id of a listing, page by page through ``next_cursor``."""
+    seen: list[str] = []
+    page = store.list(limit=limit, **kwargs)
+    while True:
+        seen.extend(s.id for s in page.sessions)
+        if page.next_cursor is None:
+            return seen
+        page = store.list(limit=limit, cursor=page.next_cursor, **kwargs)
+
+
+def test_list_by_cursor_matches_each_filter_shape(store: SessionStore, clock: FakeClock) -> None:
+    made = list(reversed(_populate(store, clock)))
+    shapes = [{}, {"backend": "codex"}, {"tag": "odd"}, {"tag": "odd", "backend": "gemini"},
+              {"working_dir": "/w/0"}, {"tag": "even", "working_dir": "/w/0"}]
+    for kwargs in shapes:
+        full = [s.id for s in store.list(**kwargs).sessions]
+        assert full, kwargs
+        assert [i for i in (s.id for s in made) if i in full] == full
+        for limit in (1, 2, 5):
+            assert _walk_by_cursor(store, limit, **kwargs) == full, (kwargs, limit)
+        deep = store.list(limit=1, cursor=store.list(limit=1, **kwargs).next_cursor, **kwargs)
+        assert deep.total == len(full), kwargs  # the total ignores the position
+
+
+def test_list_by_cursor_through_ties(store: SessionStore) -> None:
+    ids = [uuid.uuid4().hex for _ in range(7)]
+    store._insert_many([record(i, last_used=1_800_000_000.0) for i in ids])
+    assert _walk_by_cursor(store, 2) == sorted(ids, reverse=True)
+    last = store.list(limit=7)
+    assert last.next_cursor is not None  # a full page may have a successor
+    assert store.list(limit=7, cursor=last.next_cursor).sessions == []
+    assert store.list(limit=8).next_cursor is None
+
+
+@pytest.mark.parametrize("bad", ["x", "!!!", "bnVsbA", "WzEsMl0", "WyJhIiwiYiJd",
+                                 "W3RydWUsImEiXQ", "A" * 600])
+def test_list_refuses_a_foreign_cursor(store: SessionStore, bad: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        store.list(cursor=bad)
+    assert err.value.field == "cursor"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

@@ -208,7 +208,7 @@ def test_ephemeral_leaves_no_backend_session(world, backend):
 # The tool shells of claude and gemini run in a session of their own (setsid), outside the
 # CLI's process group: gemini 0.61 never kills them on SIGTERM, claude 2.1 does only once the
 # tool has run for about 3 s. The runner reaches them through the per-run marker variable
-# in their environment (clinvk.core.runner.RUN_MARKER_VAR); these tests prove it on both paths.
+# in their environment (clinvk.core.process.RUN_MARKER_VAR); these tests prove it on both paths.
 
 # (first, retry) timeouts: long enough for the CLI to start and run the tool on an idle
 # machine (gemini's Node start takes about 3 s); a run whose tool did not start in time (a

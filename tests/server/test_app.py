@@ -338,6 +338,14 @@ def test_sessions_filters_pagination_and_prefixes(app, client) -> None:
     assert [s["id"] for s in only["sessions"]] == [sessions[1].id]
     tagged = client.get("/api/v1/sessions?tag=api").get_json()["data"]
     assert [s["id"] for s in tagged["sessions"]] == [sessions[4].id]
+    first = client.get("/api/v1/sessions?limit=2").get_json()["data"]
+    second = client.get(f"/api/v1/sessions?limit=2&cursor={first['next_cursor']}").get_json()
+    assert [s["id"] for s in second["data"]["sessions"]] == [sessions[2].id, sessions[1].id]
+    assert second["data"]["total"] == 5 and second["data"]["next_cursor"]
+    last = client.get("/api/v1/sessions?limit=2&cursor=" + second["data"]["next_cursor"])
+    assert [s["id"] for s in last.get_json()["data"]["sessions"]] == [sessions[0].id]
+    assert last.get_json()["data"]["next_cursor"] is None
+    assert_error(client.get("/api/v1/sessions?cursor=zzz"), 400, "invalid_request", "cursor")
     assert_error(client.get("/api/v1/sessions/abcd"), 400, "ambiguous_session_prefix")
     assert_error(client.get("/api/v1/sessions?status=weird"), 400, "invalid_request", "status")
     assert_error(client.get("/api/v1/sessions?limit=5000"), 400, "invalid_request", "limit")

@@ -172,11 +172,12 @@ NATIVE_WITH_WORKDIR = [case for case in _routes("x", "/") if case[0].startswith(
 
 @pytest.mark.parametrize(("path", "body"), NATIVE_WITH_WORKDIR,
                          ids=_ids(NATIVE_WITH_WORKDIR))
-@pytest.mark.parametrize("workdir", ["/proc/1/cwd", "loop", "/", "/usr", "/tmp", "/nonexistent",
+@pytest.mark.parametrize("workdir", ["/proc/1/cwd", "loop", "/", "/usr", "/tmp", "missing",
                                      "/proc/self/root"])
 def test_workdirs_that_cannot_be_used_are_refused_with_the_reason(
-        app, client, path, body, workdir, loop_dir) -> None:
-    wd = loop_dir if workdir == "loop" else workdir
+        app, client, path, body, workdir, loop_dir, tmp_path) -> None:
+    wd = {"loop": loop_dir, "missing": str(tmp_path / "no" / "such" / "dir")}.get(workdir,
+                                                                             workdir)
     raw = json.dumps(body).replace('"workdir": "/"', json.dumps({"workdir": wd})[1:-1])
     error = _assert_refused_cleanly(app, _send(client, path, raw), path)
     text = json.dumps(error)

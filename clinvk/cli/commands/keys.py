@@ -14,7 +14,6 @@ from clinvk.core.keys import key_id
 def keys_group() -> None:
     """API key ids (for server.admin_key_ids; never the keys themselves)."""
 
-
 @keys_group.command("id")
 @click.option("--key-env", metavar="NAME",
               help="Read the key from this environment variable instead of stdin.")

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
+from clinvk.cli.context import AppContext, pass_app
 from clinvk.mcp.server import serve_http, serve_stdio
-
-if TYPE_CHECKING:
-    from clinvk.cli.app import AppContext
 
 
 @click.command("mcp")
@@ -20,7 +16,7 @@ if TYPE_CHECKING:
               help="Address for streamable-http.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True,
               help="Port for streamable-http.")
-@click.pass_obj
+@pass_app
 def mcp_cmd(app: AppContext, transport: str, host: str, port: int) -> None:
     """Serve clinvk's agents as Model Context Protocol tools: run, parallel, chain,
     compare, sessions_list, session_show.

@@ -252,7 +252,11 @@ class SessionListQuerySchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_LIST_LIMIT),
                            metadata={"description": f"Page size (1..{MAX_LIST_LIMIT})."})
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0),
-                            metadata={"description": "Sessions to skip."})
+                            metadata={"description": "Sessions to skip (cost grows with depth; "
+                                                     "prefer cursor)."})
+    cursor = fields.String(validate=validate.Length(min=1),
+                           metadata={"description": "next_cursor of the previous page: the "
+                                                    "page after it, at any depth."})
 
 
 # --------------------------------------------------------------------------- responses
@@ -377,6 +381,8 @@ class SessionListSchema(Schema):
     total = fields.Integer(metadata={"description": "Matches before pagination."})
     limit = fields.Integer()
     offset = fields.Integer()
+    next_cursor = fields.String(allow_none=True, metadata={
+        "description": "Pass as cursor for the next page; null on the last page."})
 
 
 class SessionDeletedSchema(Schema):

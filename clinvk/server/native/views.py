@@ -365,10 +365,12 @@ class Sessions(MethodView):
         """Sessions, most recently used first, with filters and pagination."""
         page = current_gateway().store.list(
             backend=args.get("backend"), status=args.get("status"), tag=args.get("tag"),
-            limit=args["limit"], offset=args["offset"], visible_to=identify().principal)
+            limit=args["limit"], offset=args["offset"], visible_to=identify().principal,
+            cursor=args.get("cursor"))
         return ok(dump(SessionListSchema, {
             "sessions": [s.to_dict() for s in page.sessions],
             "total": page.total, "limit": page.limit, "offset": page.offset,
+            "next_cursor": page.next_cursor,
         }))
 
 

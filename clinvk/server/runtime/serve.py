@@ -30,7 +30,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from clinvk.core import runner
+from clinvk.core import process as runner
 from clinvk.core.config import Config
 from clinvk.server import observability, security
 from clinvk.server.runtime.worker import worker_class
@@ -91,7 +91,7 @@ def _terminate_runs_soon() -> None:
 
 
 def ledger_path(worker_pid: int) -> Path:
-    """Where a worker lists its running backend process groups (see ``runner.RunLedger``)."""
+    """Where a worker lists its running backend process groups (see ``process.RunLedger``)."""
     from clinvk.core.config import clinvk_home
 
     return clinvk_home() / "run" / f"worker-{worker_pid}.runs"

@@ -1,4 +1,4 @@
-"""The runner against real processes: limits, cancellation and the whole process group."""
+"""ProcessRun against real processes: limits, cancellation and the whole process group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from clinvk.core.errors import BackendUnavailable
-from clinvk.core.runner import (
+from clinvk.core.process import (
     CANCELLED,
     EXITED,
     IDLE_TIMEOUT,
@@ -144,7 +144,7 @@ def test_a_prompt_that_cannot_be_encoded_fails_before_anything_is_spawned():
 
 def test_a_failure_after_the_spawn_kills_the_child(monkeypatch):
     """Whatever fails once the child exists (here: registering it), the child dies with it."""
-    import clinvk.core.runner as runner
+    from clinvk.core.process import state
 
     class Boom(RuntimeError):
         pass
@@ -159,7 +159,7 @@ def test_a_failure_after_the_spawn_kills_the_child(monkeypatch):
         def remove(_pid):
             pass
 
-    monkeypatch.setattr(runner, "_ledger", Ledger())
+    monkeypatch.setattr(state, "ledger", Ledger())
     run = ProcessRun([PY, "-c", "import time; time.sleep(30)"], stdin="hi")
     with pytest.raises(Boom):
         run.start()
@@ -223,7 +223,7 @@ def wait_dead(pid: int, timeout: float = 3.0) -> bool:
 def test_normal_end_kills_descendants_that_left_the_group(tmp_path):
     """A run that exits normally leaves nothing behind, also not a setsid'd tool process;
     a process of a run still going (another marker) is not touched."""
-    from clinvk.core.runner import wait_for_leftover_sweeps
+    from clinvk.core.process import wait_for_leftover_sweeps
 
     still_running = ProcessRun(["bash", "-c", escaping_script(tmp_path / "a.pid") +
                                 "; sleep 60"])
@@ -250,7 +250,7 @@ def test_orphaned_ledger_kills_escaped_descendants_too(tmp_path):
     import subprocess
     import uuid
 
-    from clinvk.core.runner import RUN_MARKER_VAR, RunLedger, kill_orphaned_groups
+    from clinvk.core.process import RUN_MARKER_VAR, RunLedger, kill_orphaned_groups
 
     marker = uuid.uuid4().hex
     pidfile = tmp_path / "escaped.pid"
