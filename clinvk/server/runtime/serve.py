@@ -51,7 +51,8 @@ def _endpoint_lines() -> list[tuple[str, str]]:
         ("Sessions", "/api/v1/sessions, /api/v1/backends"),
     ]
     if any(p.startswith("clinvk.server.openai.views:") for p in API_BLUEPRINTS):
-        lines.append(("OpenAI", "/openai/v1/models, /openai/v1/chat/completions, /openai/v1/responses"))
+        lines.append(("OpenAI", "/openai/v1/models, /openai/v1/chat/completions, "
+                                "/openai/v1/responses"))
     if any(p.startswith("clinvk.server.anthropic.views:") for p in API_BLUEPRINTS):
         lines.append(("Anthropic", "/anthropic/v1/messages"))
     lines += [("Docs", "/openapi.json, /docs"), ("Health", "/health")]
