@@ -4,7 +4,6 @@ its dry-run wording, short usage errors."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from support.clirun import FAKE_BIN, Cli
+from support.services import free_port
 
 
 def _config(cli: Cli, text: str) -> Path:
@@ -48,14 +48,9 @@ def test_parallel_with_the_config_after_the_task_file(cli: Cli) -> None:
     assert cli.runs() == []  # the file's dry_run applied: nothing ran
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_serve_reads_a_config_given_after_it(cli: Cli) -> None:
-    port = _free_port()
+    port = free_port()
     path = _config(cli, f"server:\n  port: {port}\n  response_envelope: false\n"
                         "  rate_limit_enabled: true\n  max_request_body_bytes: 4096\n")
     proc = cli.popen("serve", "--config", str(path))

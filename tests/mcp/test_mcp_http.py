@@ -3,7 +3,6 @@ API keys; sessions belong to the key that made them."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import requests
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from support.fakes import fake
+from support.services import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -23,15 +23,10 @@ KEY_A = "sk-mcp-a-0123456789abcdef"
 KEY_B = "sk-mcp-b-0123456789abcdef"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture
 def http_server(mcp_env, tmp_path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**mcp_env, "CLINVK_API_KEYS": f"{KEY_A},{KEY_B}"}
     log = open(tmp_path / "mcp-http.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "clinvk", "mcp", "--transport",

@@ -41,6 +41,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from support.fakes import REPO, fake
 from support.procs import wait_until
+from support.services import free_port
 
 DEPLOYMENT_DOC = REPO / "docs" / "deployment.md"
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
@@ -175,11 +176,6 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Nginx:
     def __init__(self, proc: subprocess.Popen[bytes], port: int, directory: Path,
@@ -233,7 +229,7 @@ def nginx(nginx_binary: str, gateway: Any, tmp_path_factory: pytest.TempPathFact
     directory = tmp_path_factory.mktemp("nginx")
     directory.chmod(0o755)
     cert, key = _self_signed(directory)
-    port = _free_port()
+    port = free_port()
     site = directory / "clinvk.conf"
     site.write_text(templated_config(gateway.port, port, cert, key))
     conf = directory / "nginx.conf"
