@@ -113,6 +113,7 @@ VALID = [
     ("/openai/v1/chat/completions", "POST", {"body": {
         "model": "claude", "messages": CHAT, "stream": True,
         "stream_options": {"include_usage": True}}}),
+    ("/openai/v1/responses", "POST", {"body": {"model": "codex", "input": "hi"}}),
     ("/anthropic/v1/models", "GET", {"headers": ANTHROPIC}),
     ("/anthropic/v1/models/{model_id}", "GET", {"headers": ANTHROPIC,
                                                 "path_parameters": {"model_id": "gemini"}}),

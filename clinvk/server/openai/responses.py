@@ -72,8 +72,22 @@ class ResponseObjectSchema(Schema):
     status = fields.String(metadata={"enum": ["completed", "failed", "in_progress"]})
     model = fields.String()
     output = fields.List(fields.Dict())
-    usage = fields.Dict(allow_none=True)
-    error = fields.Dict(allow_none=True)
+    usage = fields.Raw(allow_none=True, metadata={
+        "description": "input_tokens, output_tokens, total_tokens (+ details)."})
+    error = fields.Raw(allow_none=True, metadata={"description": "null, or {code, message}."})
+    # Present for the SDK's Response model; fixed values (no tools, no sampling control).
+    incomplete_details = fields.Raw(allow_none=True)
+    instructions = fields.Raw(allow_none=True)
+    metadata = fields.Raw(allow_none=True)
+    parallel_tool_calls = fields.Raw(allow_none=True)
+    tool_choice = fields.Raw(allow_none=True)
+    tools = fields.Raw(allow_none=True)
+    temperature = fields.Raw(allow_none=True)
+    top_p = fields.Raw(allow_none=True)
+    text = fields.Raw(allow_none=True)
+    previous_response_id = fields.Raw(allow_none=True)
+    store = fields.Raw(allow_none=True)
+    background = fields.Raw(allow_none=True)
 
 
 # --------------------------------------------------------------------------- input
@@ -274,6 +288,9 @@ class Responses(MethodView):
     @blp.arguments(ResponseRequestSchema)
     @blp.response(200, ResponseObjectSchema, description="A Response object, or with "
                   "`stream: true` an SSE stream of `response.*` events.")
+    @blp.alt_response(200, schema={"type": "object", "required": ["data"], "properties": {
+        "data": {"type": "string", "description": "One response.* event as JSON."}}},
+        content_type=compat.SSE_MIMETYPE, success=True, description="With `stream: true`.")
     @blp.doc(operationId="openaiCreateResponse", summary="Create a model response")
     @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
     def post(self, args: dict[str, Any]) -> Response:
