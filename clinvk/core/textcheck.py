@@ -22,6 +22,12 @@ from clinvk.core.errors import InvalidRequest
 MAX_REPORTED_FIELD = 120
 
 
+def shown_path(where: str) -> str:
+    """A field path fit for an error message: cut to length, and escaped where a key in it is
+    itself text that cannot be encoded (it is shown, never echoed as is)."""
+    return where[:MAX_REPORTED_FIELD].encode("utf-8", "backslashreplace").decode()
+
+
 def text_problem(value: str) -> str | None:
     """Why ``value`` cannot be passed on, or ``None`` when it can."""
     if "\x00" in value:
@@ -55,6 +61,5 @@ def check_text(value: Any, field: str) -> None:
     for where, text in _strings(value, field):
         reason = text_problem(text)
         if reason:
-            # A key may itself be the bad text: the path shows it escaped, never as is.
-            where = where[:MAX_REPORTED_FIELD].encode("utf-8", "backslashreplace").decode()
+            where = shown_path(where)
             raise InvalidRequest(f"{where} {reason}", field=where)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from clinvk.core.errors import InvalidRequest
-from clinvk.core.textcheck import MAX_REPORTED_FIELD
+from clinvk.core.textcheck import shown_path
 
 DEFAULT_DEPTH = 64  # server.max_json_depth's default
 
@@ -28,8 +28,7 @@ def too_deep(max_depth: int, field: str = "body") -> InvalidRequest:
 
 def _field(path: list[str | int]) -> str:
     text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-    # A key may itself be the bad text: the path shows it escaped, never as is.
-    return (text or "body")[:MAX_REPORTED_FIELD].encode("utf-8", "backslashreplace").decode()
+    return shown_path(text or "body")
 
 
 def _check_string(text: str, path: list[str | int], what: str = "") -> None:
