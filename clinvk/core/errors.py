@@ -102,3 +102,14 @@ class JobNotFinished(ClinvkError):
     """The operation needs a finished job (delete a running one: cancel it first)."""
 
     code = "job_not_finished"
+
+
+class BudgetExceeded(Saturated):
+    """The caller's key has used up a budget (server.budgets) until its window resets."""
+
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, budget: str, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.field = "budget"
+        self.details = {"budget": budget, "retry_after": retry_after}

@@ -78,6 +78,38 @@ class LogLevel(StrEnum):
     CRITICAL = "critical"
 
 
+class RunOrigin(StrEnum):
+    """Which edge asked for a run (the ledger's ``origin`` column)."""
+
+    API = "api"
+    OPENAI = "openai"
+    OPENAI_RESPONSES = "openai.responses"
+    ANTHROPIC = "anthropic"
+    CLI = "cli"
+    MCP = "mcp"
+    JOB = "job"
+
+
+class BudgetMetric(StrEnum):
+    """What a budget counts per key and window."""
+
+    RUNS = "runs"
+    TOKENS = "tokens"
+    COST_USD = "cost_usd"
+
+
+class UsageGroup(StrEnum):
+    """What usage can be grouped by (``group_by`` of the usage query)."""
+
+    KEY = "key"
+    BACKEND = "backend"
+    MODEL = "model"
+    DAY = "day"
+    HOUR = "hour"
+    ORIGIN = "origin"
+    STATUS = "status"
+
+
 def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:
     """The plain string values of a vocabulary, in declaration order."""
     return tuple(member.value for member in vocabulary)

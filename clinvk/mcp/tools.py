@@ -22,7 +22,7 @@ from clinvk.core.errors import ClinvkError
 from clinvk.core.orchestrate import ChainStep, JobReport, run_chain, run_compare, run_parallel
 from clinvk.core.ownership import Principal
 from clinvk.core.sessions import SessionStore
-from clinvk.core.types import RunStatus
+from clinvk.core.types import RunOrigin, RunStatus
 from clinvk.mcp.runs import ToolRun
 
 Backend = Annotated[str | None, Field(
@@ -84,7 +84,7 @@ def _request(task: Task | None, principal: Principal, **fields: Any) -> PromptRe
     if task is not None:
         fields = {"prompt": task.prompt, "backend": task.backend, "model": task.model,
                   "workdir": task.workdir, "timeout_secs": task.timeout_secs, **fields}
-    return PromptRequest(principal=principal, **fields)
+    return PromptRequest(principal=principal, origin=RunOrigin.MCP, **fields)
 
 
 def register(server: MCPServer, engine: Engine, store: SessionStore,

@@ -43,6 +43,7 @@ API_BLUEPRINTS: list[str] = [
     "clinvk.server.meta:blp",
     "clinvk.server.native.views:blp",
     "clinvk.server.native.jobs:blp",
+    "clinvk.server.native.usage:blp",
     "clinvk.server.openai.views:blp",
     "clinvk.server.anthropic.views:blp",
 ]
@@ -50,6 +51,7 @@ API_BLUEPRINTS: list[str] = [
 #: Plain Flask blueprints (not API operations, not in the OpenAPI document).
 PLAIN_BLUEPRINTS: list[str] = [
     "clinvk.server.meta:assets",
+    "clinvk.server.dashboard:page",
 ]
 
 #: ``init_app(app)`` hooks for cross-cutting layers, run last, in this order.

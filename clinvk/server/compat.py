@@ -32,7 +32,7 @@ from marshmallow import ValidationError
 from clinvk.core.engine import PromptRequest, RunHandle, RunResult
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import Event
-from clinvk.core.types import RunStatus
+from clinvk.core.types import RunOrigin, RunStatus
 from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.security import identify
@@ -260,6 +260,7 @@ def start_run(target: ModelTarget, prompt: str, system_prompt: str | None) -> Ru
         system_prompt=system_prompt,
         ephemeral=True,
         principal=identify().principal,
+        origin=RunOrigin.ANTHROPIC if request.path.startswith("/anthropic/") else RunOrigin.OPENAI,
     )
     prepared = gw.engine.prepare(req)
     return Run(target, gw.engine.start(prepared))

@@ -65,6 +65,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_media_type": 415,
     "rate_limited": 429,
     "job_queue_full": 429,
+    "budget_exceeded": 429,
     "config_error": 500,
     "store_error": 500,
     "internal_error": 500,

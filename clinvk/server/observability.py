@@ -44,6 +44,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from clinvk.core.config import Config
 from clinvk.core.engine import EngineHooks
+from clinvk.core.usage import UsageRow
 
 log = logging.getLogger("clinvk.server.observability")
 
@@ -51,6 +52,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
 PREFIX = "clinvk"
 UNMATCHED = "<unmatched>"
+OTHER = "other"  # label value for a backend or model the configuration does not name
 
 #: Request latency buckets (seconds): API calls are fast, agent runs take minutes.
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -66,7 +68,8 @@ QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 class MetricsHooks(EngineHooks):
     """Engine observation points as Prometheus metrics (multiprocess-safe)."""
 
-    def __init__(self, registry: Any, backends: list[str]) -> None:
+    def __init__(self, registry: Any, backends: list[str],
+                 models: frozenset[str] = frozenset()) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
         self.runs = Counter(
@@ -85,6 +88,17 @@ class MetricsHooks(EngineHooks):
         self.sessions = Counter(
             f"{PREFIX}_sessions_created", "Sessions created by the server.", ["backend"],
             registry=registry)
+        self.backends, self.models = frozenset(backends), models
+        self.tokens = Counter(
+            f"{PREFIX}_tokens", "Tokens the CLIs reported, by backend, model and kind (input "
+            "includes cached; model: configured models and aliases, the rest 'other').",
+            ["backend", "model", "kind"], registry=registry)
+        self.cost = Counter(
+            f"{PREFIX}_cost_usd", "Cost the CLIs reported (claude), by backend and model.",
+            ["backend", "model"], registry=registry)
+        self.budget_rejections = Counter(
+            f"{PREFIX}_budget_rejections", "Runs refused because a key's budget was spent.",
+            ["key_id", "budget"], registry=registry)
         for name in backends:  # export zeros, so dashboards see every backend from the start
             self.in_flight.labels(name).set(0)
             self.runs.labels(name, "ok")
@@ -103,6 +117,30 @@ class MetricsHooks(EngineHooks):
 
     def session_created(self, backend: str) -> None:
         self.sessions.labels(backend).inc()
+
+    def usage_recorded(self, row: UsageRow) -> None:
+        backend = row.backend if row.backend in self.backends else OTHER
+        model = row.model if row.model in self.models else OTHER
+        for kind, amount in (("input", row.input_tokens), ("output", row.output_tokens),
+                             ("cached", row.cached_tokens)):
+            if amount > 0:
+                self.tokens.labels(backend, model, kind).inc(amount)
+        if row.cost_usd:
+            self.cost.labels(backend, model).inc(row.cost_usd)
+
+    def budget_rejected(self, key_id: str, budget: str) -> None:
+        self.budget_rejections.labels(key_id or "none", budget).inc()
+
+
+def known_models(config: Config) -> frozenset[str]:
+    """The ``model`` label values: configured default models, aliases and their targets."""
+    names: set[str] = set()
+    for backend in config.backends.values():
+        if backend.model:
+            names.add(backend.model)
+        names.update(backend.aliases)
+        names.update(backend.aliases.values())
+    return frozenset(names)
 
 
 def path(req: Request) -> str:
@@ -138,7 +176,8 @@ def init_app(app: Flask) -> None:
         app, path=METRICS_PATH, defaults_prefix=PREFIX, group_by=path,
         buckets=REQUEST_BUCKETS, registry=registry)
     app.extensions["clinvk.metrics"] = metrics
-    gateway.engine.hooks = MetricsHooks(registry, [b.name for b in gateway.engine.registry])
+    gateway.engine.hooks = MetricsHooks(registry, [b.name for b in gateway.engine.registry],
+                                        known_models(config))
     _document(app, config)
 
 

@@ -68,8 +68,9 @@ from clinvk.server.errors import ApiError, ApiException, render
 log = logging.getLogger("clinvk.server.security")
 
 #: Reachable without a key. ``/metrics`` too unless ``server.metrics_require_auth``.
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
-PUBLIC_PREFIXES = ("/docs/static/",)  # the offline Swagger UI assets
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/dashboard"})
+# The offline Swagger UI and dashboard assets (no data: the page fetches it with a key).
+PUBLIC_PREFIXES = ("/docs/static/", "/dashboard/static/")
 METRICS_PATH = "/metrics"
 
 #: Request headers browsers may send cross-origin: what the OpenAI and Anthropic SDKs

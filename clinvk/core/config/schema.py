@@ -36,6 +36,7 @@ from clinvk.core.types import (
     UnknownModelPolicy,
     values,
 )
+from clinvk.core.usage.budgets import check_budgets
 
 KNOWN_BACKENDS: tuple[str, ...] = values(BackendName)
 APPROVAL_MODES: tuple[str, ...] = values(ApprovalMode)
@@ -131,6 +132,10 @@ class ServerConfig:
     admin_key_ids: tuple[str, ...] = _key(
         (), "Key ids (`clinvk keys id`) whose callers see every key's sessions, jobs and usage.",
         check=each(key_id))
+    budgets: dict[str, str] = _key(
+        {}, "Usage budgets per key id (or 'default'), e.g. {default: 'runs 30/minute; "
+        "tokens 2000000/day; cost_usd 5/day'}; a key past one gets 429 (docs/usage.md).",
+        check=check_budgets)
     allow_unauthenticated_remote: bool = _key(
         False, "Allow binding a non-loopback address with no API keys configured.")
     allow_dangerous_modes: bool = _key(
@@ -220,6 +225,8 @@ class SessionConfig:
     default_tags: tuple[str, ...] = _key((), "Tags added to every new session.",
                                          check=each(non_empty))
     store_token_usage: bool = _key(True, "Accumulate token usage in the session record.")
+    usage_retention_days: int = _key(90, "Usage ledger rows older than this are deleted "
+                                         "(0 = keep forever).", check=at_least(0))
 
 
 @dataclass(frozen=True)

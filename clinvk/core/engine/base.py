@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from clinvk.core.backends import Registry
+from clinvk.core.engine.accounting import UsageAccounting
 from clinvk.core.engine.handle import RunHandle
 from clinvk.core.engine.prepare import prepare_run
 from clinvk.core.engine.requests import PreparedRun, PromptRequest, RunResult
@@ -43,6 +44,8 @@ class Engine:
         self.server_mode = server_mode
         self.hooks = hooks or EngineHooks()
         self.registry = registry or Registry.from_config(config)
+        self.accounting = UsageAccounting(config, store, lambda: self.hooks,
+                                          server_mode=server_mode)
         srv = config.server
         self.slots = RunSlots(srv.max_concurrent_runs if server_mode else 0,
                               srv.queue_timeout_secs)

@@ -72,7 +72,14 @@ class RunHandle:
 
     # -- slot, lease, process -----------------------------------------------------------------
 
+    def _record_end(self) -> None:
+        """The run's result is final: its ledger row, then its session turn."""
+        assert self.result is not None
+        self.engine.accounting.account(self.prepared, self.result)
+        self._turn.record(self.result)
+
     def _claim(self) -> None:
+        self.engine.accounting.admit(self.prepared)  # a spent budget refuses before all else
         self._turn.claim()
         try:
             waited = self.engine.slots.acquire()
@@ -171,7 +178,7 @@ class RunHandle:
                 status=RunStatus.FAILED, exit_code=None, duration_ms=0, output="",
                 error=self._spawn_error.message, usage=TokenUsage(), backend_session_id=None,
                 model=self.prepared.resolved_model)
-            self._turn.record(self.result)
+            self._record_end()
             self._run_finished(_UNAVAILABLE)
             raise self._spawn_error
         process = self._process
@@ -217,7 +224,7 @@ class RunHandle:
             usage=interrupted.usage, backend_session_id=interrupted.backend_session_id,
             model=interrupted.model or self.prepared.resolved_model)
         self._run_finished(RunStatus.CANCELLED)
-        self._turn.record(self.result)
+        self._record_end()
 
     def _finish(self, process: ProcessRun, parser: StreamParser) -> None:
         """Classify the ended process, record the turn, clean up an ephemeral session."""
@@ -233,7 +240,7 @@ class RunHandle:
             usage=parsed.usage, backend_session_id=parsed.backend_session_id,
             model=parsed.model or prepared.resolved_model, stderr=outcome.stderr_tail)
         self._run_finished(status)
-        self._turn.record(self.result)
+        self._record_end()
         if prepared.ephemeral:
             prepared.backend.cleanup_ephemeral(parsed.backend_session_id, prepared.workdir,
                                                prepared.invocation.env)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from clinvk.core.events import TokenUsage
 from clinvk.core.ownership import LOCAL, Principal
-from clinvk.core.types import RunStatus
+from clinvk.core.types import RunOrigin, RunStatus
 
 if TYPE_CHECKING:
     from clinvk.core.backends import Backend
@@ -40,6 +40,8 @@ class PromptRequest:
     # Who asks (clinvk.core.ownership): sessions it creates are owned by its key id, and it
     # can only continue sessions it may see.
     principal: Principal = LOCAL
+    # Which edge asks (the usage ledger's origin column).
+    origin: RunOrigin = RunOrigin.CLI
 
 
 # The request fields that carry text a CLI receives or the store keeps.

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from clinvk.core.errors import Saturated
+
+if TYPE_CHECKING:
+    from clinvk.core.usage import UsageRow
 
 
 class EngineHooks:
@@ -18,6 +22,10 @@ class EngineHooks:
     def queue_wait(self, seconds: float) -> None: ...
 
     def session_created(self, backend: str) -> None: ...
+
+    def usage_recorded(self, row: UsageRow) -> None: ...
+
+    def budget_rejected(self, key_id: str, budget: str) -> None: ...
 
 
 class RunSlots:

@@ -22,7 +22,7 @@ from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
 from clinvk.core.jobs.model import JOB_END, Job, JobKind, JobStatus
 from clinvk.core.jobs.store import JobStore
 from clinvk.core.ownership import Principal
-from clinvk.core.types import RunStatus
+from clinvk.core.types import RunOrigin, RunStatus
 
 log = logging.getLogger("clinvk.jobs")
 
@@ -146,7 +146,8 @@ class JobService:
 
     def _run_prompt(self, job: Job) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
         fields = dict(job.request)
-        req = PromptRequest(**{**fields, "principal": Principal(**fields["principal"])})
+        req = PromptRequest(**{**fields, "principal": Principal(**fields["principal"]),
+                               "origin": RunOrigin.JOB})
         handle = self.engine.start(self.engine.prepare(req))
         self.store.set_session(job.id, handle.session_id, handle.prepared.backend.name)
         last_poll = time.monotonic()

@@ -24,7 +24,7 @@ from clinvk.core.orchestrate import (
     run_compare,
     run_parallel,
 )
-from clinvk.core.types import RunStatus
+from clinvk.core.types import RunOrigin, RunStatus
 from clinvk.server import current_gateway
 from clinvk.server.errors import (
     ApiError,
@@ -126,6 +126,7 @@ def prompt_request(args: Mapping[str, Any], **overrides: Any) -> PromptRequest:
         metadata=args.get("metadata"),
         timeout_secs=args.get("timeout_secs"),
         principal=identify().principal,
+        origin=RunOrigin.API,
     )
     fields.update(overrides)
     return PromptRequest(**fields)

@@ -22,6 +22,7 @@ from marshmallow import EXCLUDE, Schema, fields
 from clinvk.core.engine import PromptRequest
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import DONE, ERROR, Event, TokenUsage
+from clinvk.core.types import RunOrigin
 from clinvk.server import compat, current_gateway
 from clinvk.server.errors import ApiError, ApiException, json_response
 from clinvk.server.native.schemas import StrictBoolean
@@ -275,7 +276,7 @@ def _start(args: dict[str, Any], target: compat.ModelTarget) -> tuple[compat.Run
     req = PromptRequest(prompt=prompt, backend=None if session_id else target.backend,
                         model=target.model, system_prompt=system_prompt,
                         session_id=session_id, ephemeral=not store,
-                        principal=identify().principal)
+                        principal=identify().principal, origin=RunOrigin.OPENAI_RESPONSES)
     handle = gw.engine.start(gw.engine.prepare(req))
     run = compat.Run(target, handle)
     if handle.session_id:
