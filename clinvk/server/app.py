@@ -30,6 +30,7 @@ from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
 from clinvk.core.errors import StoreError
 from clinvk.core.jobs import JobLimits, JobService
+from clinvk.core.jobs.responses import ResponseRecords
 from clinvk.core.jobs.store import JobStore
 from clinvk.core.sessions import SessionStore, default_store_path
 from clinvk.server import EXTENSION_KEY, Gateway
@@ -158,7 +159,12 @@ def _job_service(engine: Engine, store_path: Path) -> JobService | None:
     limits = JobLimits(max_queued=srv.jobs_max_queued, max_events=srv.jobs_max_events,
                        retention_secs=srv.jobs_retention_secs,
                        retention_count=srv.jobs_retention_count, threads=srv.jobs_threads)
-    service = JobService(engine, job_store, limits)
+    try:
+        records = ResponseRecords(store_path)
+    except StoreError as exc:
+        log.error("stored responses are unavailable: %s", exc)
+        records = None
+    service = JobService(engine, job_store, limits, records=records)
     service.recover()
     return service
 
