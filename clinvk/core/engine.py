@@ -25,16 +25,17 @@ from clinvk.core.errors import (
     StoreError,
 )
 from clinvk.core.events import Event, TokenUsage
+from clinvk.core.execution import BackendProcess, Placement, Runner, make_runner
 from clinvk.core.ownership import LOCAL, Principal
 from clinvk.core.process import (
     CANCELLED,
     EXITED,
     IDLE_TIMEOUT,
     LINE_LIMIT,
+    LOST,
     OUTPUT_LIMIT,
     TIMEOUT,
     Limits,
-    ProcessRun,
 )
 from clinvk.core.textcheck import check_text
 
@@ -87,6 +88,7 @@ class PreparedRun:
     session: Session | None  # an existing session being continued
     ephemeral: bool
     timeout: float | None
+    placement: Placement | None = None  # where it runs (None: a dry run runs nowhere)
 
     @property
     def command_line(self) -> str:
@@ -110,6 +112,10 @@ class RunResult:
     command: list[str]
     dry_run: bool = False
     stderr_tail: str = ""
+    # The agent host running it went away (execution.mode celery): a failure that jobs
+    # report as ``lost``, never re-run.
+    lost: bool = False
+    notice: str | None = None  # how the run differs from the request (host fallback)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +136,8 @@ class RunResult:
         }
         if self.error:
             data["error"] = self.error
+        if self.notice:
+            data["notice"] = self.notice
         return data
 
 
@@ -201,8 +209,10 @@ class Engine:
         server_mode: bool = False,
         hooks: EngineHooks | None = None,
         registry: Registry | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.config = config
+        self.runner = runner or make_runner(config)
         self.store = store
         self.server_mode = server_mode
         self.hooks = hooks or EngineHooks()
@@ -243,6 +253,7 @@ class Engine:
         extra = list(req.extra_flags or [])
         if not all(isinstance(x, str) for x in extra):
             raise InvalidRequest("extra must be a list of strings", field="extra")
+        placement = None if req.dry_run else self.runner.place(backend, session)
 
         if session is not None:
             workdir = session.working_dir
@@ -282,12 +293,9 @@ class Engine:
             verbose=bool(req.verbose or flags.verbose),
             ephemeral=ephemeral,
             extra_flags=extra,
-            resume_id=session.backend_session_id if session else None,
+            resume_id=(session.backend_session_id
+                       if session and (placement is None or placement.resume) else None),
         )
-        if not req.dry_run and not backend.available:
-            raise BackendUnavailable(
-                f"backend {backend.name!r} is not available: {backend.command!r} was not found "
-                "or is not executable")
         invocation = backend.build_invocation(opts)
         invocation.env = backend.child_env()
         return PreparedRun(
@@ -300,6 +308,7 @@ class Engine:
             session=session,
             ephemeral=ephemeral,
             timeout=self._timeout(req, bcfg),
+            placement=placement,
         )
 
     @staticmethod
@@ -381,7 +390,7 @@ class RunHandle:
         self.prepared = prepared
         self.result: RunResult | None = None
         self.session: Session | None = prepared.session
-        self._process: ProcessRun | None = None
+        self._process: BackendProcess | None = None
         self._cancel_reason: str | None = None
         self._closed = False
         self._slot = False
@@ -415,9 +424,7 @@ class RunHandle:
 
     def _spawn(self) -> None:
         prepared, engine = self.prepared, self.engine
-        process = ProcessRun(prepared.invocation.argv, stdin=prepared.invocation.stdin,
-                             env=prepared.invocation.env, cwd=prepared.workdir,
-                             limits=engine.limits(prepared))
+        process = engine.runner.spawn(prepared, engine.limits(prepared), self._session_id)
         self._started = time.monotonic()
         engine.hooks.run_started(prepared.backend.name)
         self._metered = True
@@ -426,6 +433,9 @@ class RunHandle:
         except BackendUnavailable as exc:
             self._spawn_error = exc  # reported (and recorded) when the run is read
             return
+        except BaseException:  # not started at all (a remote run found no host)
+            self._run_finished("not_started")
+            raise
         self._process = process
 
     def _run_finished(self, status: str) -> None:
@@ -560,23 +570,27 @@ class RunHandle:
         outcome = process.outcome
         assert outcome is not None
         parsed = parser.finish(outcome.exit_code, outcome.stderr_tail, expect_json=True)
-        status, error = self._classify(outcome.reason, outcome.exit_code, parsed.error,
+        lost = outcome.reason == LOST
+        status, error = self._classify(outcome.reason, outcome.exit_code,
+                                       outcome.stderr_tail if lost else parsed.error,
                                        prepared.timeout)
         self.result = self._result(
             session_id, status=status, exit_code=self._exit_code(status, outcome.exit_code),
             duration_ms=outcome.duration_ms, output=parsed.output, error=error,
             usage=parsed.usage, backend_session_id=parsed.backend_session_id,
             model=parsed.model or prepared.resolved_model, stderr=outcome.stderr_tail)
-        self._run_finished(status)
+        self.result.lost = lost
+        self._run_finished(LOST if lost else status)
         self._record(self.result)
         if prepared.ephemeral:
-            backend.cleanup_ephemeral(parsed.backend_session_id, prepared.workdir,
-                                      prepared.invocation.env)
+            self.engine.runner.cleanup_ephemeral(prepared, process, parsed.backend_session_id)
         if status == OK:
             yield self._stamp(self._done_event(self.result), session_id)
         else:
+            code = "host_lost" if self.result.lost else (
+                status if status != FAILED else "backend_error")
             yield self._stamp(Event(events.ERROR, {
-                "code": status if status != FAILED else "backend_error",
+                "code": code,
                 "message": error,
                 "exit_code": self.result.exit_code,
                 "output": self.result.output,
@@ -597,6 +611,9 @@ class RunHandle:
             return FAILED, "backend output exceeded server.max_output_bytes"
         if reason == LINE_LIMIT:
             return FAILED, "a backend output line exceeded server.max_line_bytes"
+        if reason == LOST:
+            return FAILED, (f"the agent host running this went away ({parsed_error}); the run "
+                            "is lost and not re-run")
         assert reason == EXITED
         if parsed_error:
             return FAILED, parsed_error
@@ -718,4 +735,5 @@ class RunHandle:
             command=list(prepared.invocation.argv),
             dry_run=prepared.request.dry_run,
             stderr_tail=stderr,
+            notice=prepared.placement.notice if prepared.placement else None,
         )
