@@ -44,6 +44,15 @@ class OutputFormat(StrEnum):
     STREAM_JSON = "stream-json"
 
 
+class RunStatus(StrEnum):
+    """How one backend run ended, as results, events and the edges report it."""
+
+    OK = "ok"
+    FAILED = "failed"  # the CLI failed, reported an error, or broke an output limit
+    TIMEOUT = "timeout"  # the run's timeout or the idle watchdog stopped it
+    CANCELLED = "cancelled"  # a caller, a signal or a vanished client stopped it
+
+
 class UnknownModelPolicy(StrEnum):
     """What a vendor-dialect request naming no known model or alias gets."""
 
