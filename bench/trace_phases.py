@@ -66,7 +66,7 @@ def _install():
     gthread.ThreadWorker.handle_request = handle_request
     for module, owner, attr, name in (
             ("flask.app", "Flask", "wsgi_app", "wsgi"),
-            ("clinvk.core.engine", "Engine", "prepare", "prepare"),
+            ("clinvk.core.engine.base", "Engine", "prepare", "prepare"),
             ("clinvk.core.sessions", "SessionStore", "create", "session_insert"),
             ("clinvk.core.process.run", "ProcessRun", "start", "spawn"),
             ("clinvk.core.process.run", "ProcessRun", "_finish", "finish"),

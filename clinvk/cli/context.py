@@ -31,6 +31,7 @@ class AppContext:
     @property
     def store(self) -> SessionStore:
         if self._store is None:
+            _ = self.config  # a broken or missing --config fails every command, not only runs
             self._store = SessionStore(default_store_path(clinvk_home()))
         return self._store
 

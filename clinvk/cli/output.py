@@ -12,8 +12,8 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from clinvk.cli.render import print_json
-from clinvk.core.engine import INTERRUPTED, OK, TIMED_OUT
 from clinvk.core.errors import ClinvkError, ConfigError, InvalidRequest
+from clinvk.core.types import RunStatus
 
 if TYPE_CHECKING:
     from clinvk.core.engine import RunResult
@@ -99,11 +99,11 @@ class ResultPrinter:
 
 def exit_for_result(result: RunResult) -> int:
     """The process exit code for a run's result (the backend's own code when it has one)."""
-    if result.status == OK:
+    if result.status == RunStatus.OK:
         return ExitCode.OK
-    if result.status == TIMED_OUT:
+    if result.status == RunStatus.TIMEOUT:
         return ExitCode.TIMEOUT
-    if result.status == INTERRUPTED:
+    if result.status == RunStatus.CANCELLED:
         return ExitCode.INTERRUPTED
     code = result.exit_code
     if code is None or code == 0:

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from clinvk.core.engine import FAILED, INTERRUPTED, OK, Engine, PromptRequest, RunHandle, RunResult
+from clinvk.core.engine import Engine, PromptRequest, RunHandle, RunResult
 from clinvk.core.errors import ClinvkError, InvalidRequest
+from clinvk.core.types import RunStatus
 
 PREVIOUS = "{{previous}}"
 SKIPPED = "skipped"
@@ -39,7 +40,7 @@ class TaskOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status == OK
+        return self.status == RunStatus.OK
 
     @property
     def output(self) -> str:
@@ -74,11 +75,12 @@ class JobReport:
 
     @property
     def failed(self) -> int:
-        return sum(1 for o in self.outcomes if o.status not in (OK, INTERRUPTED, SKIPPED))
+        return sum(1 for o in self.outcomes
+                   if o.status not in (RunStatus.OK, RunStatus.CANCELLED, SKIPPED))
 
     @property
     def cancelled(self) -> int:
-        return sum(1 for o in self.outcomes if o.status == INTERRUPTED)
+        return sum(1 for o in self.outcomes if o.status == RunStatus.CANCELLED)
 
 
 def _outcome_from_result(index: int, result: RunResult, name: str | None) -> TaskOutcome:
@@ -88,7 +90,7 @@ def _outcome_from_result(index: int, result: RunResult, name: str | None) -> Tas
 
 def _outcome_from_error(index: int, req: PromptRequest, exc: ClinvkError,
                         name: str | None) -> TaskOutcome:
-    return TaskOutcome(index=index, backend=req.backend or "", status=FAILED,
+    return TaskOutcome(index=index, backend=req.backend or "", status=RunStatus.FAILED,
                        error=exc.message, error_code=exc.code, name=name, model=req.model)
 
 
@@ -133,7 +135,7 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
              on_update: UpdateFn | None = None) -> TaskOutcome:
     req = replace(req, ephemeral=True, session_id=None)
     if canceller is not None and canceller.cancelled.is_set():
-        outcome = TaskOutcome(index=index, backend=req.backend or "", status=INTERRUPTED,
+        outcome = TaskOutcome(index=index, backend=req.backend or "", status=RunStatus.CANCELLED,
                               error="cancelled before it started", name=name,
                               model=req.model)
         if on_update:
@@ -189,7 +191,7 @@ def run_parallel(
 
     def task(index: int, req: PromptRequest) -> TaskOutcome:
         outcome = _run_one(engine, index, req, canceller=canceller, on_update=on_update)
-        if fail_fast and outcome.status not in (OK, INTERRUPTED):
+        if fail_fast and outcome.status not in (RunStatus.OK, RunStatus.CANCELLED):
             canceller.cancel_all()
         return outcome
 

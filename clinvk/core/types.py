@@ -44,6 +44,15 @@ class OutputFormat(StrEnum):
     STREAM_JSON = "stream-json"
 
 
+class RunStatus(StrEnum):
+    """How one backend run ended, as results, events and the edges report it."""
+
+    OK = "ok"
+    FAILED = "failed"  # the CLI failed, reported an error, or broke an output limit
+    TIMEOUT = "timeout"  # the run's timeout or the idle watchdog stopped it
+    CANCELLED = "cancelled"  # a caller, a signal or a vanished client stopped it
+
+
 class UnknownModelPolicy(StrEnum):
     """What a vendor-dialect request naming no known model or alias gets."""
 
@@ -67,6 +76,30 @@ class LogLevel(StrEnum):
     WARNING = "warning"
     ERROR = "error"
     CRITICAL = "critical"
+
+
+class ExecutionMode(StrEnum):
+    """Where backend CLIs run: inside the serving process, or on Celery agent hosts."""
+
+    EMBEDDED = "embedded"
+    CELERY = "celery"
+
+
+class HostFallback(StrEnum):
+    """What a resume gets when the agent host holding its backend session is gone."""
+
+    FAIL = "fail"  # a fast 503 naming the host
+    NEW_SESSION = "new_session"  # start a new backend session on another host, and say so
+
+
+class RunEntryKind(StrEnum):
+    """What one entry of a remote run's event stream carries (clinvk.core.remote.channel)."""
+
+    START = "start"  # a host took the run and its CLI is running: host, pid
+    REFUSED = "refused"  # the host could not start the CLI: message
+    LINE = "line"  # one line the CLI printed on stdout
+    BEAT = "beat"  # the run is alive but silent
+    END = "end"  # the CLI is gone: the outcome (exit code, reason, stderr tail)
 
 
 def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:

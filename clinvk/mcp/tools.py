@@ -17,11 +17,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
-from clinvk.core.engine import OK, Engine, PromptRequest, RunResult
+from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.errors import ClinvkError
 from clinvk.core.orchestrate import ChainStep, JobReport, run_chain, run_compare, run_parallel
 from clinvk.core.ownership import Principal
 from clinvk.core.sessions import SessionStore
+from clinvk.core.types import RunStatus
 from clinvk.mcp.runs import ToolRun
 
 Backend = Annotated[str | None, Field(
@@ -57,12 +58,12 @@ def _result_data(result: RunResult) -> dict[str, Any]:
 def _run_result(result: RunResult) -> CallToolResult:
     """The answer text plus the structured result; a failed run is a tool error."""
     data = _result_data(result)
-    if result.status == OK:
+    if result.status == RunStatus.OK:
         text = result.output
     else:
         text = result.error or f"the {result.backend} run ended with status {result.status}"
     return CallToolResult(content=[TextContent(type="text", text=text)],
-                          structured_content=data, is_error=result.status != OK)
+                          structured_content=data, is_error=result.status != RunStatus.OK)
 
 
 def _report_result(report: JobReport, summary: dict[str, Any]) -> CallToolResult:

@@ -29,17 +29,10 @@ from typing import Any
 from flask import Response, request
 from marshmallow import ValidationError
 
-from clinvk.core.engine import (
-    FAILED,
-    INTERRUPTED,
-    OK,
-    TIMED_OUT,
-    PromptRequest,
-    RunHandle,
-    RunResult,
-)
+from clinvk.core.engine import PromptRequest, RunHandle, RunResult
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import Event
+from clinvk.core.types import RunStatus
 from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.security import identify
@@ -283,19 +276,19 @@ def run_headers(run: Run) -> dict[str, str]:
 def failed_run_error(result: RunResult) -> ApiException:
     """A run that did not end well: the agent may have acted, so clients must not retry."""
     message = result.error or "the backend run failed"
-    if result.status == TIMED_OUT:
+    if result.status == RunStatus.TIMEOUT:
         err = ApiError(504, "backend_timeout", message, headers=dict(NO_RETRY))
-    elif result.status == INTERRUPTED:
+    elif result.status == RunStatus.CANCELLED:
         err = ApiError(503, "run_cancelled", message, headers=dict(NO_RETRY))
     else:
-        assert result.status == FAILED, result.status
+        assert result.status == RunStatus.FAILED, result.status
         err = ApiError(502, "backend_failed", message, headers=dict(NO_RETRY))
     return ApiException(err)
 
 
 def require_ok(result: RunResult | None) -> RunResult:
     assert result is not None
-    if result.status != OK:
+    if result.status != RunStatus.OK:
         raise failed_run_error(result)
     return result
 

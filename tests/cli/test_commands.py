@@ -157,6 +157,13 @@ def test_usage_and_config_errors_exit_2(cli: Cli):
     assert cli.runs() == []
 
 
+@pytest.mark.parametrize("args", [["x"], ["sessions", "list"], ["sessions", "clean"]])
+def test_a_missing_config_file_is_an_error_for_every_command(cli: Cli, args: list[str]):
+    proc = cli("--config", str(cli.home / "nowhere.yaml"), *args)
+    assert proc.returncode == 2, proc.stdout
+    assert "nowhere.yaml" in proc.stderr and "not found" in proc.stderr
+
+
 def _wait_for_pids(cli: Cli, count: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while len(cli.pids()) < count:

@@ -12,7 +12,7 @@ from support.engine import logged, make_engine, request
 from support.fakes import BACKENDS, FAKE_BIN
 from support.procs import wait_until
 
-from clinvk.core.engine import FAILED, OK, TIMED_OUT, PromptRequest
+from clinvk.core.engine import PromptRequest
 from clinvk.core.errors import (
     BackendUnavailable,
     InvalidRequest,
@@ -21,19 +21,20 @@ from clinvk.core.errors import (
     SessionBusy,
     UnknownBackend,
 )
+from clinvk.core.types import RunStatus
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_new_run_then_resume_with_backend_session_id(env, backend):
     engine = make_engine(env)
     first = engine.run(request(env, backend))
-    assert first.status == OK, first.error
+    assert first.status == RunStatus.OK, first.error
     assert first.output == "Hello from stub (turn 1)"
     assert first.backend_session_id and first.session_id
     assert first.token_usage.input_tokens > 0 and first.token_usage.output_tokens > 0
 
     second = engine.run(request(env, backend, "again", session_id=first.session_id[:8]))
-    assert second.status == OK, second.error
+    assert second.status == RunStatus.OK, second.error
     assert second.output == "Hello from stub (turn 2)"
     assert second.backend_session_id == first.backend_session_id
     assert second.session_id == first.session_id
@@ -50,7 +51,7 @@ def test_new_run_then_resume_with_backend_session_id(env, backend):
 @pytest.mark.parametrize("prompt", ["--help", "-p x", "-"])
 def test_option_like_prompts_reach_the_backend_as_text(env, backend, prompt):
     result = make_engine(env).run(request(env, backend, prompt, ephemeral=True))
-    assert result.status == OK, result.error
+    assert result.status == RunStatus.OK, result.error
     entry = logged(env)[-1]
     assert entry["stdin"].rstrip("\n") == prompt
     assert prompt not in entry["argv"][1:] or prompt == "-"
@@ -73,7 +74,7 @@ def test_stream_events_have_one_terminal_event(env, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backend_error_is_a_failure_with_its_message(env, backend):
     result = make_engine(env).run(request(env, backend, 'FAKE{"error": 401} hi'))
-    assert result.status == FAILED
+    assert result.status == RunStatus.FAILED
     assert result.exit_code not in (0, None)
     assert result.error
     session = make_engine(env).store.get(result.session_id)
@@ -85,7 +86,7 @@ def test_timeout_kills_the_hung_backend_and_its_grandchild(env):
     prompt = f'FAKE{{"hang": true, "grandchild": true, "pidfile": "{pidfile}"}} hi'
     started = time.monotonic()
     result = make_engine(env).run(request(env, "claude", prompt, timeout_secs=1))
-    assert result.status == TIMED_OUT
+    assert result.status == RunStatus.TIMEOUT
     assert time.monotonic() - started < 1 + 2
     pids = [int(p) for p in pidfile.read_text().split()]
     time.sleep(0.3)
@@ -97,7 +98,7 @@ def test_timeout_kills_the_hung_backend_and_its_grandchild(env):
 def test_dry_run_creates_a_completed_session_and_starts_nothing(env):
     engine = make_engine(env)
     result = engine.run(request(env, "codex", "--help", dry_run=True))
-    assert result.status == OK and result.exit_code == 0
+    assert result.status == RunStatus.OK and result.exit_code == 0
     assert result.output.startswith(
         f"Would execute: {FAKE_BIN / 'codex'} exec --skip-git-repo-check --json -")
     assert result.output.endswith("<<< --help")
@@ -108,7 +109,7 @@ def test_dry_run_creates_a_completed_session_and_starts_nothing(env):
 def test_ephemeral_keeps_no_session(env):
     engine = make_engine(env)
     result = engine.run(request(env, "codex", ephemeral=True))
-    assert result.status == OK and result.session_id is None
+    assert result.status == RunStatus.OK and result.session_id is None
     assert "--ephemeral" in logged(env)[-1]["argv"]
     assert engine.store.list().total == 0
 
@@ -122,9 +123,9 @@ def test_concurrent_continuation_is_busy(env):
         engine.start(engine.prepare(request(env, "claude", "x", session_id=first.session_id)))
     for _ in slow.events():
         pass
-    assert slow.result.status == OK
+    assert slow.result.status == RunStatus.OK
     again = engine.run(request(env, "claude", "x", session_id=first.session_id))
-    assert again.status == OK
+    assert again.status == RunStatus.OK
 
 
 def test_validation_errors_name_the_field(env):
@@ -193,7 +194,7 @@ def test_cancel_from_another_thread_records_the_session(env):
 
 def test_garbage_lines_are_not_assistant_text(env):
     result = make_engine(env).run(request(env, "claude", 'FAKE{"garbage": true} hi'))
-    assert result.status == OK
+    assert result.status == RunStatus.OK
     assert result.output == "Hello from stub (turn 1)"
 
 
@@ -237,7 +238,7 @@ def test_turn_is_recorded_when_the_cli_prints_its_result(env, backend):
     finally:
         runner.join(timeout=20)
     session = engine.store.get(session_id)
-    assert handle.result.status == OK
+    assert handle.result.status == RunStatus.OK
     assert session.turn_count == 1 and session.status == "completed"
     assert session.token_usage == handle.result.token_usage
     assert session.backend_session_id == handle.result.backend_session_id
@@ -247,7 +248,7 @@ def test_turn_is_recorded_when_the_cli_prints_its_result(env, backend):
 def test_a_crash_after_a_successful_result_amends_the_turn(env, backend):
     engine = make_engine(env)
     result = engine.run(request(env, backend, 'FAKE{"exit_code": 3} hi'))
-    assert result.status == FAILED and result.exit_code == 3
+    assert result.status == RunStatus.FAILED and result.exit_code == 3
     session = engine.store.get(result.session_id)
     assert session.turn_count == 1  # amended, not counted twice
     assert session.status == "error" and "code 3" in session.error_message
@@ -285,7 +286,7 @@ def test_a_failed_session_write_starts_no_cli_and_holds_nothing(env):
         blocker.close()
     assert runner_module.active_runs() == []
     assert not any("the secret prompt" in (run.get("stdin") or "") for run in logged(env))
-    assert engine.run(request(env, "claude")).status == OK  # nothing was left held
+    assert engine.run(request(env, "claude")).status == RunStatus.OK  # nothing was left held
 
 
 def test_a_new_session_is_busy_during_its_first_turn(env):
@@ -296,9 +297,9 @@ def test_a_new_session_is_busy_during_its_first_turn(env):
         engine.start(engine.prepare(request(env, "claude", "x", session_id=session_id)))
     for _ in first.events():
         pass
-    assert first.result.status == OK
+    assert first.result.status == RunStatus.OK
     again = engine.run(request(env, "claude", "x", session_id=session_id))
-    assert again.status == OK and engine.store.get(session_id).turn_count == 2
+    assert again.status == RunStatus.OK and engine.store.get(session_id).turn_count == 2
 
 
 def test_a_handle_closed_unread_gives_its_lease_back(env):

@@ -16,7 +16,7 @@ import pytest
 from stubs import TOOL_COMMAND
 
 from clinvk.core.backends.base import RunOptions
-from clinvk.core.engine import FAILED, INTERRUPTED, OK, TIMED_OUT
+from clinvk.core.types import RunStatus
 from realcli.harness import BACKENDS, kill_all, ps_lines
 
 SYSTEM_MARKER = "SYSTEM-MARKER-7f3a: answer briefly."
@@ -57,7 +57,7 @@ def test_json_result_then_resumed_stream_with_tool(world, backend):
                       approval_mode="auto", sandbox_mode="read-only" if backend == "codex"
                       else None, max_turns=3)
     result = first.result
-    assert result.status == OK, (result.error, result.stderr_tail)
+    assert result.status == RunStatus.OK, (result.error, result.stderr_tail)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["output"] == "Hello from stub (turn 1)"
     assert data["exit_code"] == 0 and data["backend"] == backend
@@ -82,7 +82,7 @@ def test_json_result_then_resumed_stream_with_tool(world, backend):
     handle = world.engine.start(prepared)
     lines = [event.to_json() for event in handle.events() if event is not None]
     second = handle.result
-    assert second.status == OK, (second.error, second.stderr_tail)
+    assert second.status == RunStatus.OK, (second.error, second.stderr_tail)
     events = [json.loads(line) for line in lines]
     types = [e["type"] for e in events]
     assert types[0] == "init" and types[-1] == "done" and types.count("done") == 1, types
@@ -155,7 +155,7 @@ def test_api_errors_surface_clearly(world, backend):
     for status, needles in API_ERRORS[backend].items():
         run = runs[status]
         result = run.result
-        assert result.status == FAILED, (status, result.output)
+        assert result.status == RunStatus.FAILED, (status, result.output)
         assert result.exit_code not in (0, None)
         for needle in needles:
             assert needle in (result.error or ""), (status, result.error)
@@ -183,7 +183,7 @@ def test_ephemeral_leaves_no_backend_session(world, backend):
     sandbox = {"codex": "full"}.get(backend, "read-only")
     run = world.run(backend, "say hi", ephemeral=True, sandbox_mode=sandbox)
     result = run.result
-    assert result.status == OK, (result.error, result.stderr_tail)
+    assert result.status == RunStatus.OK, (result.error, result.stderr_tail)
     assert result.output == "Hello from stub (turn 1)"
     assert result.session_id is None and result.backend_session_id
     assert world.store.list().total == 0
@@ -268,7 +268,7 @@ def test_timeout_kills_cli_and_all_children(world, backend):
     result = run.result
     assert seen_at, f"the tool never started within {timeout} s: {stub.replies()}"
     assert stub.replies()[0] == f"tool_call {stub.sleep_command!r} (turn 1)"
-    assert result.status == TIMED_OUT, (result.status, result.error, result.stderr_tail)
+    assert result.status == RunStatus.TIMEOUT, (result.status, result.error, result.stderr_tail)
     assert "timed out" in result.error
     assert run.types[-1] == "error" and run.events[-1].content["code"] == "timeout"
     assert elapsed < timeout + 5
@@ -300,7 +300,7 @@ def test_cancel_as_the_tool_starts_kills_cli_and_all_children(world, backend):
     left = sweep(world, backend)
     assert seen_at, f"the tool never started: {world.stubs[backend].replies()}"
     assert not consumer.is_alive()
-    assert handle.result is not None and handle.result.status == INTERRUPTED
+    assert handle.result is not None and handle.result.status == RunStatus.CANCELLED
     assert left == [], "left running after the cancellation:\n" + "\n".join(left)
 
 

@@ -11,7 +11,7 @@ import sys
 
 from support.fakes import FAKE_BIN, REPO, fake, fake_runs
 
-from clinvk.core.engine import OK
+from clinvk.core.types import RunStatus
 
 TOOL = "mcp__clinvk__run"
 
@@ -36,7 +36,7 @@ def test_claude_calls_clinvk_run_over_mcp(world, tmp_path) -> None:
                     extra_flags=["--mcp-config", str(config), "--strict-mcp-config",
                                  "--allowedTools", TOOL])
     result = run.result
-    assert result.status == OK, (result.error, result.stderr_tail)
+    assert result.status == RunStatus.OK, (result.error, result.stderr_tail)
     calls = world.stubs["claude"].model_calls()
     offered = {t.get("name") for t in calls[0].json.get("tools") or []}
     assert TOOL in offered, sorted(offered)

@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from clinvk.core.engine import INTERRUPTED, OK, Engine, PromptRequest, RunResult
+from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFound
 from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
 from clinvk.core.jobs.model import JOB_END, Job, JobKind, JobStatus
 from clinvk.core.jobs.responses import ResponseRecord, ResponseRecords
 from clinvk.core.jobs.store import JobStore
 from clinvk.core.ownership import Principal
+from clinvk.core.types import RunStatus
 
 log = logging.getLogger("clinvk.jobs")
 
@@ -42,9 +43,11 @@ class JobLimits:
 
 
 def _status_of(result: RunResult) -> JobStatus:
-    if result.status == OK:
+    if result.lost:
+        return JobStatus.LOST  # its agent host went away mid-run; never re-run
+    if result.status == RunStatus.OK:
         return JobStatus.SUCCEEDED
-    if result.status == INTERRUPTED:
+    if result.status == RunStatus.CANCELLED:
         return JobStatus.CANCELLED
     return JobStatus.FAILED
 

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Response, request
 from flask.views import MethodView
 
-from clinvk.core.engine import FAILED, INTERRUPTED, OK, TIMED_OUT, PromptRequest, RunResult
+from clinvk.core.engine import PromptRequest, RunResult
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.orchestrate import (
     SKIPPED,
@@ -24,6 +24,7 @@ from clinvk.core.orchestrate import (
     run_compare,
     run_parallel,
 )
+from clinvk.core.types import RunStatus
 from clinvk.server import current_gateway
 from clinvk.server.errors import (
     ApiError,
@@ -143,17 +144,17 @@ def result_data(result: RunResult) -> dict[str, Any]:
 
 def result_response(result: RunResult) -> Response:
     """200 for a good run; a failed run is a 502, a timeout 504, a cancelled run 503."""
-    if result.status == OK:
+    if result.status == RunStatus.OK:
         return ok(result_data(result))
     no_retry = {"x-should-retry": "false"}
-    if result.status == TIMED_OUT:
+    if result.status == RunStatus.TIMEOUT:
         error = ApiError(504, "backend_timeout", result.error or "backend timed out",
                          data=result_data(result), headers=no_retry)
-    elif result.status == INTERRUPTED:
+    elif result.status == RunStatus.CANCELLED:
         error = ApiError(503, "run_cancelled", result.error or "run was cancelled",
                          data=result_data(result), headers=no_retry)
     else:
-        assert result.status == FAILED
+        assert result.status == RunStatus.FAILED
         error = ApiError(502, "backend_failed", result.error or "backend failed",
                          data=result_data(result), headers=no_retry)
     raise ApiException(error)
@@ -289,7 +290,7 @@ class Chain(MethodView):
                  for s in steps]
         report = run_chain(gw.engine, chain, stop_on_failure=bool(args.get("stop_on_failure")),
                            pass_working_dir=bool(args.get("pass_working_dir")))
-        failed = [o.index + 1 for o in report.outcomes if o.status not in (OK, SKIPPED)]
+        failed = [o.index + 1 for o in report.outcomes if o.status not in (RunStatus.OK, SKIPPED)]
         return ok(dump(ChainResponseSchema, {
             "total_steps": len(steps),
             "completed_steps": report.completed,
