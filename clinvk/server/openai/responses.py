@@ -19,9 +19,10 @@ from flask import Response, request
 from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, fields
 
-from clinvk.core.engine import OK, PromptRequest
+from clinvk.core.engine import PromptRequest
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.jobs.responses import ResponseRecord
+from clinvk.core.types import RunStatus
 from clinvk.server import compat, current_gateway
 from clinvk.server.errors import ApiError, ApiException, json_response
 from clinvk.server.native.schemas import StrictBoolean
@@ -268,7 +269,7 @@ class Responses(MethodView):
         run_to_completion(run.handle, request.environ)
         result = run.handle.result
         assert result is not None
-        if result.status != OK:
+        if result.status != RunStatus.OK:
             if shape.on_finish is not None:
                 shape.on_finish(shape.body("failed", error={
                     "code": "server_error", "message": result.error or "the run failed"}))
