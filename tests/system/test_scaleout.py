@@ -116,6 +116,12 @@ def test_streams_and_vendor_dialects_run_on_hosts(topo: Topology) -> None:
     reply = msgs.messages.create(model="claude", max_tokens=64, messages=user(f"an {marker()}"))
     assert reply.content[0].text == "Hello from stub (turn 1)"
 
+    resp = requests.post(topo.gateway.url("/api/v1/parallel"), timeout=60, json={"tasks": [
+        {"backend": "claude", "prompt": fake("p1", reply="one"), "workdir": str(topo.workdir)},
+        {"backend": "codex", "prompt": fake("p2", reply="two"), "workdir": str(topo.workdir)},
+    ], "max_parallel": 2})
+    assert [r["output"] for r in resp.json()["data"]["results"]] == ["one", "two"], resp.text
+
 
 def test_health_and_metrics_show_hosts_and_queues(topo: Topology) -> None:
     execution = requests.get(topo.gateway.url("/health"), timeout=10).json()["execution"]
