@@ -102,3 +102,15 @@ class JobNotFinished(ClinvkError):
     """The operation needs a finished job (delete a running one: cancel it first)."""
 
     code = "job_not_finished"
+
+
+class BrokerUnavailable(Saturated):
+    """The Celery broker (Redis) cannot be reached: nothing can be queued or followed."""
+
+    code = "broker_unavailable"
+
+
+class HostUnavailable(Saturated):
+    """The agent host holding a session's backend state is gone (no heartbeat)."""
+
+    code = "host_unavailable"

@@ -71,6 +71,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "backend_failed": 502,
     "backend_unavailable": 503,
     "server_saturated": 503,
+    "broker_unavailable": 503,
+    "host_unavailable": 503,
     "run_cancelled": 503,
     "backend_timeout": 504,
 }

@@ -42,6 +42,8 @@ class JobLimits:
 
 
 def _status_of(result: RunResult) -> JobStatus:
+    if result.lost:
+        return JobStatus.LOST  # its agent host went away mid-run; never re-run
     if result.status == RunStatus.OK:
         return JobStatus.SUCCEEDED
     if result.status == RunStatus.CANCELLED:
