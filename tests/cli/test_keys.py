@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from clinvk.core.keys import key_id
-from clinvk.server.security import fingerprint
+from clinvk.core.keys import fingerprint
 
 
 def _keys_id(*args: str, stdin: str = "", env: dict[str, str] | None = None
