@@ -27,7 +27,7 @@ from clinvk.core.ownership import Principal
 from clinvk.server import compat, current_gateway
 from clinvk.server.errors import json_response
 from clinvk.server.openai.shapes import ResponseShape
-from clinvk.server.streaming import STREAM_HEADERS
+from clinvk.server.streaming import SSE_MIMETYPE, STREAM_HEADERS
 
 _BACKGROUND_ID = re.compile(r"^resp_j([0-9a-f]{32})$")
 
@@ -190,6 +190,6 @@ def stream_response(record: ResponseRecord, principal: Principal,
             else:
                 yield from replay.feed(event)
 
-    response = Response(frames(), mimetype=compat.SSE_MIMETYPE, direct_passthrough=True)
+    response = Response(frames(), mimetype=SSE_MIMETYPE, direct_passthrough=True)
     response.headers.update(STREAM_HEADERS)
     return response

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, fields
 
@@ -23,14 +23,16 @@ from clinvk.core.engine import PromptRequest
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.core.types import RunStatus
-from clinvk.server import compat, current_gateway
-from clinvk.server.errors import ApiError, ApiException, json_response
+from clinvk.server import compat
+from clinvk.server.dialect import Run, start_run
+from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.native.schemas import StrictBoolean
 from clinvk.server.openai import background
+from clinvk.server.openai.schemas import ERRORS, OpenAIErrorSchema
 from clinvk.server.openai.shapes import ResponseShape
-from clinvk.server.openai.views import _ERRORS, OpenAIErrorSchema, blp
+from clinvk.server.openai.views import blp, dialect
 from clinvk.server.security import identify
-from clinvk.server.streaming import run_to_completion
+from clinvk.server.streaming import SSE_MIMETYPE
 
 # resp_s<32-hex session id><16-hex turn> for stored responses, resp_e<48-hex> otherwise.
 _STORED_ID = re.compile(r"^resp_s([0-9a-f]{32})[0-9a-f]{16}$")
@@ -200,6 +202,7 @@ def session_of(response_id: str) -> str:
 
 
 def _prompt_request(args: dict[str, Any], target: compat.ModelTarget) -> PromptRequest:
+    """The engine request of this turn (``previous_response_id`` names its session)."""
     prompt, system_prompt = prompt_of(args)
     previous = args.get("previous_response_id")
     session_id = session_of(previous) if previous else None
@@ -213,11 +216,11 @@ def _prompt_request(args: dict[str, Any], target: compat.ModelTarget) -> PromptR
                          principal=identify().principal)
 
 
-def _start(req: PromptRequest, target: compat.ModelTarget) -> tuple[compat.Run, str]:
+def _start(req: PromptRequest, target: compat.ModelTarget) -> tuple[Run, str]:
     """Start the turn; the response id carries the session id of a stored turn."""
-    gw = current_gateway()
-    handle = gw.engine.start(gw.engine.prepare(req))
-    run = compat.Run(target, handle)
+    run = start_run(target, req.prompt, req.system_prompt, session_id=req.session_id,
+                    ephemeral=req.ephemeral)
+    handle = run.handle
     if handle.session_id:
         return run, f"resp_s{handle.session_id}{secrets.token_hex(8)}"
     return run, "resp_e" + secrets.token_hex(24)
@@ -243,9 +246,9 @@ class Responses(MethodView):
                   "`stream: true` an SSE stream of `response.*` events.")
     @blp.alt_response(200, schema={"type": "object", "required": ["data"], "properties": {
         "data": {"type": "string", "description": "One response.* event as JSON."}}},
-        content_type=compat.SSE_MIMETYPE, success=True, description="With `stream: true`.")
+        content_type=SSE_MIMETYPE, success=True, description="With `stream: true`.")
     @blp.doc(operationId="openaiCreateResponse", summary="Create a model response")
-    @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
+    @compat.document_errors(blp, OpenAIErrorSchema, ERRORS)
     def post(self, args: dict[str, Any]) -> Response:
         """Run one agent turn; `previous_response_id` continues its backend session.
 
@@ -261,20 +264,21 @@ class Responses(MethodView):
             return background.submit(req, request_fields, stream=bool(args.get("stream")))
         run, response_id = _start(req, target)
         shape = ResponseShape(response_id, target.requested, args)
-        stored = not req.ephemeral and run.handle.session_id is not None
-        if stored:
+        if not req.ephemeral and run.handle.session_id is not None:
             shape.on_finish = _recorder(shape, req, request_fields, run.handle.session_id)
-        if args.get("stream"):
-            return compat.sse_response(run, shape.prelude(), shape, compat.KEEPALIVE_COMMENT)
-        run_to_completion(run.handle, request.environ)
-        result = run.handle.result
-        assert result is not None
-        if result.status != RunStatus.OK:
-            if shape.on_finish is not None:
-                shape.on_finish(shape.body("failed", error={
-                    "code": "server_error", "message": result.error or "the run failed"}))
-            raise compat.failed_run_error(result)
-        body = shape.body("completed", result.output, result.token_usage)
-        if shape.on_finish is not None:
-            shape.on_finish(body)
-        return json_response(body, headers=compat.run_headers(run))
+        try:
+            return dialect.respond(run, shape if args.get("stream") else None, lambda result:
+                                   shape.finish(shape.body("completed", result.output,
+                                                           result.token_usage)))
+        except ApiException:
+            _record_failure(shape, run)
+            raise
+
+
+def _record_failure(shape: ResponseShape, run: Run) -> None:
+    """A stored foreground turn that failed is kept as a failed Response object."""
+    result = run.handle.result
+    if shape.on_finish is None or result is None or result.status == RunStatus.OK:
+        return
+    shape.on_finish(shape.body("failed", error={
+        "code": "server_error", "message": result.error or "the backend run failed"}))

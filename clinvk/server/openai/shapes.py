@@ -58,7 +58,7 @@ class ResponseShape:
             "usage": None if usage is None else usage_body(usage),
         }
 
-    def _finish(self, body: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.on_finish is not None:
             self.on_finish(body)
         return body
@@ -89,14 +89,14 @@ class ResponseShape:
                 self.event("response.content_part.done", part=self.part(text), **self.at()),
                 self.event("response.output_item.done", output_index=0,
                            item=self.item("completed", text)),
-                self.event("response.completed", response=self._finish(
+                self.event("response.completed", response=self.finish(
                     self.body("completed", text, usage))),
             ]
         if event.type == ERROR:
             error = {"code": "server_error",
                      "message": event.content.get("message") or "the backend run failed"}
             return self.event("response.failed",
-                              response=self._finish(self.body("failed", error=error)))
+                              response=self.finish(self.body("failed", error=error)))
         text = self.joiner.feed(event)
         if text is None:
             return None

@@ -18,7 +18,8 @@ from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.server.errors import json_response
 from clinvk.server.openai import background
 from clinvk.server.openai.responses import ResponseObjectSchema
-from clinvk.server.openai.views import OpenAIErrorSchema, blp
+from clinvk.server.openai.schemas import OpenAIErrorSchema
+from clinvk.server.openai.views import blp
 from clinvk.server.security import identify
 
 _NOT_FOUND = {404: "No stored response with this id for this API key."}
