@@ -20,8 +20,8 @@ from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFound
 from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
 from clinvk.core.jobs.model import JOB_END, Job, JobKind, JobStatus
-from clinvk.core.jobs.store import JobStore
 from clinvk.core.ownership import Principal
+from clinvk.core.store.interface import JobTable
 from clinvk.core.types import RunStatus
 
 log = logging.getLogger("clinvk.jobs")
@@ -52,7 +52,7 @@ def _status_of(result: RunResult) -> JobStatus:
 
 
 class JobService:
-    def __init__(self, engine: Engine, store: JobStore, limits: JobLimits,
+    def __init__(self, engine: Engine, store: JobTable, limits: JobLimits,
                  executor: JobExecutor | None = None) -> None:
         self.engine = engine
         self.store = store
