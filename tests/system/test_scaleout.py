@@ -68,9 +68,10 @@ def topo(tmp_path_factory, server_factory) -> Iterator[Topology]:
                 host.stop()
 
 
-def test_load_spreads_over_both_hosts(topo: Topology) -> None:
-    words = [marker() for _ in range(4)]
+def test_load_spreads_over_both_hosts_and_the_rest_waits_in_the_queue(topo: Topology) -> None:
+    words = [marker() for _ in range(6)]  # four slots in all: two runs must wait
     codes: list[int] = []
+    depths: list[int] = []
 
     def one(word: str) -> None:
         codes.append(topo.prompt(fake(f"spread {word}", delay=1.5)).status_code)
@@ -78,11 +79,15 @@ def test_load_spreads_over_both_hosts(topo: Topology) -> None:
     threads = [threading.Thread(target=one, args=(w,)) for w in words]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert codes == [200] * 4
-    # two slots per host: four runs at once cannot all fit on one
+    while any(t.is_alive() for t in threads):
+        health = requests.get(topo.gateway.url("/health"), timeout=10).json()
+        depths.append(health["execution"]["queues"]["clinvk.backend.claude"])
+        time.sleep(0.2)
+    assert codes == [200] * 6
+    # two slots per host: the runs cannot all fit on one, and a busy host holds no more
+    # than its slots (the waiting ones stay visible in the queue)
     assert {topo.host_of(w) for w in words} == {"h1", "h2"}
+    assert max(depths) == 2, depths
 
 
 def test_resume_goes_to_the_host_of_its_session(topo: Topology) -> None:
@@ -115,6 +120,12 @@ def test_streams_and_vendor_dialects_run_on_hosts(topo: Topology) -> None:
                                max_retries=0)
     reply = msgs.messages.create(model="claude", max_tokens=64, messages=user(f"an {marker()}"))
     assert reply.content[0].text == "Hello from stub (turn 1)"
+
+    resp = requests.post(topo.gateway.url("/api/v1/parallel"), timeout=60, json={"tasks": [
+        {"backend": "claude", "prompt": fake("p1", reply="one"), "workdir": str(topo.workdir)},
+        {"backend": "codex", "prompt": fake("p2", reply="two"), "workdir": str(topo.workdir)},
+    ], "max_parallel": 2})
+    assert [r["output"] for r in resp.json()["data"]["results"]] == ["one", "two"], resp.text
 
 
 def test_health_and_metrics_show_hosts_and_queues(topo: Topology) -> None:

@@ -25,9 +25,8 @@ from clinvk.server.errors import Blueprint, check_body_request
 from clinvk.server.native.schemas import PromptRequestSchema, envelope
 from clinvk.server.native.views import URL_PREFIX, ok, prompt_request, submitted_job
 from clinvk.server.security import identify
-from clinvk.server.streaming import NDJSON_MIMETYPE, STREAM_HEADERS
+from clinvk.server.streaming import NDJSON_MIMETYPE, SSE_MIMETYPE, STREAM_HEADERS
 
-SSE_MIMETYPE = "text/event-stream"
 JOB_ID = re.compile(r"job_[0-9a-f]{32}")
 
 blp = Blueprint("jobs", __name__, url_prefix=URL_PREFIX,

@@ -15,19 +15,19 @@ import secrets
 import time
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, fields
 
-from clinvk.core.engine import PromptRequest
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import DONE, ERROR, Event, TokenUsage
-from clinvk.server import compat, current_gateway
-from clinvk.server.errors import ApiError, ApiException, json_response
+from clinvk.server import compat
+from clinvk.server.dialect import Run, start_run
+from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.native.schemas import StrictBoolean
-from clinvk.server.openai.views import _ERRORS, OpenAIErrorSchema, blp
-from clinvk.server.security import identify
-from clinvk.server.streaming import run_to_completion
+from clinvk.server.openai.schemas import ERRORS, OpenAIErrorSchema
+from clinvk.server.openai.views import blp, dialect
+from clinvk.server.streaming import SSE_MIMETYPE
 
 # resp_s<32-hex session id><16-hex turn> for stored responses, resp_e<48-hex> otherwise.
 _STORED_ID = re.compile(r"^resp_s([0-9a-f]{32})[0-9a-f]{16}$")
@@ -262,7 +262,7 @@ def usage_body(usage: TokenUsage) -> dict[str, Any]:
 # --------------------------------------------------------------------------- route
 
 
-def _start(args: dict[str, Any], target: compat.ModelTarget) -> tuple[compat.Run, str]:
+def _start(args: dict[str, Any], target: compat.ModelTarget) -> tuple[Run, str]:
     """Start the turn; the response id carries the session id of a stored turn."""
     prompt, system_prompt = prompt_of(args)
     previous = args.get("previous_response_id")
@@ -271,13 +271,8 @@ def _start(args: dict[str, Any], target: compat.ModelTarget) -> tuple[compat.Run
     if previous and not store:
         raise InvalidRequest("store: false cannot continue a previous response (its turn "
                              "would be recorded in that session)", field="store")
-    gw = current_gateway()
-    req = PromptRequest(prompt=prompt, backend=None if session_id else target.backend,
-                        model=target.model, system_prompt=system_prompt,
-                        session_id=session_id, ephemeral=not store,
-                        principal=identify().principal)
-    handle = gw.engine.start(gw.engine.prepare(req))
-    run = compat.Run(target, handle)
+    run = start_run(target, prompt, system_prompt, session_id=session_id, ephemeral=not store)
+    handle = run.handle
     if handle.session_id:
         return run, f"resp_s{handle.session_id}{secrets.token_hex(8)}"
     return run, "resp_e" + secrets.token_hex(24)
@@ -290,9 +285,9 @@ class Responses(MethodView):
                   "`stream: true` an SSE stream of `response.*` events.")
     @blp.alt_response(200, schema={"type": "object", "required": ["data"], "properties": {
         "data": {"type": "string", "description": "One response.* event as JSON."}}},
-        content_type=compat.SSE_MIMETYPE, success=True, description="With `stream: true`.")
+        content_type=SSE_MIMETYPE, success=True, description="With `stream: true`.")
     @blp.doc(operationId="openaiCreateResponse", summary="Create a model response")
-    @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
+    @compat.document_errors(blp, OpenAIErrorSchema, ERRORS)
     def post(self, args: dict[str, Any]) -> Response:
         """Run one agent turn; `previous_response_id` continues its backend session.
 
@@ -303,9 +298,5 @@ class Responses(MethodView):
         target = compat.resolve_model(args["model"])
         run, response_id = _start(args, target)
         shape = ResponseShape(response_id, target.requested, args)
-        if args.get("stream"):
-            return compat.sse_response(run, shape.prelude(), shape, compat.KEEPALIVE_COMMENT)
-        run_to_completion(run.handle, request.environ)
-        result = compat.require_ok(run.handle.result)
-        body = shape.body("completed", result.output, result.token_usage)
-        return json_response(body, headers=compat.run_headers(run))
+        return dialect.respond(run, shape if args.get("stream") else None, lambda result:
+                               shape.body("completed", result.output, result.token_usage))
