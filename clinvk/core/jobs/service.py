@@ -20,9 +20,9 @@ from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFound
 from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
 from clinvk.core.jobs.model import JOB_END, Job, JobKind, JobStatus
-from clinvk.core.jobs.responses import ResponseRecord, ResponseRecords
-from clinvk.core.jobs.store import JobStore
+from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.core.ownership import Principal
+from clinvk.core.store.interface import JobTable, ResponseTable
 from clinvk.core.types import RunStatus
 
 log = logging.getLogger("clinvk.jobs")
@@ -53,9 +53,9 @@ def _status_of(result: RunResult) -> JobStatus:
 
 
 class JobService:
-    def __init__(self, engine: Engine, store: JobStore, limits: JobLimits,
+    def __init__(self, engine: Engine, store: JobTable, limits: JobLimits,
                  executor: JobExecutor | None = None,
-                 records: ResponseRecords | None = None) -> None:
+                 records: ResponseTable | None = None) -> None:
         self.engine = engine
         self.store = store
         self.limits = limits

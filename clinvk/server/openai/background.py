@@ -22,8 +22,9 @@ from clinvk.core.errors import InvalidRequest, StoreError
 from clinvk.core.events import DONE, ERROR, Event, TokenUsage
 from clinvk.core.jobs import Job, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
-from clinvk.core.jobs.responses import ResponseRecord, ResponseRecords
+from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.core.ownership import Principal
+from clinvk.core.store.interface import ResponseTable
 from clinvk.server import compat, current_gateway
 from clinvk.server.errors import json_response
 from clinvk.server.openai.shapes import ResponseShape
@@ -46,7 +47,7 @@ def service() -> JobService:
     return jobs
 
 
-def records() -> ResponseRecords:
+def records() -> ResponseTable:
     found = service().records
     if found is None:
         raise StoreError("the stored responses could not be opened at start (see the log)")
