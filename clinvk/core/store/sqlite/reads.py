@@ -103,9 +103,9 @@ class SessionReads(SqliteDatabase):
         where: list[str] = []
         params: list[Any] = []
         if tag and not working_dir:
-            # CROSS JOIN pins session_tags as the outer loop: its (tag[, backend][, status],
-            # last_used) indexes yield rows already in page order.
-            source = "session_tags AS t CROSS JOIN sessions AS s ON s.id = t.session_id"
+            # session_tags is the outer loop (the planner picks it unaided): its (tag[,
+            # backend][, status], last_used) indexes yield rows already in page order.
+            source = "session_tags AS t JOIN sessions AS s ON s.id = t.session_id"
             order = "t.last_used DESC, t.session_id DESC"
             alias = "t"
             where.append("t.tag = ?")
@@ -117,6 +117,7 @@ class SessionReads(SqliteDatabase):
             order = "s.last_used DESC, s.id DESC"
             alias = "s"
             if working_dir:
+                # Unpinned, backend+status picks their index: 20x slower (docs/performance.md).
                 source += " INDEXED BY sessions_by_working_dir"
                 where.append("s.working_dir = ?")
                 params.append(working_dir)
@@ -133,6 +134,7 @@ class SessionReads(SqliteDatabase):
         owner = owner_filter(visible_to)
         if owner is not None:
             if not working_dir and not tag:
+                # Pinned for the same reason as the working_dir index above.
                 source = "sessions AS s INDEXED BY sessions_by_owner"
             where.append("s.owner = ?")
             params.append(owner)
