@@ -15,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.jobs.responses import ResponseRecord
+from clinvk.server import compat
 from clinvk.server.errors import json_response
 from clinvk.server.openai import background
 from clinvk.server.openai.responses import ResponseObjectSchema
@@ -22,7 +23,12 @@ from clinvk.server.openai.schemas import OpenAIErrorSchema
 from clinvk.server.openai.views import blp
 from clinvk.server.security import identify
 
-_NOT_FOUND = {404: "No stored response with this id for this API key."}
+_ERRORS = {
+    400: "Invalid parameter; `param` names it (e.g. stream on a foreground response).",
+    401: "Missing or wrong API key.",
+    404: "No stored response with this id for this API key.",
+    409: "Delete of a background response that is still running (cancel it first).",
+}
 
 
 class RetrieveQuerySchema(Schema):
@@ -75,9 +81,8 @@ class StoredResponse(MethodView):
     @blp.arguments(RetrieveQuerySchema, location="query")
     @blp.response(200, ResponseObjectSchema, description="The Response object; with "
                   "`stream=true` (background responses) an SSE stream of its events.")
-    @blp.doc(operationId="openaiRetrieveResponse", summary="Retrieve a stored response",
-             responses={404: {"description": _NOT_FOUND[404],
-                              "content": {"application/json": {"schema": OpenAIErrorSchema}}}})
+    @blp.doc(operationId="openaiRetrieveResponse", summary="Retrieve a stored response")
+    @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
     def get(self, args: dict[str, Any], response_id: str) -> Response:
         """A stored response by id; a background one shows its job's progress."""
         record = _record(response_id)
@@ -91,6 +96,7 @@ class StoredResponse(MethodView):
 
     @blp.response(200, DeletedSchema)
     @blp.doc(operationId="openaiDeleteResponse", summary="Delete a stored response")
+    @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
     def delete(self, response_id: str) -> Response:
         """A background response must have finished (cancel it first): 409 otherwise."""
         background.service().delete_record(response_id, identify().principal)
@@ -102,6 +108,7 @@ class StoredResponse(MethodView):
 class CancelResponse(MethodView):
     @blp.response(200, ResponseObjectSchema)
     @blp.doc(operationId="openaiCancelResponse", summary="Cancel a background response")
+    @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
     def post(self, response_id: str) -> Response:
         """Stops the run (its process group, from any worker); idempotent. Only
         background responses can be cancelled (400 otherwise)."""
@@ -119,6 +126,7 @@ class InputItems(MethodView):
     @blp.arguments(InputItemsQuerySchema, location="query")
     @blp.response(200, InputItemListSchema)
     @blp.doc(operationId="openaiListInputItems", summary="List a response's input items")
+    @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
     def get(self, args: dict[str, Any], response_id: str) -> Response:
         """The input messages of the turn, newest first by default; cursor = `after`."""
         items = list(_record(response_id).request.get("input_items") or [])
