@@ -373,7 +373,7 @@ PING = compat.sse({"type": "ping"}, "ping")
 
 @blp.route("/messages")
 class Messages(MethodView):
-    @blp.arguments(AnthropicMessagesRequestSchema)
+    @blp.arguments(AnthropicMessagesRequestSchema())
     @blp.response(200, AnthropicMessageSchema, description=_OK_DOC)
     @blp.alt_response(200, schema=_STREAM_EVENT,
                       content_type=compat.SSE_MIMETYPE, success=True, description=_OK_DOC)

@@ -285,7 +285,7 @@ def _start(args: dict[str, Any], target: compat.ModelTarget) -> tuple[compat.Run
 
 @blp.route("/responses")
 class Responses(MethodView):
-    @blp.arguments(ResponseRequestSchema)
+    @blp.arguments(ResponseRequestSchema())
     @blp.response(200, ResponseObjectSchema, description="A Response object, or with "
                   "`stream: true` an SSE stream of `response.*` events.")
     @blp.alt_response(200, schema={"type": "object", "required": ["data"], "properties": {

@@ -387,7 +387,7 @@ class ChunkRenderer:
 
 @blp.route("/chat/completions")
 class ChatCompletions(MethodView):
-    @blp.arguments(OpenAIChatCompletionRequestSchema)
+    @blp.arguments(OpenAIChatCompletionRequestSchema())
     @blp.response(200, OpenAIChatCompletionSchema, description=_OK_DOC)
     @blp.alt_response(200, schema=_STREAM_EVENT,
                       content_type=compat.SSE_MIMETYPE, success=True, description=_OK_DOC)
