@@ -103,9 +103,9 @@ def test_concurrent_writers_of_one_process_queue_and_lose_nothing(tmp_path) -> N
     """Writers of one process now queue on a lock of the store instead of SQLite's busy
     handler; every turn still counts and a failing transaction releases the lock."""
     from clinvk.core.events import TokenUsage
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store.sqlite import SqliteStore
 
-    store = SessionStore(tmp_path / "sessions.db", busy_timeout=30)
+    store = SqliteStore(tmp_path / "sessions.db", busy_timeout=30)
     session = store.create(backend="claude", working_dir=str(tmp_path), tags=["api"])
     created: list[str] = []
 

@@ -147,3 +147,4 @@ class ModelItem(MethodView):
 
 # The Responses API lives in its own module and registers its routes on this blueprint.
 from clinvk.server.openai import responses as _responses  # noqa: E402,F401
+from clinvk.server.openai import stored as _stored  # noqa: E402,F401
