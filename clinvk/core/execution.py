@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from clinvk.core.backends import Backend
     from clinvk.core.config import Config
     from clinvk.core.engine import PreparedRun
-    from clinvk.core.sessions import Session
+    from clinvk.core.store import Session
 
 
 class BackendProcess(Protocol):

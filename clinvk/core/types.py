@@ -102,6 +102,13 @@ class RunEntryKind(StrEnum):
     END = "end"  # the CLI is gone: the outcome (exit code, reason, stderr tail)
 
 
+class StoreDialect(StrEnum):
+    """The SQL dialect a store speaks; each has its own directory of numbered migrations."""
+
+    SQLITE = "sqlite"  # the embedded store: one file beside the CLI and every worker
+    POSTGRESQL = "postgresql"  # a shared server for several hosts
+
+
 def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:
     """The plain string values of a vocabulary, in declaration order."""
     return tuple(member.value for member in vocabulary)

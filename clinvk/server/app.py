@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import logging
 import socket
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
@@ -27,8 +26,7 @@ from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
 from clinvk.core.errors import StoreError
 from clinvk.core.jobs import JobLimits, JobService
-from clinvk.core.jobs.store import JobStore
-from clinvk.core.sessions import SessionStore, default_store_path
+from clinvk.core.store import Store, default_store_path, open_store
 from clinvk.server import EXTENSION_KEY, Gateway
 from clinvk.server import errors as error_handling
 from clinvk.server.native.schemas import ApiErrorSchema
@@ -74,7 +72,7 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-def create_app(config: Config | None = None, *, store: SessionStore | None = None) -> Flask:
+def create_app(config: Config | None = None, *, store: Store | None = None) -> Flask:
     """Build the gateway app.
 
     ``config`` defaults to :func:`clinvk.core.config.load_config` (``CLINVK_CONFIG`` or
@@ -83,7 +81,7 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     if config is None:
         config = load_config()
     if store is None:
-        store = SessionStore(default_store_path(clinvk_home()))
+        store = open_store(default_store_path(clinvk_home()))
     engine = Engine(config, store, server_mode=True)
 
     app = Flask("clinvk.server", static_folder=None)
@@ -100,7 +98,7 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    jobs = _job_service(engine, store.path)
+    jobs = _job_service(engine, store)
     app.extensions[EXTENSION_KEY] = Gateway(config=config, store=store, engine=engine,
                                             jobs=jobs)
 
@@ -118,20 +116,25 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     return app
 
 
-def _job_service(engine: Engine, store_path: Path) -> JobService | None:
+def _job_service(engine: Engine, store: Store) -> JobService | None:
     """Jobs live in the session database (their own tables); recover what a previous
     server left behind before taking requests. An unusable database leaves the app up
     (health reports the store) with the job routes answering 500."""
     srv = engine.config.server
     try:
-        job_store = JobStore(store_path)
+        job_store = store.jobs
     except StoreError as exc:
         log.error("jobs are unavailable: %s", exc)
         return None
     limits = JobLimits(max_queued=srv.jobs_max_queued, max_events=srv.jobs_max_events,
                        retention_secs=srv.jobs_retention_secs,
                        retention_count=srv.jobs_retention_count, threads=srv.jobs_threads)
-    service = JobService(engine, job_store, limits)
+    try:
+        records = store.responses
+    except StoreError as exc:
+        log.error("stored responses are unavailable: %s", exc)
+        records = None
+    service = JobService(engine, job_store, limits, records=records)
     service.recover()
     return service
 

@@ -13,7 +13,7 @@ from support.fakes import FAKE_BIN, fake
 
 from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
-from clinvk.core.sessions import Session
+from clinvk.core.store import Session
 
 PROMPT = "/api/v1/prompt"
 
@@ -269,6 +269,10 @@ class BrokenStore:
     """A store whose every call fails, as a corrupt or unreadable database would."""
 
     path = Path("/nonexistent/sessions.db")
+
+    @property
+    def jobs(self):
+        raise StoreError("cannot open the job tables in /secret/path/sessions.db")
 
     def __getattr__(self, name: str):
         def fail(*args, **kwargs):

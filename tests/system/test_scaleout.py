@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import requests
 from support.agents import AgentHost
 from support.fakes import fake, fake_runs, marker, user
+from support.http import bound_session
 from support.procs import pids_alive, wait_until
 from support.server_process import ServerProcess
 from support.services import redis_server
@@ -68,9 +70,10 @@ def topo(tmp_path_factory, server_factory) -> Iterator[Topology]:
                 host.stop()
 
 
-def test_load_spreads_over_both_hosts(topo: Topology) -> None:
-    words = [marker() for _ in range(4)]
+def test_load_spreads_over_both_hosts_and_the_rest_waits_in_the_queue(topo: Topology) -> None:
+    words = [marker() for _ in range(6)]  # four slots in all: two runs must wait
     codes: list[int] = []
+    depths: list[int] = []
 
     def one(word: str) -> None:
         codes.append(topo.prompt(fake(f"spread {word}", delay=1.5)).status_code)
@@ -78,11 +81,15 @@ def test_load_spreads_over_both_hosts(topo: Topology) -> None:
     threads = [threading.Thread(target=one, args=(w,)) for w in words]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert codes == [200] * 4
-    # two slots per host: four runs at once cannot all fit on one
+    while any(t.is_alive() for t in threads):
+        health = requests.get(topo.gateway.url("/health"), timeout=10).json()
+        depths.append(health["execution"]["queues"]["clinvk.backend.claude"])
+        time.sleep(0.2)
+    assert codes == [200] * 6
+    # two slots per host: the runs cannot all fit on one, and a busy host holds no more
+    # than its slots (the waiting ones stay visible in the queue)
     assert {topo.host_of(w) for w in words} == {"h1", "h2"}
+    assert max(depths) == 2, depths
 
 
 def test_resume_goes_to_the_host_of_its_session(topo: Topology) -> None:
@@ -115,6 +122,12 @@ def test_streams_and_vendor_dialects_run_on_hosts(topo: Topology) -> None:
                                max_retries=0)
     reply = msgs.messages.create(model="claude", max_tokens=64, messages=user(f"an {marker()}"))
     assert reply.content[0].text == "Hello from stub (turn 1)"
+
+    resp = requests.post(topo.gateway.url("/api/v1/parallel"), timeout=60, json={"tasks": [
+        {"backend": "claude", "prompt": fake("p1", reply="one"), "workdir": str(topo.workdir)},
+        {"backend": "codex", "prompt": fake("p2", reply="two"), "workdir": str(topo.workdir)},
+    ], "max_parallel": 2})
+    assert [r["output"] for r in resp.json()["data"]["results"]] == ["one", "two"], resp.text
 
 
 def test_health_and_metrics_show_hosts_and_queues(topo: Topology) -> None:
@@ -186,6 +199,24 @@ def test_killed_worker_loses_its_job_and_its_sessions_fail_fast(topo: Topology,
     assert wait_until(lambda: not pids_alive(pidfile), 10), f"orphan {cli_pid} survived"
     assert topo.prompt("back", session_id=session).json()["data"]["output"] == \
         "Hello from stub (turn 2)"
+
+
+def test_rate_limits_hold_across_two_gateways(topo: Topology, server_factory) -> None:
+    burst = 8
+    limited = {
+        "execution": {"mode": "celery", "broker_url": topo.broker_url},
+        "server": {"rate_limit_enabled": True, "rate_limit_rps": 1, "rate_limit_burst": burst,
+                   "rate_limit_storage_uri": topo.broker_url + "/1"},
+    }
+    gateways = [server_factory(limited), server_factory(limited)]
+    try:
+        client = bound_session("127.0.0.61")  # one client, its own window
+        codes = Counter(client.get(gateways[i % 2].url("/api/v1/sessions"), timeout=10
+                                   ).status_code for i in range(2 * burst))
+        assert codes == {200: burst, 429: burst}, codes  # one window, not one per gateway
+    finally:
+        for gateway in gateways:
+            gateway.stop(timeout=10)
 
 
 def test_broker_outage_gives_503_in_every_dialect(topo: Topology) -> None:

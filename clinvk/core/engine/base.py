@@ -22,7 +22,7 @@ from clinvk.core.process import Limits
 
 if TYPE_CHECKING:
     from clinvk.core.config import Config
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store import Store
 
 
 class Engine:
@@ -31,7 +31,7 @@ class Engine:
     def __init__(
         self,
         config: Config,
-        store: SessionStore | None = None,
+        store: Store | None = None,
         *,
         server_mode: bool = False,
         hooks: EngineHooks | None = None,

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from clinvk.core.backends.base import StreamParser
     from clinvk.core.engine.base import Engine
     from clinvk.core.engine.requests import PreparedRun
-    from clinvk.core.sessions import Session
+    from clinvk.core.store import Session
 
 # The metrics status of a run whose CLI could not be started.
 _UNAVAILABLE = "unavailable"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from clinvk.core.config import Config
     from clinvk.core.config.schema import BackendConfig, ServerConfig
     from clinvk.core.engine.base import Engine
-    from clinvk.core.sessions import Session
+    from clinvk.core.store import Session
 
 
 def prepare_run(engine: Engine, req: PromptRequest) -> PreparedRun:

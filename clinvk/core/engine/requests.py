@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from clinvk.core.backends import Backend
     from clinvk.core.backends.base import Invocation
     from clinvk.core.execution import Placement
-    from clinvk.core.sessions import Session
+    from clinvk.core.store import Session
 
 
 @dataclass

@@ -47,8 +47,10 @@ class AgentHost:
 def run_invocation(host: AgentHost, payload: dict[str, Any]) -> None:
     """The task body: one backend invocation, start to end entry."""
     channel = host.channel(payload["run_id"])
-    if channel.cancel_reason():
-        return  # the gateway gave up waiting before this host took the run
+    if channel.cancel_reason() or not channel.reader_alive():
+        return  # the gateway gave up waiting (or is gone) before this host took the run
+    if not channel.claim(host.name):
+        return  # a redelivered copy: the run was started once, it never starts twice
     process = _start(host, channel, payload)
     if process is None:
         return

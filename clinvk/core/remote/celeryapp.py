@@ -2,11 +2,11 @@
 
 Settings that matter for agents, which have side effects and must never run twice:
 
-* the task is acknowledged when a worker *starts* it (``task_acks_late`` off), so a
-  worker killed mid-run does not get its run redelivered to another host; a message a
-  worker had reserved but not started is still redelivered (nothing of it ran);
-* ``worker_prefetch_multiplier=1``: a busy host does not hoard queued runs that an idle
-  host could take;
+* ``task_acks_late`` with ``worker_prefetch_multiplier=1``: a host holds no more runs than
+  it has slots (acknowledging at the start would let a busy host reserve as many again,
+  hidden from the queue depth and kept from idle hosts). A message whose host died is
+  restored by the broker, but it never starts twice: a host first claims the run in its
+  channel (``SET NX``), and skips a run whose reader is gone or that was cancelled;
 * no result backend: the output travels on the run's stream (``channel``), not as a
   Celery result;
 * short socket timeouts and no publish retries: with the broker down a request gets its
@@ -29,7 +29,7 @@ def make_app(config: Config) -> Celery:
     execution = config.execution
     app = Celery("clinvk", broker=execution.broker_url, set_as_current=False)
     app.conf.update(
-        task_acks_late=False,
+        task_acks_late=True,
         task_reject_on_worker_lost=False,
         task_ignore_result=True,
         task_serializer="json",

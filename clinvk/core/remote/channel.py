@@ -51,6 +51,7 @@ class RunChannel:
         self._stream = names.run_stream(run_id)
         self._cancel = names.run_cancel(run_id)
         self._reader = names.run_reader(run_id)
+        self._claim = names.run_claim(run_id)
 
     # -- worker side --------------------------------------------------------------------------
 
@@ -65,6 +66,11 @@ class RunChannel:
         pipe.xadd(self._stream, fields)
         pipe.expire(self._stream, self.ttl)
         pipe.execute()
+
+    def claim(self, host: str) -> bool:
+        """True for the one host that may start this run: a redelivered copy of the task
+        (Celery restores unacknowledged messages) finds it claimed and does nothing."""
+        return bool(self.client.set(self._claim, host, nx=True, ex=self.ttl))
 
     def cancel_reason(self) -> str | None:
         return self.client.get(self._cancel)

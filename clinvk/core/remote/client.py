@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from clinvk.core.backends import Backend
     from clinvk.core.engine import PreparedRun
-    from clinvk.core.sessions import Session
+    from clinvk.core.store import Session
 
 log = logging.getLogger("clinvk.remote")
 

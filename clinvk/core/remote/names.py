@@ -28,6 +28,9 @@ class Names:
     def run_cancel(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:cancel"
 
+    def run_claim(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:claim"
+
     def run_reader(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:reader"
 

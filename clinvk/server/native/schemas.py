@@ -27,7 +27,7 @@ from marshmallow import (
 )
 
 from clinvk.core.backends.base import APPROVAL_MODES, SANDBOX_MODES
-from clinvk.core.sessions import MAX_LIST_LIMIT, STATUSES
+from clinvk.core.store import MAX_LIST_LIMIT, STATUSES
 
 OUTPUT_FORMATS = ("default", "text", "json", "stream-json")
 RUN_STATUSES = ("ok", "failed", "timeout", "cancelled")
