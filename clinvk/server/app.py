@@ -16,9 +16,6 @@ from __future__ import annotations
 import importlib
 import logging
 import socket
-import types
-import weakref
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -70,30 +67,6 @@ class GatewayApi(Api):
     ERROR_SCHEMA = ApiErrorSchema
 
 
-class GatewayFlask(Flask):
-    """Flask with its per-call coroutine check remembered per function.
-
-    Flask runs every hook and view through ``ensure_sync``, which asks ``inspect`` whether
-    the function is a coroutine function: about 100 Python calls per request, the same
-    answer every time. The answer is kept (weakly) per plain function, also for methods
-    bound to a fresh view instance per request; anything else is checked as before.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._plain: weakref.WeakKeyDictionary[Callable[..., Any], bool]
-        self._plain = weakref.WeakKeyDictionary()
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        target = func.__func__ if type(func) is types.MethodType else func
-        if type(target) is not types.FunctionType:
-            return super().ensure_sync(func)
-        plain = self._plain.get(target)
-        if plain is None:
-            plain = self._plain[target] = super().ensure_sync(func) is func
-        return func if plain else super().ensure_sync(func)
-
-
 def _load(path: str) -> Any:
     module, _, attribute = path.partition(":")
     return getattr(importlib.import_module(module), attribute)
@@ -111,7 +84,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None) -> F
         store = open_store(default_store_path(clinvk_home()))
     engine = Engine(config, store, server_mode=True)
 
-    app = GatewayFlask("clinvk.server", static_folder=None)
+    app = Flask("clinvk.server", static_folder=None)
     srv = config.server
     app.config.update(
         API_TITLE="clinvk API",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import requests
 from support.agents import AgentHost
 from support.fakes import fake, fake_runs, marker, user
+from support.http import bound_session
 from support.procs import pids_alive, wait_until
 from support.server_process import ServerProcess
 from support.services import redis_server
@@ -197,6 +199,24 @@ def test_killed_worker_loses_its_job_and_its_sessions_fail_fast(topo: Topology,
     assert wait_until(lambda: not pids_alive(pidfile), 10), f"orphan {cli_pid} survived"
     assert topo.prompt("back", session_id=session).json()["data"]["output"] == \
         "Hello from stub (turn 2)"
+
+
+def test_rate_limits_hold_across_two_gateways(topo: Topology, server_factory) -> None:
+    burst = 8
+    limited = {
+        "execution": {"mode": "celery", "broker_url": topo.broker_url},
+        "server": {"rate_limit_enabled": True, "rate_limit_rps": 1, "rate_limit_burst": burst,
+                   "rate_limit_storage_uri": topo.broker_url + "/1"},
+    }
+    gateways = [server_factory(limited), server_factory(limited)]
+    try:
+        client = bound_session("127.0.0.61")  # one client, its own window
+        codes = Counter(client.get(gateways[i % 2].url("/api/v1/sessions"), timeout=10
+                                   ).status_code for i in range(2 * burst))
+        assert codes == {200: burst, 429: burst}, codes  # one window, not one per gateway
+    finally:
+        for gateway in gateways:
+            gateway.stop(timeout=10)
 
 
 def test_broker_outage_gives_503_in_every_dialect(topo: Topology) -> None:

@@ -75,7 +75,7 @@ def _request_id_header(response: Response) -> Response:
 
 @blp.route("/messages")
 class Messages(MethodView):
-    @blp.arguments(AnthropicMessagesRequestSchema)
+    @blp.arguments(AnthropicMessagesRequestSchema())
     @blp.response(200, AnthropicMessageSchema, description=OK_DOC)
     @blp.alt_response(200, schema=STREAM_EVENT,
                       content_type=SSE_MIMETYPE, success=True, description=OK_DOC)

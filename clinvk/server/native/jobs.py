@@ -104,7 +104,7 @@ def _since(value: str | None) -> float | None:
 
 @blp.route("/jobs")
 class Jobs(MethodView):
-    @blp.arguments(JobSubmitSchema)
+    @blp.arguments(JobSubmitSchema())
     @blp.response(202, JobEnvelope, description="The queued job; Location names it.")
     @blp.doc(operationId="submitJob", summary="Submit a background job")
     def post(self, args: dict[str, Any]) -> Response:
@@ -117,7 +117,7 @@ class Jobs(MethodView):
         args.pop("background", None)
         return submitted_job(_service().submit_prompt(prompt_request(args, tags=["api", "job"])))
 
-    @blp.arguments(JobListQuerySchema, location="query")
+    @blp.arguments(JobListQuerySchema(), location="query")
     @blp.response(200, JobListEnvelope)
     @blp.doc(operationId="listJobs", summary="List jobs")
     def get(self, args: dict[str, Any]) -> Response:
@@ -176,7 +176,7 @@ def _ndjson(event: dict[str, Any] | None) -> bytes:
 
 @blp.route("/jobs/<string:job_id>/events")
 class JobEvents(MethodView):
-    @blp.arguments(EventsQuerySchema, location="query")
+    @blp.arguments(EventsQuerySchema(), location="query")
     @blp.response(200, description="SSE (`id:` = sequence number) or NDJSON by Accept; "
                   f"ends with a `{JOB_END}` event.")
     @blp.doc(operationId="jobEvents", summary="Follow a job's events")

@@ -241,7 +241,7 @@ def _recorder(shape: ResponseShape, req: PromptRequest, request_fields: dict[str
 
 @blp.route("/responses")
 class Responses(MethodView):
-    @blp.arguments(ResponseRequestSchema)
+    @blp.arguments(ResponseRequestSchema())
     @blp.response(200, ResponseObjectSchema, description="A Response object, or with "
                   "`stream: true` an SSE stream of `response.*` events.")
     @blp.alt_response(200, schema={"type": "object", "required": ["data"], "properties": {

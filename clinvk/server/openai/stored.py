@@ -78,7 +78,7 @@ def _record(response_id: str) -> ResponseRecord:
 
 @blp.route("/responses/<string:response_id>")
 class StoredResponse(MethodView):
-    @blp.arguments(RetrieveQuerySchema, location="query")
+    @blp.arguments(RetrieveQuerySchema(), location="query")
     @blp.response(200, ResponseObjectSchema, description="The Response object; with "
                   "`stream=true` (background responses) an SSE stream of its events.")
     @blp.doc(operationId="openaiRetrieveResponse", summary="Retrieve a stored response")
@@ -123,7 +123,7 @@ class CancelResponse(MethodView):
 
 @blp.route("/responses/<string:response_id>/input_items")
 class InputItems(MethodView):
-    @blp.arguments(InputItemsQuerySchema, location="query")
+    @blp.arguments(InputItemsQuerySchema(), location="query")
     @blp.response(200, InputItemListSchema)
     @blp.doc(operationId="openaiListInputItems", summary="List a response's input items")
     @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)

@@ -79,7 +79,7 @@ blp = dialect.blp
 
 @blp.route("/chat/completions")
 class ChatCompletions(MethodView):
-    @blp.arguments(OpenAIChatCompletionRequestSchema)
+    @blp.arguments(OpenAIChatCompletionRequestSchema())
     @blp.response(200, OpenAIChatCompletionSchema, description=OK_DOC)
     @blp.alt_response(200, schema=STREAM_EVENT,
                       content_type=SSE_MIMETYPE, success=True, description=OK_DOC)

@@ -1090,3 +1090,34 @@ def test_a_schema_v2_database_migrates_to_the_job_tables(tmp_path, jobs_tables_p
     assert store.jobs.list(owner=None, sees_all=True) == []
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_concurrent_writers_of_one_process_queue_and_lose_nothing(tmp_path) -> None:
+    """Writers of one process now queue on a lock of the store instead of SQLite's busy
+    handler; every turn still counts and a failing transaction releases the lock."""
+    store = SqliteStore(tmp_path / "sessions.db", busy_timeout=30)
+    session = store.create(backend="claude", working_dir=str(tmp_path), tags=["api"])
+    created: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(10):
+            store.record_turn(session.id, usage=TokenUsage(1, 1), status="completed")
+        created.append(store.create(backend="codex", working_dir=str(tmp_path)).id)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    again = store.get(session.id)
+    assert again.turn_count == 160
+    assert again.token_usage.input_tokens == 160
+    assert store.count() == 17 and len(set(created)) == 16
+    with pytest.raises(Exception):  # noqa: B017 - any failure inside the transaction
+        with store._write(store._conn()):
+            store._conn().execute("INSERT INTO no_such_table VALUES (1)")
+    store.record_turn(session.id)  # the lock was released by the failed transaction
+    done = threading.Event()
+    threading.Thread(target=lambda: (store.record_turn(session.id), done.set())).start()
+    assert done.wait(10)
+    assert store.get(session.id).turn_count == 162
