@@ -27,12 +27,11 @@ def submit_latency(root: Path, jobs: int) -> dict[str, float]:
     from clinvk.core.config import load_config
     from clinvk.core.engine import Engine, PromptRequest
     from clinvk.core.jobs import JobLimits, JobService
-    from clinvk.core.jobs.store import JobStore
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store.sqlite import SqliteStore
 
     config = load_config(env=dict(os.environ))
-    store = SessionStore(root / "clinvk-home" / "sessions.db")
-    service = JobService(Engine(config, store, server_mode=True), JobStore(store.path),
+    store = SqliteStore(root / "clinvk-home" / "sessions.db")
+    service = JobService(Engine(config, store, server_mode=True), store.jobs,
                          JobLimits(threads=2))
     samples = []
     for _ in range(jobs):
@@ -49,9 +48,9 @@ def submit_latency(root: Path, jobs: int) -> dict[str, float]:
 
 def write_cost(root: Path, events: int) -> dict[str, float]:
     from clinvk.core.jobs.model import JobKind
-    from clinvk.core.jobs.store import JobStore
+    from clinvk.core.store.sqlite import SqliteStore
 
-    store = JobStore(root / "clinvk-home" / "writes.db")
+    store = SqliteStore(root / "clinvk-home" / "writes.db").jobs
     job = store.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
     assert job is not None
     body = {"type": "message", "content": {"text": "x" * 40, "is_partial": True}}

@@ -27,12 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, pcts  # noqa: E402
 
 from clinvk.core.events import TokenUsage, utc_timestamp  # noqa: E402
-from clinvk.core.sessions import STATUSES, Session, SessionStore, derive_title  # noqa: E402
+from clinvk.core.store import STATUSES, Session, derive_title
+from clinvk.core.store.sqlite import SqliteStore  # noqa: E402
 
 BACKENDS = ("claude", "codex", "gemini")
 
 
-def build(store: SessionStore, n: int, rng: random.Random) -> list[str]:
+def build(store: SqliteStore, n: int, rng: random.Random) -> list[str]:
     """Insert ``n`` realistic sessions spread over 90 days; return their ids."""
     now = time.time()
     ids: list[str] = []
@@ -83,7 +84,7 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     return pcts(samples)
 
 
-def open_store(n: int, fresh: bool, seed: int) -> tuple[SessionStore, dict[str, float]]:
+def open_store(n: int, fresh: bool, seed: int) -> tuple[SqliteStore, dict[str, float]]:
     """The cached store of ``n`` sessions, built (into a temporary file, then renamed) if
     missing. Returns it with build facts: build seconds (of the run that built it, kept
     next to the store; None if unknown), whether it was cached, size in MB."""
@@ -96,7 +97,7 @@ def open_store(n: int, fresh: bool, seed: int) -> tuple[SessionStore, dict[str, 
         partial = RESULTS / f"sessions-{n}.building.db"
         for stale in RESULTS.glob(f"sessions-{n}.building.db*"):
             stale.unlink()
-        store = SessionStore(partial)
+        store = SqliteStore(partial)
         # Build only: a page cache big enough for every index (random ids and last_used
         # make index inserts random), so a million rows take minutes, not an hour.
         store._conn().execute("PRAGMA cache_size = -2000000")
@@ -116,7 +117,7 @@ def open_store(n: int, fresh: bool, seed: int) -> tuple[SessionStore, dict[str, 
             seconds = json.loads(facts_path.read_text())["build_seconds"]
         except (OSError, ValueError, KeyError):
             seconds = None
-    store = SessionStore(path)
+    store = SqliteStore(path)
     if store.count() != n:
         store.close()
         raise SystemExit(f"{path} does not hold {n} sessions; rerun with --fresh")

@@ -35,7 +35,7 @@ CHOICES = {"native": NATIVE, "openai": OPENAI, "anthropic": list(ROUTES)[2], "he
 #: appears in the sample's stack.
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("spawn the CLI (Popen, fork/exec, pipes)", ("Popen.", "ProcessRun.start")),
-    ("session store (SQLite)", ("SessionStore.", "Lease.")),
+    ("session store (SQLite)", ("SqliteStore.", "Lease.")),
     ("read and parse the CLI's output", ("ProcessRun.lines", "StreamParser", "Parser.feed",
                                          ".finish (clinvk/backends")),
     ("prepare the run (policy, argv, env)", ("Engine.prepare",)),

@@ -4,7 +4,7 @@
 Starts the server with a ``sitecustomize`` (written to a temporary directory first on the
 server's ``PYTHONPATH``; nothing in the product changes) that wraps the interesting
 functions and records ``time.perf_counter()`` on entry and exit, per request thread:
-Flask's ``wsgi_app``, ``Engine.prepare``, ``SessionStore.create``/``record_turn``,
+Flask's ``wsgi_app``, ``Engine.prepare``, ``SqliteStore.create``/``record_turn``,
 ``ProcessRun.start``/``_finish``, ``result_response``, gunicorn's response write and the
 access log. Drives one route with ``--concurrency`` clients and prints the median and p90
 of each step between two consecutive marks.
@@ -67,10 +67,10 @@ def _install():
     for module, owner, attr, name in (
             ("flask.app", "Flask", "wsgi_app", "wsgi"),
             ("clinvk.core.engine.base", "Engine", "prepare", "prepare"),
-            ("clinvk.core.sessions", "SessionStore", "create", "session_insert"),
+            ("clinvk.core.store.sqlite.sessions", "SqliteStore", "create", "session_insert"),
             ("clinvk.core.process.run", "ProcessRun", "start", "spawn"),
             ("clinvk.core.process.run", "ProcessRun", "_finish", "finish"),
-            ("clinvk.core.sessions", "SessionStore", "record_turn", "record_turn"),
+            ("clinvk.core.store.sqlite.sessions", "SqliteStore", "record_turn", "record_turn"),
             ("clinvk.server.native.views", None, "result_response", "render"),
             ("gunicorn.http.wsgi", "Response", "write", "write"),
             ("gunicorn.glogging", "Logger", "access", "access_log")):

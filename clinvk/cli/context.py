@@ -10,7 +10,7 @@ import click
 
 from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
-from clinvk.core.sessions import SessionStore, default_store_path
+from clinvk.core.store import Store, default_store_path, open_store
 
 
 class AppContext:
@@ -19,7 +19,7 @@ class AppContext:
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
         self._config: Config | None = None
-        self._store: SessionStore | None = None
+        self._store: Store | None = None
         self._engines: dict[bool, Engine] = {}
 
     @property
@@ -29,10 +29,10 @@ class AppContext:
         return self._config
 
     @property
-    def store(self) -> SessionStore:
+    def store(self) -> Store:
         if self._store is None:
             _ = self.config  # a broken or missing --config fails every command, not only runs
-            self._store = SessionStore(default_store_path(clinvk_home()))
+            self._store = open_store(default_store_path(clinvk_home()))
         return self._store
 
     def engine(self, *, with_store: bool = True) -> Engine:

@@ -17,7 +17,7 @@ from clinvk.core.config import (
     clinvk_home,
     key_reference,
 )
-from clinvk.core.sessions import SessionStore, default_store_path
+from clinvk.core.store import default_store_path, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,7 +101,7 @@ def complete_sessions(ctx: click.Context, param: click.Parameter,
         path = default_store_path(clinvk_home())
         if not path.exists():
             return []
-        page = SessionStore(path).list(limit=100)
+        page = open_store(path).list(limit=100)
     except Exception:  # completion must never fail loudly
         return []
     return [CompletionItem(s.id[:8], help=f"{s.backend} {s.title}")

@@ -104,6 +104,18 @@ class JobNotFinished(ClinvkError):
     code = "job_not_finished"
 
 
+class BrokerUnavailable(Saturated):
+    """The Celery broker (Redis) cannot be reached: nothing can be queued or followed."""
+
+    code = "broker_unavailable"
+
+
+class HostUnavailable(Saturated):
+    """The agent host holding a session's backend state is gone (no heartbeat)."""
+
+    code = "host_unavailable"
+
+
 class BudgetExceeded(Saturated):
     """The caller's key has used up a budget (server.budgets) until its window resets."""
 

@@ -78,6 +78,37 @@ class LogLevel(StrEnum):
     CRITICAL = "critical"
 
 
+class ExecutionMode(StrEnum):
+    """Where backend CLIs run: inside the serving process, or on Celery agent hosts."""
+
+    EMBEDDED = "embedded"
+    CELERY = "celery"
+
+
+class HostFallback(StrEnum):
+    """What a resume gets when the agent host holding its backend session is gone."""
+
+    FAIL = "fail"  # a fast 503 naming the host
+    NEW_SESSION = "new_session"  # start a new backend session on another host, and say so
+
+
+class RunEntryKind(StrEnum):
+    """What one entry of a remote run's event stream carries (clinvk.core.remote.channel)."""
+
+    START = "start"  # a host took the run and its CLI is running: host, pid
+    REFUSED = "refused"  # the host could not start the CLI: message
+    LINE = "line"  # one line the CLI printed on stdout
+    BEAT = "beat"  # the run is alive but silent
+    END = "end"  # the CLI is gone: the outcome (exit code, reason, stderr tail)
+
+
+class StoreDialect(StrEnum):
+    """The SQL dialect a store speaks; each has its own directory of numbered migrations."""
+
+    SQLITE = "sqlite"  # the embedded store: one file beside the CLI and every worker
+    POSTGRESQL = "postgresql"  # a shared server for several hosts
+
+
 class RunOrigin(StrEnum):
     """Which edge asked for a run (the ledger's ``origin`` column)."""
 

@@ -23,7 +23,7 @@ from clinvk.core.config import Config, clinvk_home
 from clinvk.core.engine import Engine
 from clinvk.core.keys import KeyStore, KeysUnavailable, key_id
 from clinvk.core.ownership import LOCAL, Principal
-from clinvk.core.sessions import SessionStore, default_store_path
+from clinvk.core.store import Store, default_store_path, open_store
 from clinvk.mcp.tools import register
 
 log = logging.getLogger("clinvk.mcp")
@@ -56,7 +56,7 @@ class McpApp:
 
     config: Config
     server: MCPServer
-    store: SessionStore
+    store: Store
     keys: KeyStore | None
 
     def principal(self, ctx: Context) -> Principal:
@@ -70,7 +70,7 @@ class McpApp:
 
 
 def build(config: Config, *, http: bool) -> McpApp:
-    store = SessionStore(default_store_path(clinvk_home()))
+    store = open_store(default_store_path(clinvk_home()))
     engine = Engine(config, store, server_mode=True)
     server = MCPServer(name="clinvk", version=__version__, instructions=INSTRUCTIONS)
     app = McpApp(config, server, store, KeyStore(config) if http else None)

@@ -21,7 +21,7 @@ from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.errors import ClinvkError
 from clinvk.core.orchestrate import ChainStep, JobReport, run_chain, run_compare, run_parallel
 from clinvk.core.ownership import Principal
-from clinvk.core.sessions import SessionStore
+from clinvk.core.store import Store
 from clinvk.core.types import RunOrigin, RunStatus
 from clinvk.mcp.runs import ToolRun
 
@@ -87,7 +87,7 @@ def _request(task: Task | None, principal: Principal, **fields: Any) -> PromptRe
     return PromptRequest(principal=principal, origin=RunOrigin.MCP, **fields)
 
 
-def register(server: MCPServer, engine: Engine, store: SessionStore,
+def register(server: MCPServer, engine: Engine, store: Store,
              principal_of: Callable[[Context], Principal]) -> None:
     """Add clinvk's tools to ``server``."""
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from clinvk.core.config import Config
     from clinvk.core.engine import Engine
     from clinvk.core.jobs import JobService
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store import Store
 
 EXTENSION_KEY = "clinvk"
 
@@ -27,7 +27,7 @@ class Gateway:
     """Per-app state shared by every blueprint (one engine per app; it is thread-safe)."""
 
     config: Config
-    store: SessionStore
+    store: Store
     engine: Engine
     jobs: JobService | None = None
     started: float = field(default_factory=time.monotonic)

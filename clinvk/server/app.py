@@ -16,10 +16,6 @@ from __future__ import annotations
 import importlib
 import logging
 import socket
-import types
-import weakref
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
@@ -30,8 +26,7 @@ from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
 from clinvk.core.errors import StoreError
 from clinvk.core.jobs import JobLimits, JobService
-from clinvk.core.jobs.store import JobStore
-from clinvk.core.sessions import SessionStore, default_store_path
+from clinvk.core.store import Store, default_store_path, open_store
 from clinvk.server import EXTENSION_KEY, Gateway
 from clinvk.server import errors as error_handling
 from clinvk.server.native.schemas import ApiErrorSchema
@@ -74,36 +69,12 @@ class GatewayApi(Api):
     ERROR_SCHEMA = ApiErrorSchema
 
 
-class GatewayFlask(Flask):
-    """Flask with its per-call coroutine check remembered per function.
-
-    Flask runs every hook and view through ``ensure_sync``, which asks ``inspect`` whether
-    the function is a coroutine function: about 100 Python calls per request, the same
-    answer every time. The answer is kept (weakly) per plain function, also for methods
-    bound to a fresh view instance per request; anything else is checked as before.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._plain: weakref.WeakKeyDictionary[Callable[..., Any], bool]
-        self._plain = weakref.WeakKeyDictionary()
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        target = func.__func__ if type(func) is types.MethodType else func
-        if type(target) is not types.FunctionType:
-            return super().ensure_sync(func)
-        plain = self._plain.get(target)
-        if plain is None:
-            plain = self._plain[target] = super().ensure_sync(func) is func
-        return func if plain else super().ensure_sync(func)
-
-
 def _load(path: str) -> Any:
     module, _, attribute = path.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
-def create_app(config: Config | None = None, *, store: SessionStore | None = None) -> Flask:
+def create_app(config: Config | None = None, *, store: Store | None = None) -> Flask:
     """Build the gateway app.
 
     ``config`` defaults to :func:`clinvk.core.config.load_config` (``CLINVK_CONFIG`` or
@@ -112,10 +83,10 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     if config is None:
         config = load_config()
     if store is None:
-        store = SessionStore(default_store_path(clinvk_home()))
+        store = open_store(default_store_path(clinvk_home()))
     engine = Engine(config, store, server_mode=True)
 
-    app = GatewayFlask("clinvk.server", static_folder=None)
+    app = Flask("clinvk.server", static_folder=None)
     srv = config.server
     app.config.update(
         API_TITLE="clinvk API",
@@ -129,7 +100,7 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    jobs = _job_service(engine, store.path)
+    jobs = _job_service(engine, store)
     app.extensions[EXTENSION_KEY] = Gateway(config=config, store=store, engine=engine,
                                             jobs=jobs)
 
@@ -147,20 +118,25 @@ def create_app(config: Config | None = None, *, store: SessionStore | None = Non
     return app
 
 
-def _job_service(engine: Engine, store_path: Path) -> JobService | None:
+def _job_service(engine: Engine, store: Store) -> JobService | None:
     """Jobs live in the session database (their own tables); recover what a previous
     server left behind before taking requests. An unusable database leaves the app up
     (health reports the store) with the job routes answering 500."""
     srv = engine.config.server
     try:
-        job_store = JobStore(store_path)
+        job_store = store.jobs
     except StoreError as exc:
         log.error("jobs are unavailable: %s", exc)
         return None
     limits = JobLimits(max_queued=srv.jobs_max_queued, max_events=srv.jobs_max_events,
                        retention_secs=srv.jobs_retention_secs,
                        retention_count=srv.jobs_retention_count, threads=srv.jobs_threads)
-    service = JobService(engine, job_store, limits)
+    try:
+        records = store.responses
+    except StoreError as exc:
+        log.error("stored responses are unavailable: %s", exc)
+        records = None
+    service = JobService(engine, job_store, limits, records=records)
     service.recover()
     return service
 

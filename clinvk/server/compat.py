@@ -1,4 +1,6 @@
-"""What the OpenAI- and Anthropic-compatible blueprints share.
+"""What the OpenAI- and Anthropic-compatible dialects share in translating a request.
+
+The request → run → response path itself is :mod:`clinvk.server.dialect`.
 
 * **Model → backend** (:func:`resolve_model`): ``backend`` or ``backend/model``
   (``codex/gpt-5.5``; vendor names work before the slash too: ``openai/gpt-5.5``), the
@@ -9,11 +11,8 @@
 * **Conversation → prompt** (:func:`render_prompt`): system/developer text becomes the
   system prompt; a single user message is sent verbatim; earlier turns are rendered as a
   transcript in front of the last user message (format in docs/openai.md).
-* **SSE** framing (:func:`sse`), the streaming response (:func:`sse_response`) with
-  keep-alives every ``server.stream_keepalive_secs`` while the backend is silent, and
-  the backend killed when the client goes away.
-* **Runs** (:func:`start_run`): always ephemeral (no clinvk session) — these APIs are
-  stateless, the client resends the whole conversation every time.
+* **SSE** framing (:func:`sse`) and assistant text as it streams (:class:`TextJoiner`).
+* **OpenAPI**: the vendor's error body on every documented failure (:func:`document_errors`).
 """
 
 from __future__ import annotations
@@ -22,26 +21,19 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, request
 from marshmallow import ValidationError
 
-from clinvk.core.engine import PromptRequest, RunHandle, RunResult
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import Event
-from clinvk.core.types import RunOrigin, RunStatus
 from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException
-from clinvk.server.security import identify
-from clinvk.server.streaming import Render, event_frames, stream_response
 
-SSE_MIMETYPE = "text/event-stream"
 # marshmallow error messages shared by both vendors' schemas.
 REQUIRED = {"required": "is required", "null": "is required and must not be null"}
-NO_RETRY = {"x-should-retry": "false"}
 
 # Vendor model-name families (matched on the lower-cased name).
 _FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -241,79 +233,8 @@ def join_system(parts: list[str]) -> str | None:
     return text or None
 
 
-# --------------------------------------------------------------------------- runs
-
-
-@dataclass
-class Run:
-    target: ModelTarget
-    handle: RunHandle
-
-
-def start_run(target: ModelTarget, prompt: str, system_prompt: str | None) -> Run:
-    """Prepare and start an ephemeral run; every refusal is raised here, before a response."""
-    gw = current_gateway()
-    req = PromptRequest(
-        prompt=prompt,
-        backend=target.backend,
-        model=target.model,
-        system_prompt=system_prompt,
-        ephemeral=True,
-        principal=identify().principal,
-        origin=RunOrigin.ANTHROPIC if request.path.startswith("/anthropic/") else RunOrigin.OPENAI,
-    )
-    prepared = gw.engine.prepare(req)
-    return Run(target, gw.engine.start(prepared))
-
-
-def run_headers(run: Run) -> dict[str, str]:
-    """Which backend and model served the request (informational)."""
-    headers = {"X-Clinvk-Backend": run.handle.prepared.backend.name}
-    if run.handle.prepared.resolved_model:
-        headers["X-Clinvk-Model"] = run.handle.prepared.resolved_model
-    return headers
-
-
-def failed_run_error(result: RunResult) -> ApiException:
-    """A run that did not end well: the agent may have acted, so clients must not retry."""
-    message = result.error or "the backend run failed"
-    if result.status == RunStatus.TIMEOUT:
-        err = ApiError(504, "backend_timeout", message, headers=dict(NO_RETRY))
-    elif result.status == RunStatus.CANCELLED:
-        err = ApiError(503, "run_cancelled", message, headers=dict(NO_RETRY))
-    else:
-        assert result.status == RunStatus.FAILED, result.status
-        err = ApiError(502, "backend_failed", message, headers=dict(NO_RETRY))
-    return ApiException(err)
-
-
-def require_ok(result: RunResult | None) -> RunResult:
-    assert result is not None
-    if result.status != RunStatus.OK:
-        raise failed_run_error(result)
-    return result
-
-
 def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-# Codes whose failure happened after (or instead of) an agent run that retrying would repeat.
-NO_RETRY_CODES = frozenset({"backend_failed", "backend_timeout", "run_cancelled",
-                            "backend_unavailable"})
-
-
-def error_headers(err: ApiError, request_id_header: str) -> dict[str, str]:
-    from clinvk.server.errors import request_id
-
-    headers = dict(err.headers)
-    headers[request_id_header] = request_id()
-    if err.code in NO_RETRY_CODES:
-        headers.update(NO_RETRY)
-    return headers
 
 
 # --------------------------------------------------------------------------- SSE
@@ -355,21 +276,6 @@ class TextJoiner:
         self._break = False
         self._sent = True
         return text
-
-
-def sse_response(run: Run, prelude: list[bytes], render: Render,
-                 keepalive_frame: bytes) -> Response:
-    """The SSE response of a started run: prelude frames first, then rendered events."""
-    handle = run.handle
-    keepalive = current_gateway().config.server.stream_keepalive_secs or None
-    environ = request.environ
-
-    def frames() -> Iterator[bytes]:
-        yield from prelude
-        yield from event_frames(handle, render, environ=environ, keepalive_secs=keepalive,
-                                keepalive_frame=keepalive_frame)
-
-    return stream_response(handle, frames(), mimetype=SSE_MIMETYPE, headers=run_headers(run))
 
 
 def document_errors(blp: Any, schema: Any, statuses: Mapping[int, str]

@@ -43,7 +43,9 @@ def format_uptime(seconds: float) -> str:
 def health_report() -> tuple[dict[str, Any], int]:
     gw = current_gateway()
     uptime = time.monotonic() - gw.started
-    backends = [{"name": b.name, "available": b.available} for b in gw.engine.registry]
+    runner = gw.engine.runner
+    backends = [{"name": b.name, "available": runner.available(b)} for b in gw.engine.registry]
+    execution = runner.status()
     store: dict[str, Any]
     try:
         store = {"available": True, "session_count": gw.store.count()}
@@ -65,6 +67,10 @@ def health_report() -> tuple[dict[str, Any], int]:
         "backends": backends,
         "session_store": store,
     }
+    if execution is not None:
+        body["execution"] = execution
+        if execution.get("broker") != "ok" and status == "ok":
+            body["status"] = "degraded"  # nothing can be queued until the broker is back
     return dump(HealthSchema, body), 503 if status == "unhealthy" else 200
 
 

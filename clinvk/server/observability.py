@@ -13,6 +13,9 @@ Metrics (``server.metrics_enabled``) come from prometheus-flask-exporter plus th
   (histogram by backend); ``clinvk_backend_runs_in_flight{backend}`` (gauge);
   ``clinvk_run_queue_wait_seconds`` (time a run waited for a ``max_concurrent_runs``
   slot); ``clinvk_sessions_created_total{backend}``.
+* ``execution.mode: celery`` only: ``clinvk_queue_depth{queue}`` (runs waiting in each
+  Celery queue) and ``clinvk_agent_hosts`` (live agent hosts), read from Redis when
+  ``/metrics`` is scraped.
 
 Several gunicorn workers: prometheus_client's multiprocess mode. The gunicorn hooks of
 :func:`gunicorn_settings` give the master a fresh ``PROMETHEUS_MULTIPROC_DIR`` before
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from flask import Flask, Request, g, has_request_context
+from flask import Flask, Request, g, has_request_context, request
 from gunicorn.glogging import Logger as GunicornLogger
 
 from clinvk.core.config import Config
@@ -178,7 +181,29 @@ def init_app(app: Flask) -> None:
     app.extensions["clinvk.metrics"] = metrics
     gateway.engine.hooks = MetricsHooks(registry, [b.name for b in gateway.engine.registry],
                                         known_models(config))
+    if gateway.engine.runner.status() is not None:
+        _queue_metrics(app, gateway.engine.runner, registry)
     _document(app, config)
+
+
+def _queue_metrics(app: Flask, runner: Any, registry: Any) -> None:
+    """Queue depths come from Redis, so they are read when ``/metrics`` is asked for; the
+    worker answering sets the gauges ("mostrecent" when several workers share files)."""
+    from prometheus_client import Gauge
+
+    depth = Gauge(f"{PREFIX}_queue_depth", "Runs waiting in each Celery queue.", ["queue"],
+                  multiprocess_mode="mostrecent", registry=registry)
+    hosts = Gauge(f"{PREFIX}_agent_hosts", "Live agent hosts (clinvk worker).",
+                  multiprocess_mode="mostrecent", registry=registry)
+
+    @app.before_request
+    def refresh() -> None:
+        if request.path != METRICS_PATH:
+            return
+        status = runner.status() or {}
+        hosts.set(len(status.get("hosts", [])))
+        for queue, waiting in status.get("queues", {}).items():
+            depth.labels(queue=queue).set(waiting)
 
 
 def _document(app: Flask, config: Config) -> None:

@@ -39,6 +39,7 @@ from clinvk.server.errors import INTERNAL_CODES, internal_message
 log = logging.getLogger("clinvk.server")
 
 NDJSON_MIMETYPE = "application/x-ndjson"
+SSE_MIMETYPE = "text/event-stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # How often a silent stream (or a JSON request waiting for its run) checks whether its
 # client is still there. With the runner's kill grace this bounds how long a backend

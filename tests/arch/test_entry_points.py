@@ -26,7 +26,7 @@ def test_wsgi_module_exposes_app(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() in {"Flask", "GatewayFlask"}
+    assert out.stdout.strip() == "Flask"
 
 
 def test_python_dash_m_runs_the_cli() -> None:

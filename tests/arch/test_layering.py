@@ -71,3 +71,33 @@ def test_edges_do_not_import_each_other(module: str) -> None:
 def test_top_level_modules_are_only_the_package_entry_points() -> None:
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == ["__init__.py", "__main__.py"]
+
+
+# Celery is opt-in (execution.mode celery): only the remote-execution package imports it,
+# and only the seam (lazily, when the config asks for it) and `clinvk worker` reach that.
+TASK_QUEUE = ("celery", "kombu")
+REMOTE = "clinvk.core.remote"
+REMOTE_ENTRANCES = ("clinvk.core.execution", "clinvk.cli.commands.worker")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not _under(m, REMOTE)))
+def test_only_the_remote_package_imports_celery(module: str) -> None:
+    bad = sorted(name for name in MODULES[module]
+                 if any(_under(name, top) for top in TASK_QUEUE)
+                 or (_under(name, REMOTE) and module not in REMOTE_ENTRANCES))
+    assert not bad, f"{module} imports {bad}"
+
+
+def test_the_embedded_server_loads_no_celery(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys; from clinvk.core.config import load_config; "
+             "from clinvk.server import create_app; create_app(load_config()); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu') "
+             "or m.startswith('clinvk.core.remote')))")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CLINVK_HOME": str(tmp_path),
+           "PYTHONPATH": str(PACKAGE.parent)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=env, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

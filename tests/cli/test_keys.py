@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from clinvk.core.keys import key_id
-from clinvk.server.security import fingerprint
+from clinvk.core.keys import fingerprint, key_id
 
 
 def _keys_id(*args: str, stdin: str = "", env: dict[str, str] | None = None

@@ -271,10 +271,10 @@ def test_a_cancel_after_the_result_amends_the_turn(env):
 def test_a_failed_session_write_starts_no_cli_and_holds_nothing(env):
     from clinvk.core import process as runner_module
     from clinvk.core.errors import StoreError
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store.sqlite import SqliteStore
 
     engine = make_engine(env)
-    engine.store = SessionStore(engine.store.path, busy_timeout=0.2)
+    engine.store = SqliteStore(engine.store.path, busy_timeout=0.2)
     engine.store.count()  # schema ready
     blocker = sqlite3.connect(engine.store.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database

@@ -19,7 +19,7 @@ from stubs import STUBS, StubServer
 from clinvk.core.config import load_config
 from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.events import Event
-from clinvk.core.sessions import SessionStore
+from clinvk.core.store.sqlite import SqliteStore
 from realcli.sandbox import Sandbox, clean_environ, make_sandbox, write_clinvk_config
 
 BACKENDS = ("claude", "codex", "gemini")
@@ -213,7 +213,7 @@ class World:
         self.clinvk_home.mkdir()
         self._engine: Engine | None = None
         self._lock = threading.Lock()
-        self._store: SessionStore | None = None
+        self._store: SqliteStore | None = None
         self.servers: list[Server] = []
 
     # -- clinvk -------------------------------------------------------------------------------
@@ -225,10 +225,10 @@ class World:
                                    timeout_secs=timeout_secs)
 
     @property
-    def store(self) -> SessionStore:
+    def store(self) -> SqliteStore:
         with self._lock:
             if self._store is None:
-                self._store = SessionStore(self.clinvk_home / "sessions.db")
+                self._store = SqliteStore(self.clinvk_home / "sessions.db")
             return self._store
 
     @property

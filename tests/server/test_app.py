@@ -13,7 +13,7 @@ from support.fakes import FAKE_BIN, fake
 
 from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
-from clinvk.core.sessions import Session
+from clinvk.core.store import Session
 
 PROMPT = "/api/v1/prompt"
 
@@ -270,6 +270,10 @@ class BrokenStore:
 
     path = Path("/nonexistent/sessions.db")
 
+    @property
+    def jobs(self):
+        raise StoreError("cannot open the job tables in /secret/path/sessions.db")
+
     def __getattr__(self, name: str):
         def fail(*args, **kwargs):
             raise StoreError("disk I/O error at /secret/path/sessions.db")
@@ -505,3 +509,27 @@ def test_prompt_result_body_is_what_its_schema_dumps(client, prompt, dry_run) ->
     data = resp.get_json()["data"]
     assert data["session_id"] and data["token_usage"]
     assert PromptResultSchema().dump(data) == data
+
+
+def test_requests_build_no_schema(client, monkeypatch) -> None:
+    """Request and response schemas are built once per route, not per request (building a
+    marshmallow schema deep-copies its fields)."""
+    import marshmallow
+
+    body = {"backend": "claude", "prompt": "hi"}
+    assert post(client, "/api/v1/prompt", body).status_code == 200  # lazily built ones
+    assert client.get("/api/v1/sessions").status_code == 200
+    built: list[type] = []
+    original = marshmallow.Schema.__init__
+
+    def counting(self, *args, **kwargs) -> None:
+        built.append(type(self))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(marshmallow.Schema, "__init__", counting)
+    for _ in range(3):
+        assert post(client, "/api/v1/prompt", body).status_code == 200
+        assert client.get("/api/v1/sessions").status_code == 200
+        assert post(client, "/api/v1/prompt", {"backend": "nope", "prompt": "x"}
+                    ).status_code == 400  # validation runs on the shared instance
+    assert built == []

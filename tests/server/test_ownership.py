@@ -110,10 +110,10 @@ def test_without_keys_every_caller_sees_every_session(client, tmp_path) -> None:
 def test_an_existing_database_gets_the_owner_column(tmp_path) -> None:
     """A store written by the previous schema version opens, its rows owned by nobody."""
     from clinvk.core.ownership import Principal
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store.sqlite import SqliteStore
 
     path = tmp_path / "old.db"
-    store = SessionStore(path)
+    store = SqliteStore(path)
     old = store.create(backend="claude", working_dir=str(tmp_path))
     store.close()
     conn = sqlite3.connect(path)  # back to version 1: no owner column
@@ -122,7 +122,7 @@ def test_an_existing_database_gets_the_owner_column(tmp_path) -> None:
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
-    store = SessionStore(path)
+    store = SqliteStore(path)
     assert store.get(old.id).owner is None
     someone = Principal("0" * 24)
     assert store.list(visible_to=someone).sessions == []

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from clinvk.core.sessions import SessionStore, default_store_path
+from clinvk.core.store import default_store_path
+from clinvk.core.store.sqlite import SqliteStore
 from support.fakes import FAKE_BIN, REPO, fake_runs
 
 __all__ = ["CLINVK", "FAKE_BIN", "REPO", "Cli"]
@@ -94,8 +95,8 @@ class Cli:
             return []
         return [int(p) for p in self.pid_path.read_text().split()]
 
-    def store(self, clock=None) -> SessionStore:
-        return SessionStore(default_store_path(self.home), clock=clock)
+    def store(self, clock=None) -> SqliteStore:
+        return SqliteStore(default_store_path(self.home), clock=clock)
 
     def sessions(self) -> list[dict]:
         return self.json("sessions", "list", "--json")["sessions"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from clinvk.core.config import load_config
 from clinvk.core.engine import Engine, PromptRequest
-from clinvk.core.sessions import SessionStore
+from clinvk.core.store.sqlite import SqliteStore
 from support.fakes import fake_runs
 
 
@@ -20,7 +20,7 @@ def make_engine(tmp_path: Path, *, server_mode: bool = False, **overrides: Any) 
     config = load_config(env={"CLINVK_HOME": str(tmp_path / "clinvk")})
     if overrides:
         config = config.with_overrides(overrides)
-    store = SessionStore(tmp_path / "clinvk" / "sessions.db")
+    store = SqliteStore(tmp_path / "clinvk" / "sessions.db")
     return Engine(config, store, server_mode=server_mode)
 
 

@@ -114,6 +114,12 @@ VALID = [
         "model": "claude", "messages": CHAT, "stream": True,
         "stream_options": {"include_usage": True}}}),
     ("/openai/v1/responses", "POST", {"body": {"model": "codex", "input": "hi"}}),
+    ("/openai/v1/responses", "POST", {"body": {"model": "codex", "input": "bg",
+                                               "background": True}}),
+    ("/openai/v1/responses/{response_id}", "GET", {}),
+    ("/openai/v1/responses/{response_id}/input_items", "GET", {"query": {"limit": 5}}),
+    ("/openai/v1/responses/{response_id}/cancel", "POST", {}),  # the background one
+    ("/openai/v1/responses/{response_id}", "DELETE", {}),  # cancelled, so finished
     ("/anthropic/v1/models", "GET", {"headers": ANTHROPIC}),
     ("/anthropic/v1/models/{model_id}", "GET", {"headers": ANTHROPIC,
                                                 "path_parameters": {"model_id": "gemini"}}),
@@ -130,9 +136,12 @@ def test_every_operation_succeeds_as_documented(api_schema: Any) -> None:
     covered = {(path, method) for path, method, _ in VALID}
     # Every documented operation has a valid request here (/metrics is off in this server).
     assert documented - covered == set(), documented - covered
-    session_id = job_id = None
+    session_id = job_id = response_id = None
     for path, method, kwargs in VALID:
         kwargs = dict(kwargs)
+        if "{response_id}" in path:
+            assert response_id
+            kwargs["path_parameters"] = {"response_id": response_id}
         if "{session_id}" in path:
             assert session_id
             kwargs["path_parameters"] = {"session_id": session_id}
@@ -147,6 +156,8 @@ def test_every_operation_succeeds_as_documented(api_schema: Any) -> None:
             session_id = resp.json()["data"]["session_id"]
         if expected == 202:
             job_id = resp.json()["data"]["id"]
+        if path == "/openai/v1/responses":
+            response_id = resp.json()["id"]
 
 
 # --------------------------------------------------------------------------- hostile input

@@ -11,7 +11,7 @@ from clinvk.cli.context import AppContext, pass_app
 from clinvk.cli.options import backend_choice, complete_sessions, json_option
 from clinvk.cli.output import note
 from clinvk.cli.render import make_console, print_json, session_details, sessions_table
-from clinvk.core.sessions import STATUSES
+from clinvk.core.store import STATUSES
 
 
 @click.group("sessions")

@@ -36,25 +36,9 @@ ALIAS_GROUPS = {
 }
 
 
-_inherited: tuple[dict[bytes, bytes], dict[str, str]] | None = None
-
-
 def inherited_env() -> dict[str, str]:
-    """A fresh copy of ``os.environ`` without clinvk's own variables (they may hold secrets).
-
-    Kept: the decoded copy is reused until CPython's raw byte mapping changes, because
-    decoding the environment on every run is ~11 % of a request's Python calls
-    (docs/performance.md, "Fewer Python calls around the run").
-    """
-    global _inherited
-    raw: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
-    cached = _inherited
-    if raw is not None and cached is not None and cached[0] == raw:
-        return dict(cached[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")}
-    if isinstance(raw, dict):
-        _inherited = (dict(raw), env)
-    return dict(env)
+    """A fresh copy of ``os.environ`` without clinvk's own variables (they may hold secrets)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")}
 
 
 @dataclass

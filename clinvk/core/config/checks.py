@@ -61,6 +61,18 @@ def storage_uri(v: str) -> str | None:
     return f"must be a storage URI such as 'memory://' or 'redis://host:6379', got {v!r}"
 
 
+def broker_url(v: str) -> str | None:
+    if v == "" or re.fullmatch(r"rediss?://\S+", v):
+        return None
+    return f"must be a Redis URL such as 'redis://host:6379/0' (or empty), got {v!r}"
+
+
+def queue_word(v: str) -> str | None:
+    if v == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
+        return None
+    return f"may only contain letters, digits and _ . - (at most 63), got {v!r}"
+
+
 def gopass_path(v: str) -> str | None:
     if v == "" or re.fullmatch(r"[A-Za-z0-9/_.\-]+", v):
         return None

@@ -15,6 +15,7 @@ from clinvk.core.config.schema import (
     KNOWN_BACKENDS,
     SECTION_CLASSES,
     BackendConfig,
+    ExecutionConfig,
     OutputConfig,
     ParallelConfig,
     ServerConfig,
@@ -43,6 +44,7 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     #: The file that was read (None if no file was read).
     path: Path | None = field(default=None, compare=False)
@@ -172,6 +174,14 @@ def _cross_checks(flat: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...], s
         out.append(("parallel.max_workers", ("parallel.max_workers", "parallel.max_parallel_limit"),
                     "must not exceed parallel.max_parallel_limit "
                     f"({flat['parallel.max_parallel_limit']}), got {flat['parallel.max_workers']}"))
+    if flat["execution.mode"] == "celery" and not flat["execution.broker_url"]:
+        out.append(("execution.broker_url", ("execution.broker_url", "execution.mode"),
+                    "must be set (redis://host:6379/0) when execution.mode is celery"))
+    beat, lost = flat["execution.heartbeat_secs"], flat["execution.lost_after_secs"]
+    if lost < 2 * beat:
+        out.append(("execution.lost_after_secs",
+                    ("execution.lost_after_secs", "execution.heartbeat_secs"),
+                    f"must be at least twice execution.heartbeat_secs ({beat}), got {lost}"))
     default = flat["default_backend"]
     enabled_key = f"backends.{default}.enabled"
     if not flat[enabled_key]:

@@ -14,6 +14,7 @@ from clinvk.core.config.checks import (
     alias_names,
     at_least,
     between,
+    broker_url,
     cors_origin,
     each,
     env_var_names,
@@ -24,11 +25,14 @@ from clinvk.core.config.checks import (
     lower,
     non_empty,
     one_of,
+    queue_word,
     storage_uri,
 )
 from clinvk.core.types import (
     ApprovalMode,
     BackendName,
+    ExecutionMode,
+    HostFallback,
     LogFormat,
     LogLevel,
     OutputFormat,
@@ -45,6 +49,8 @@ OUTPUT_FORMATS: tuple[str, ...] = values(OutputFormat)
 UNKNOWN_MODEL_POLICIES: tuple[str, ...] = values(UnknownModelPolicy)
 LOG_FORMATS: tuple[str, ...] = values(LogFormat)
 LOG_LEVELS: tuple[str, ...] = values(LogLevel)
+EXECUTION_MODES: tuple[str, ...] = values(ExecutionMode)
+HOST_FALLBACKS: tuple[str, ...] = values(HostFallback)
 
 MIB = 1024 * 1024
 
@@ -251,6 +257,37 @@ class ParallelConfig:
     aggregate_output: bool = _key(True, "CLI prints one combined result instead of per task.")
 
 
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """``execution.*``: where backend CLIs run (docs/deployment.md).
+
+    The gateway keys (mode, broker, timing, fallback) must agree across gateways and agent
+    hosts; ``host``, ``backends`` and ``concurrency`` describe one agent host
+    (``clinvk worker``)."""
+
+    mode: str = _key("embedded", "embedded = CLIs run inside the serving process; celery = on "
+                     "agent hosts (`clinvk worker`) through the Redis broker.",
+                     check=one_of(EXECUTION_MODES), norm=lower)
+    broker_url: str = _key("", "Redis URL of the Celery broker, also carrying the live run "
+                           "events and host heartbeats (required for mode celery).",
+                           check=broker_url)
+    queue_prefix: str = _key("clinvk", "First word of every queue and Redis key, so several "
+                             "deployments can share one Redis.", check=queue_word)
+    heartbeat_secs: int = _key(1, "How often an agent host and each of its runs report they "
+                               "are alive.", check=between(1, 60))
+    lost_after_secs: int = _key(10, "Silence after which a host counts as gone and its runs "
+                                "as lost (jobs end `lost`).", check=between(2, 3600))
+    host_fallback: str = _key("fail", "A resume whose host is gone: fail = 503 at once; "
+                              "new_session = start a new backend session on another host "
+                              "and say so.", check=one_of(HOST_FALLBACKS), norm=lower)
+    host: str = _key("", "This agent host's name ('' = the machine's host name).",
+                     check=queue_word)
+    backends: tuple[str, ...] = _key((), "Backends this agent host serves (empty = every "
+                                     "enabled backend whose CLI is installed).",
+                                     check=each(one_of(KNOWN_BACKENDS)))
+    concurrency: int = _key(4, "CLI runs at once on this agent host.", check=between(1, 256))
+
+
 def _default_backend_config(name: str) -> BackendConfig:
     return BackendConfig(command=name, aliases=dict(BUILTIN_ALIASES[name]))
 
@@ -265,8 +302,10 @@ SECTION_CLASSES: dict[str, type] = {
     "session": SessionConfig,
     "output": OutputConfig,
     "parallel": ParallelConfig,
+    "execution": ExecutionConfig,
 }
 
 
 #: Top-level mappings of the file (everything else at the top is a plain key).
-SECTIONS = ("server", "backends", "unified_flags", "session", "output", "parallel")
+SECTIONS = ("server", "backends", "unified_flags", "session", "output", "parallel",
+            "execution")

@@ -74,7 +74,7 @@ def _build_specs() -> dict[str, Spec]:
     specs += _field_specs(ServerConfig, "server", ServerConfig())
     for name, backend in default_backends().items():
         specs += _field_specs(BackendConfig, f"backends.{name}", backend)
-    for section in ("unified_flags", "session", "output", "parallel"):
+    for section in ("unified_flags", "session", "output", "parallel", "execution"):
         cls = SECTION_CLASSES[section]
         specs += _field_specs(cls, section, cls())
     return {s.key: s for s in specs}
@@ -93,7 +93,8 @@ LEGACY_ENV: dict[str, str] = {
 }
 #: Variables under these prefixes are config overrides; an unknown one is a typo, not ignored.
 RESERVED_ENV_PREFIXES = tuple(
-    f"CLINVK_{p}_" for p in ("SERVER", "UNIFIED_FLAGS", "SESSION", "OUTPUT", "PARALLEL", "BACKENDS")
+    f"CLINVK_{p}_" for p in ("SERVER", "UNIFIED_FLAGS", "SESSION", "OUTPUT", "PARALLEL", "BACKENDS",
+                        "EXECUTION")
 )
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from clinvk.core.config import Config
     from clinvk.core.engine.requests import PreparedRun, RunResult
     from clinvk.core.engine.slots import EngineHooks
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store import Store
 
 log = logging.getLogger("clinvk.core.usage")
 
@@ -27,7 +27,7 @@ log = logging.getLogger("clinvk.core.usage")
 class UsageAccounting:
     """The ledger (when there is a store) and the budgets (server with budgets set)."""
 
-    def __init__(self, config: Config, store: SessionStore | None,
+    def __init__(self, config: Config, store: Store | None,
                  hooks: Callable[[], EngineHooks], *, server_mode: bool) -> None:
         self._hooks = hooks  # read at each use: the server installs its hooks after start
         self._path = getattr(store, "path", None)

@@ -18,11 +18,12 @@ from clinvk.core.engine.prepare import prepare_run
 from clinvk.core.engine.requests import PreparedRun, PromptRequest, RunResult
 from clinvk.core.engine.slots import EngineHooks, RunSlots
 from clinvk.core.events import Event
+from clinvk.core.execution import Runner, make_runner
 from clinvk.core.process import Limits
 
 if TYPE_CHECKING:
     from clinvk.core.config import Config
-    from clinvk.core.sessions import SessionStore
+    from clinvk.core.store import Store
 
 
 class Engine:
@@ -31,13 +32,16 @@ class Engine:
     def __init__(
         self,
         config: Config,
-        store: SessionStore | None = None,
+        store: Store | None = None,
         *,
         server_mode: bool = False,
         hooks: EngineHooks | None = None,
         registry: Registry | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.config = config
+        # Where CLIs run: here (the default) or on agent hosts (clinvk.core.execution).
+        self.runner = runner or make_runner(config)
         self.store = store
         # A server enforces the workdir policy and the privilege ceiling, caps timeouts
         # and concurrent runs, and runs CLIs at a lower priority; the CLI does not.

@@ -17,17 +17,19 @@ from clinvk.core.engine.recording import TurnRecorder
 from clinvk.core.engine.requests import RunResult
 from clinvk.core.errors import BackendUnavailable
 from clinvk.core.events import Event, TokenUsage
-from clinvk.core.process import EndReason, ProcessRun
+from clinvk.core.execution import BackendProcess
+from clinvk.core.process import EndReason
 from clinvk.core.types import RunStatus
 
 if TYPE_CHECKING:
     from clinvk.core.backends.base import StreamParser
     from clinvk.core.engine.base import Engine
     from clinvk.core.engine.requests import PreparedRun
-    from clinvk.core.sessions import Session
+    from clinvk.core.store import Session
 
 # The metrics status of a run whose CLI could not be started.
 _UNAVAILABLE = "unavailable"
+_NOT_STARTED = "not_started"  # metrics outcome: a remote run no host took
 
 
 class RunHandle:
@@ -38,7 +40,7 @@ class RunHandle:
         self.prepared = prepared
         self.result: RunResult | None = None
         self._turn = TurnRecorder(engine, prepared)
-        self._process: ProcessRun | None = None
+        self._process: BackendProcess | None = None
         self._cancel_reason: EndReason | None = None
         self._closed = False
         self._slot = False
@@ -97,9 +99,7 @@ class RunHandle:
 
     def _spawn(self) -> None:
         prepared, engine = self.prepared, self.engine
-        process = ProcessRun(prepared.invocation.argv, stdin=prepared.invocation.stdin,
-                             env=prepared.invocation.env, cwd=prepared.workdir,
-                             limits=engine.limits(prepared))
+        process = engine.runner.spawn(prepared, engine.limits(prepared), self._session_id)
         self._started = time.monotonic()
         engine.hooks.run_started(prepared.backend.name)
         self._metered = True
@@ -108,6 +108,9 @@ class RunHandle:
         except BackendUnavailable as exc:
             self._spawn_error = exc  # reported (and recorded) when the run is read
             return
+        except BaseException:  # not started at all (a remote run found no host)
+            self._run_finished(_NOT_STARTED)
+            raise
         self._process = process
 
     def _run_finished(self, status: str) -> None:
@@ -171,7 +174,7 @@ class RunHandle:
         yield self._stamp(events.message(self.result.output, partial=False))
         yield self._stamp(terminal_event(self.result))
 
-    def _started_process(self) -> ProcessRun:
+    def _started_process(self) -> BackendProcess:
         """The running process, or the reason there is none (recorded, then raised)."""
         if self._spawn_error is not None:
             self.result = self._result(
@@ -188,7 +191,7 @@ class RunHandle:
             raise BackendUnavailable("run was cancelled before its output was read")
         return process
 
-    def _stream(self, process: ProcessRun, parser: StreamParser,
+    def _stream(self, process: BackendProcess, parser: StreamParser,
                 heartbeat: float | None) -> Iterator[Event | None]:
         """The parsed events as the CLI prints them, with keep-alives while it is silent."""
         try:
@@ -226,24 +229,26 @@ class RunHandle:
         self._run_finished(RunStatus.CANCELLED)
         self._record_end()
 
-    def _finish(self, process: ProcessRun, parser: StreamParser) -> None:
+    def _finish(self, process: BackendProcess, parser: StreamParser) -> None:
         """Classify the ended process, record the turn, clean up an ephemeral session."""
         prepared = self.prepared
         outcome = process.outcome
         assert outcome is not None
         parsed = parser.finish(outcome.exit_code, outcome.stderr_tail, expect_json=True)
-        status, error = classify(outcome.reason, outcome.exit_code, parsed.error,
+        lost = outcome.reason == EndReason.LOST
+        status, error = classify(outcome.reason, outcome.exit_code,
+                                 outcome.stderr_tail if lost else parsed.error,
                                  prepared.timeout)
         self.result = self._result(
             status=status, exit_code=reported_exit_code(status, outcome.exit_code),
             duration_ms=outcome.duration_ms, output=parsed.output, error=error,
             usage=parsed.usage, backend_session_id=parsed.backend_session_id,
             model=parsed.model or prepared.resolved_model, stderr=outcome.stderr_tail)
-        self._run_finished(status)
+        self.result.lost = lost
+        self._run_finished(EndReason.LOST if lost else status)
         self._record_end()
         if prepared.ephemeral:
-            prepared.backend.cleanup_ephemeral(parsed.backend_session_id, prepared.workdir,
-                                               prepared.invocation.env)
+            self.engine.runner.cleanup_ephemeral(prepared, process, parsed.backend_session_id)
 
     def _result(self, *, status: RunStatus, exit_code: int | None, duration_ms: int,
                 output: str, error: str | None, usage: TokenUsage,
@@ -265,4 +270,5 @@ class RunHandle:
             command=list(prepared.invocation.argv),
             dry_run=prepared.request.dry_run,
             stderr_tail=stderr,
+            notice=prepared.placement.notice if prepared.placement else None,
         )

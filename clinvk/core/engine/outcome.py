@@ -10,6 +10,8 @@ from clinvk.core.types import RunStatus
 
 # The error code a failed run's terminal event carries (other statuses carry their own name).
 BACKEND_ERROR = "backend_error"
+# ... and that of a remote run whose agent host went away.
+HOST_LOST = "host_lost"
 
 
 def classify(reason: EndReason, exit_code: int | None, parsed_error: str | None,
@@ -25,6 +27,9 @@ def classify(reason: EndReason, exit_code: int | None, parsed_error: str | None,
         return RunStatus.FAILED, "backend output exceeded server.max_output_bytes"
     if reason == EndReason.LINE_LIMIT:
         return RunStatus.FAILED, "a backend output line exceeded server.max_line_bytes"
+    if reason == EndReason.LOST:
+        return RunStatus.FAILED, (f"the agent host running this went away ({parsed_error}); "
+                                  "the run is lost and not re-run")
     assert reason == EndReason.EXITED
     if parsed_error:
         return RunStatus.FAILED, parsed_error
@@ -52,7 +57,8 @@ def terminal_event(result: RunResult) -> Event:
             "backend_session_id": result.backend_session_id,
         })
     return Event(events.ERROR, {
-        "code": BACKEND_ERROR if result.status == RunStatus.FAILED else str(result.status),
+        "code": HOST_LOST if result.lost else (
+            BACKEND_ERROR if result.status == RunStatus.FAILED else str(result.status)),
         "message": result.error,
         "exit_code": result.exit_code,
         "output": result.output,

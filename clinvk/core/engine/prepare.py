@@ -15,7 +15,7 @@ from clinvk.core import policy
 from clinvk.core.backends import Backend, RunOptions
 from clinvk.core.backends.base import APPROVAL_MODES, SANDBOX_MODES
 from clinvk.core.engine.requests import TEXT_FIELDS, PreparedRun, PromptRequest
-from clinvk.core.errors import BackendUnavailable, InvalidRequest, PolicyViolation, StoreError
+from clinvk.core.errors import InvalidRequest, PolicyViolation, StoreError
 from clinvk.core.textcheck import check_text
 from clinvk.core.types import BackendName
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from clinvk.core.config import Config
     from clinvk.core.config.schema import BackendConfig, ServerConfig
     from clinvk.core.engine.base import Engine
-    from clinvk.core.sessions import Session
+    from clinvk.core.store import Session
 
 
 def prepare_run(engine: Engine, req: PromptRequest) -> PreparedRun:
@@ -45,6 +45,7 @@ def prepare_run(engine: Engine, req: PromptRequest) -> PreparedRun:
     extra = list(req.extra_flags or [])
     if not all(isinstance(x, str) for x in extra):
         raise InvalidRequest("extra must be a list of strings", field="extra")
+    placement = None if req.dry_run else engine.runner.place(backend, session)
     workdir = _workdir(req, session)
     if engine.server_mode:
         _enforce_server_policy(config.server, backend, workdir, approval, sandbox, extra)
@@ -65,18 +66,15 @@ def prepare_run(engine: Engine, req: PromptRequest) -> PreparedRun:
         verbose=bool(req.verbose or flags.verbose),
         ephemeral=ephemeral,
         extra_flags=extra,
-        resume_id=session.backend_session_id if session else None,
+        resume_id=(session.backend_session_id
+                   if session and (placement is None or placement.resume) else None),
     )
-    if not req.dry_run and not backend.available:
-        raise BackendUnavailable(
-            f"backend {backend.name!r} is not available: {backend.command!r} was not found "
-            "or is not executable")
     invocation = backend.build_invocation(opts)
     invocation.env = backend.child_env()
     return PreparedRun(request=req, backend=backend, model=model,
                        resolved_model=backend.resolve_model(model), workdir=workdir,
                        invocation=invocation, session=session, ephemeral=ephemeral,
-                       timeout=_timeout(engine, req, bcfg))
+                       timeout=_timeout(engine, req, bcfg), placement=placement)
 
 
 def _checked_request(config: Config, req: PromptRequest) -> PromptRequest:

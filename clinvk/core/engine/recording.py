@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from clinvk.core.backends.base import StreamParser
     from clinvk.core.engine.base import Engine
     from clinvk.core.engine.requests import PreparedRun, RunResult
-    from clinvk.core.sessions import Lease, Session
+    from clinvk.core.store import Session, SessionLease
 
 # How long the lease outlives the longest a run may take, so it never expires mid-run.
 _LEASE_MARGIN_SECS = 60
@@ -32,7 +32,7 @@ class TurnRecorder:
         self.engine = engine
         self.prepared = prepared
         self.session: Session | None = prepared.session
-        self._lease: Lease | None = None
+        self._lease: SessionLease | None = None
         # (usage, backend_session_id, model) of a turn recorded before the CLI exited
         self._early: tuple[TokenUsage | None, str | None, str | None] | None = None
 

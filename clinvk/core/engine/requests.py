@@ -12,7 +12,8 @@ from clinvk.core.types import RunOrigin, RunStatus
 if TYPE_CHECKING:
     from clinvk.core.backends import Backend
     from clinvk.core.backends.base import Invocation
-    from clinvk.core.sessions import Session
+    from clinvk.core.execution import Placement
+    from clinvk.core.store import Session
 
 
 @dataclass
@@ -62,6 +63,7 @@ class PreparedRun:
     session: Session | None  # an existing session being continued
     ephemeral: bool
     timeout: float | None
+    placement: Placement | None = None  # where it runs (None: a dry run runs nowhere)
 
     @property
     def command_line(self) -> str:
@@ -87,6 +89,10 @@ class RunResult:
     command: list[str]
     dry_run: bool = False
     stderr_tail: str = ""
+    # The agent host running it went away (execution.mode celery): a failure that jobs
+    # report as ``lost``, never re-run.
+    lost: bool = False
+    notice: str | None = None  # how the run differs from the request (host fallback)
 
     @property
     def ok(self) -> bool:
@@ -107,4 +113,6 @@ class RunResult:
         }
         if self.error:
             data["error"] = self.error
+        if self.notice:
+            data["notice"] = self.notice
         return data

@@ -20,8 +20,9 @@ from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFound
 from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
 from clinvk.core.jobs.model import JOB_END, Job, JobKind, JobStatus
-from clinvk.core.jobs.store import JobStore
+from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.core.ownership import Principal
+from clinvk.core.store.interface import JobTable, ResponseTable
 from clinvk.core.types import RunOrigin, RunStatus
 
 log = logging.getLogger("clinvk.jobs")
@@ -42,6 +43,8 @@ class JobLimits:
 
 
 def _status_of(result: RunResult) -> JobStatus:
+    if result.lost:
+        return JobStatus.LOST  # its agent host went away mid-run; never re-run
     if result.status == RunStatus.OK:
         return JobStatus.SUCCEEDED
     if result.status == RunStatus.CANCELLED:
@@ -50,12 +53,14 @@ def _status_of(result: RunResult) -> JobStatus:
 
 
 class JobService:
-    def __init__(self, engine: Engine, store: JobStore, limits: JobLimits,
-                 executor: JobExecutor | None = None) -> None:
+    def __init__(self, engine: Engine, store: JobTable, limits: JobLimits,
+                 executor: JobExecutor | None = None,
+                 records: ResponseTable | None = None) -> None:
         self.engine = engine
         self.store = store
         self.limits = limits
         self.executor = executor or EmbeddedExecutor(limits.threads)
+        self.records = records
 
     # -- submit and look up -------------------------------------------------------------------
 
@@ -84,6 +89,22 @@ class JobService:
             raise JobNotFinished(f"job {job_id} is {job.status}; cancel it first, then delete")
         self.store.delete(job_id)
         return job
+
+    def record(self, record_id: str, principal: Principal) -> ResponseRecord:
+        """A stored response the caller may see (another key's is not found)."""
+        record = self.records.get(record_id) if self.records is not None else None
+        if record is None or not principal.may_see(record.owner):
+            raise NotFound(f"response {record_id} not found")
+        return record
+
+    def delete_record(self, record_id: str, principal: Principal) -> ResponseRecord:
+        """A stored response and, for a background one, its finished job."""
+        record = self.record(record_id, principal)
+        if record.job_id is not None and self.store.get(record.job_id) is not None:
+            self.delete(record.job_id, principal)
+        assert self.records is not None
+        self.records.delete(record_id)
+        return record
 
     def cancel(self, job_id: str, principal: Principal, wait: float = 3.0) -> Job:
         """Idempotent; waits (bounded) until the run has stopped."""
@@ -178,5 +199,8 @@ class JobService:
                 self._end_log(job_id, JobStatus.LOST)
         self.store.prune(max_age_secs=self.limits.retention_secs,
                          max_count=self.limits.retention_count)
+        if self.records is not None:
+            self.records.prune(max_age_secs=self.limits.retention_secs,
+                               max_count=self.limits.retention_count)
         for job_id in self.store.queued():
             self.executor.submit(job_id, self.run)

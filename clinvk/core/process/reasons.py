@@ -18,6 +18,7 @@ class EndReason(enum.StrEnum):
     CANCELLED = "cancelled"
     OUTPUT_LIMIT = "output_limit"
     LINE_LIMIT = "line_limit"
+    LOST = "lost"  # a remote run whose agent host stopped answering (docs/deployment.md)
 
 
 EXITED = EndReason.EXITED
@@ -26,3 +27,4 @@ IDLE_TIMEOUT = EndReason.IDLE_TIMEOUT
 CANCELLED = EndReason.CANCELLED
 OUTPUT_LIMIT = EndReason.OUTPUT_LIMIT
 LINE_LIMIT = EndReason.LINE_LIMIT
+LOST = EndReason.LOST

@@ -6,9 +6,7 @@ Handlers translate only; submitting, running, cancelling and following live in
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -18,17 +16,15 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from clinvk.core.errors import InvalidRequest, StoreError
-from clinvk.core.jobs import JobKind, JobService, JobStatus
+from clinvk.core.jobs import Job, JobKind, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
+from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.server import current_gateway
 from clinvk.server.errors import Blueprint, check_body_request
 from clinvk.server.native.schemas import PromptRequestSchema, envelope
 from clinvk.server.native.views import URL_PREFIX, ok, prompt_request, submitted_job
 from clinvk.server.security import identify
-from clinvk.server.streaming import NDJSON_MIMETYPE, STREAM_HEADERS
-
-SSE_MIMETYPE = "text/event-stream"
-JOB_ID = re.compile(r"job_[0-9a-f]{32}")
+from clinvk.server.streaming import NDJSON_MIMETYPE, SSE_MIMETYPE, STREAM_HEADERS
 
 blp = Blueprint("jobs", __name__, url_prefix=URL_PREFIX,
                 description="Jobs: background runs with durable, resumable event logs.")
@@ -88,18 +84,13 @@ def _service() -> JobService:
     return jobs
 
 
-def _encode_cursor(job_id: str) -> str:
-    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
-        job_id = ""
-    if not JOB_ID.fullmatch(job_id):
-        raise InvalidRequest("is not a cursor this server issued", field="cursor")
-    return job_id
+def _next_cursor(service: JobService, last: Job) -> str:
+    """The shared keyset cursor (core/store/cursor.py) over (created_epoch, id): the page
+    after it does not depend on the last job still existing."""
+    key = service.store.keyset(last.id)
+    if key is None:  # deleted between the page read and now: its created time still orders
+        key = (_since(last.created_at) or 0.0, last.id)
+    return encode_cursor(key)
 
 
 def _since(value: str | None) -> float | None:
@@ -113,7 +104,7 @@ def _since(value: str | None) -> float | None:
 
 @blp.route("/jobs")
 class Jobs(MethodView):
-    @blp.arguments(JobSubmitSchema)
+    @blp.arguments(JobSubmitSchema())
     @blp.response(202, JobEnvelope, description="The queued job; Location names it.")
     @blp.doc(operationId="submitJob", summary="Submit a background job")
     def post(self, args: dict[str, Any]) -> Response:
@@ -126,7 +117,7 @@ class Jobs(MethodView):
         args.pop("background", None)
         return submitted_job(_service().submit_prompt(prompt_request(args, tags=["api", "job"])))
 
-    @blp.arguments(JobListQuerySchema, location="query")
+    @blp.arguments(JobListQuerySchema(), location="query")
     @blp.response(200, JobListEnvelope)
     @blp.doc(operationId="listJobs", summary="List jobs")
     def get(self, args: dict[str, Any]) -> Response:
@@ -134,9 +125,8 @@ class Jobs(MethodView):
         service, principal = _service(), identify().principal
         before = None
         if args.get("cursor"):
-            before = service.store.keyset(_decode_cursor(args["cursor"]))
-            if before is None:
-                raise InvalidRequest("names a job that no longer exists", field="cursor")
+            epoch, last_id = decode_cursor(args["cursor"], (float, str))
+            before = (float(epoch), str(last_id))
         limit = args["limit"]
         page = service.store.list(owner=principal.owner, sees_all=principal.sees_all,
                                   status=args.get("status"), kind=args.get("kind"),
@@ -145,7 +135,7 @@ class Jobs(MethodView):
         more = len(page) > limit
         page = page[:limit]
         return ok({"jobs": [j.to_dict() for j in page],
-                   "next_cursor": _encode_cursor(page[-1].id) if more else None})
+                   "next_cursor": _next_cursor(service, page[-1]) if more else None})
 
 
 @blp.route("/jobs/<string:job_id>")
@@ -186,7 +176,7 @@ def _ndjson(event: dict[str, Any] | None) -> bytes:
 
 @blp.route("/jobs/<string:job_id>/events")
 class JobEvents(MethodView):
-    @blp.arguments(EventsQuerySchema, location="query")
+    @blp.arguments(EventsQuerySchema(), location="query")
     @blp.response(200, description="SSE (`id:` = sequence number) or NDJSON by Accept; "
                   f"ends with a `{JOB_END}` event.")
     @blp.doc(operationId="jobEvents", summary="Follow a job's events")

@@ -27,7 +27,7 @@ from marshmallow import (
 )
 
 from clinvk.core.backends.base import APPROVAL_MODES, SANDBOX_MODES
-from clinvk.core.sessions import MAX_LIST_LIMIT, STATUSES
+from clinvk.core.store import MAX_LIST_LIMIT, STATUSES
 
 OUTPUT_FORMATS = ("default", "text", "json", "stream-json")
 RUN_STATUSES = ("ok", "failed", "timeout", "cancelled")
@@ -287,6 +287,10 @@ class RunResultSchema(Schema):
     backend_session_id = fields.String(allow_none=True)
     working_dir = fields.String()
     error = fields.String(metadata={"description": "Present when the run failed."})
+    notice = fields.String(metadata={
+        "description": "Present when the run differs from the request: with "
+                       "execution.host_fallback new_session, a resume whose agent host was "
+                       "gone started a new backend session on another host."})
 
 
 class PromptResultSchema(RunResultSchema):
@@ -401,6 +405,23 @@ class SessionStoreHealthSchema(Schema):
     error = fields.String(metadata={"description": "Present when the store is unusable."})
 
 
+class AgentHostSchema(Schema):
+    name = fields.String()
+    backends = fields.List(fields.String())
+    concurrency = fields.Integer()
+
+
+class ExecutionHealthSchema(Schema):
+    """Only with ``execution.mode: celery``: the broker, the agent hosts, queue depths."""
+
+    mode = fields.String(metadata={"enum": ["celery"]})
+    broker = fields.String(metadata={"enum": ["ok", "unreachable"]})
+    hosts = fields.List(fields.Nested(AgentHostSchema),
+                        metadata={"description": "Live agent hosts (clinvk worker)."})
+    queues = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "Runs waiting per Celery queue (a backend's or a host's)."})
+
+
 class HealthSchema(Schema):
     status = fields.String(metadata={"enum": ["ok", "degraded", "unhealthy"]})
     version = fields.String()
@@ -408,6 +429,7 @@ class HealthSchema(Schema):
     uptime_millis = fields.Integer()
     backends = fields.List(fields.Nested(HealthBackendSchema))
     session_store = fields.Nested(SessionStoreHealthSchema)
+    execution = fields.Nested(ExecutionHealthSchema)
 
 
 class ErrorDetailsSchema(Schema):

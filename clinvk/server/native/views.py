@@ -196,7 +196,7 @@ _PROMPT_200 = (
 
 @blp.route("/prompt")
 class Prompt(MethodView):
-    @blp.arguments(PromptRequestSchema)
+    @blp.arguments(PromptRequestSchema())
     @blp.response(200, PromptEnvelope, description=_PROMPT_200)
     @blp.alt_response(200, schema={"type": "string", "description": "One unified event (a "
                                    "JSON object) per line."},
@@ -230,7 +230,7 @@ class Prompt(MethodView):
 
 @blp.route("/parallel")
 class Parallel(MethodView):
-    @blp.arguments(ParallelRequestSchema)
+    @blp.arguments(ParallelRequestSchema())
     @blp.response(200, ParallelEnvelope, description="Per-task results in input order.")
     @blp.doc(operationId="executeParallel", summary="Run tasks in parallel")
     @documents_errors(400, 413, 415, 500)
@@ -261,7 +261,7 @@ class Parallel(MethodView):
 
 @blp.route("/chain")
 class Chain(MethodView):
-    @blp.arguments(ChainRequestSchema)
+    @blp.arguments(ChainRequestSchema())
     @blp.response(200, ChainEnvelope, description="One result per step, in order.")
     @blp.doc(operationId="executeChain", summary="Run steps in sequence")
     @documents_errors(400, 413, 415, 500)
@@ -303,7 +303,7 @@ class Chain(MethodView):
 
 @blp.route("/compare")
 class Compare(MethodView):
-    @blp.arguments(CompareRequestSchema)
+    @blp.arguments(CompareRequestSchema())
     @blp.response(200, CompareEnvelope, description="One result per backend, in order.")
     @blp.doc(operationId="executeCompare", summary="Ask several backends the same prompt")
     @documents_errors(400, 413, 415, 500)
@@ -359,7 +359,7 @@ def session_data(session: Any) -> dict[str, Any]:
 
 @blp.route("/sessions")
 class Sessions(MethodView):
-    @blp.arguments(SessionListQuerySchema, location="query")
+    @blp.arguments(SessionListQuerySchema(), location="query")
     @blp.response(200, SessionListEnvelope)
     @blp.doc(operationId="listSessions", summary="List sessions")
     @documents_errors(400, 500)

@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, fields
 
 from clinvk.core.engine import PromptRequest
 from clinvk.core.errors import InvalidRequest
-from clinvk.core.events import DONE, ERROR, Event, TokenUsage
-from clinvk.core.types import RunOrigin
-from clinvk.server import compat, current_gateway
-from clinvk.server.errors import ApiError, ApiException, json_response
+from clinvk.core.jobs.responses import ResponseRecord
+from clinvk.core.types import RunStatus
+from clinvk.server import compat
+from clinvk.server.dialect import Run, start_run
+from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.native.schemas import StrictBoolean
-from clinvk.server.openai.views import _ERRORS, OpenAIErrorSchema, blp
+from clinvk.server.openai import background
+from clinvk.server.openai.schemas import ERRORS, OpenAIErrorSchema
+from clinvk.server.openai.shapes import ResponseShape
+from clinvk.server.openai.views import blp, dialect
 from clinvk.server.security import identify
-from clinvk.server.streaming import run_to_completion
+from clinvk.server.streaming import SSE_MIMETYPE
 
 # resp_s<32-hex session id><16-hex turn> for stored responses, resp_e<48-hex> otherwise.
 _STORED_ID = re.compile(r"^resp_s([0-9a-f]{32})[0-9a-f]{16}$")
@@ -56,7 +60,9 @@ class ResponseRequestSchema(Schema):
     store = StrictBoolean(allow_none=True, metadata={
         "description": "Default true: the turn runs in a clinvk session and can be continued."})
     stream = StrictBoolean(allow_none=True, metadata={"description": "Answer with SSE events."})
-    background = StrictBoolean(allow_none=True, metadata={"description": "Not supported yet."})
+    background = StrictBoolean(allow_none=True, metadata={
+        "description": "Run as a job: answered at once (status queued); poll with GET "
+                       "/responses/{id}, cancel with POST /responses/{id}/cancel."})
     tools = fields.List(fields.Raw(), allow_none=True, metadata={
         "description": "Refused when non-empty: the agents use their own tools."})
     tool_choice = fields.Raw(allow_none=True, metadata={
@@ -70,7 +76,8 @@ class ResponseObjectSchema(Schema):
     id = fields.String()
     object = fields.String(metadata={"enum": ["response"]})
     created_at = fields.Integer()
-    status = fields.String(metadata={"enum": ["completed", "failed", "in_progress"]})
+    status = fields.String(metadata={"enum": ["queued", "in_progress", "completed", "failed",
+                                             "cancelled"]})
     model = fields.String()
     output = fields.List(fields.Dict())
     usage = fields.Raw(allow_none=True, metadata={
@@ -158,113 +165,44 @@ def check_unsupported(args: dict[str, Any]) -> None:
     if choice not in (None, "none", "auto"):
         raise InvalidRequest(f"tool_choice {choice!r} is not supported (no tools)",
                              field="tool_choice")
-    if args.get("background"):
-        raise InvalidRequest("background is not supported yet; run in the foreground or use "
-                             "the native jobs API", field="background")
+    if args.get("background") and args.get("store") is False:
+        raise InvalidRequest("background responses are stored: store: false cannot be "
+                             "combined with background: true", field="store")
+
+
+def input_items_of(args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The input as the message items ``GET …/input_items`` lists (call after prompt_of)."""
+    raw = args["input"]
+    turns = [("user", raw)] if isinstance(raw, str) else [
+        _item_turn(item, f"input[{i}]") for i, item in enumerate(raw)]
+    return [{"id": "msg_" + secrets.token_hex(12), "type": "message", "role": role,
+             "status": "completed",
+             "content": [{"type": "output_text" if role == "assistant" else "input_text",
+                          "text": text}]}
+            for role, text in turns]
 
 
 def session_of(response_id: str) -> str:
+    """The clinvk session a stored response ran in (foreground ids carry it; a background
+    response's session is its job's)."""
     match = _STORED_ID.match(response_id)
-    if match is None:
-        raise ApiException(ApiError(
-            404, "not_found", f"Response with id {response_id!r} not found (responses created "
-            "with store: false cannot be continued)", field="previous_response_id"))
-    return match.group(1)
+    if match is not None:
+        return match.group(1)
+    if background.is_background_id(response_id):
+        return background.session_of(response_id, identify().principal)
+    raise ApiException(ApiError(
+        404, "not_found", f"Response with id {response_id!r} not found (responses created "
+        "with store: false cannot be continued)", field="previous_response_id"))
 
 
 # --------------------------------------------------------------------------- output
 
 
-class ResponseShape:
-    """Builds the Response object and its stream events for one turn."""
-
-    def __init__(self, response_id: str, model: str, args: dict[str, Any]) -> None:
-        self.id = response_id
-        self.item_id = "msg_" + secrets.token_hex(12)
-        self.model = model
-        self.args = args
-        self.created_at = int(time.time())
-        self.sequence = 0
-        self.text: list[str] = []
-        self.joiner = compat.TextJoiner()
-
-    def part(self, text: str) -> dict[str, Any]:
-        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-    def item(self, status: str, text: str | None) -> dict[str, Any]:
-        content = [] if text is None else [self.part(text)]
-        return {"id": self.item_id, "type": "message", "status": status,
-                "role": "assistant", "content": content}
-
-    def body(self, status: str, text: str | None = None, usage: TokenUsage | None = None,
-             error: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id, "object": "response", "created_at": self.created_at,
-            "status": status, "model": self.model, "error": error,
-            "incomplete_details": None, "instructions": self.args.get("instructions"),
-            "metadata": self.args.get("metadata") or {},
-            "output": [] if text is None else [self.item("completed", text)],
-            "parallel_tool_calls": False, "tool_choice": "auto", "tools": [],
-            "temperature": None, "top_p": None, "text": {"format": {"type": "text"}},
-            "previous_response_id": self.args.get("previous_response_id"),
-            "store": self.args.get("store") is not False, "background": False,
-            "usage": None if usage is None else usage_body(usage),
-        }
-
-    def event(self, kind: str, **fields_: Any) -> bytes:
-        body = {"type": kind, "sequence_number": self.sequence, **fields_}
-        self.sequence += 1
-        return compat.sse(body, event=kind)
-
-    def at(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "output_index": 0, "content_index": 0}
-
-    def prelude(self) -> list[bytes]:
-        return [
-            self.event("response.created", response=self.body("in_progress")),
-            self.event("response.in_progress", response=self.body("in_progress")),
-            self.event("response.output_item.added", output_index=0,
-                       item=self.item("in_progress", None)),
-            self.event("response.content_part.added", part=self.part(""), **self.at()),
-        ]
-
-    def __call__(self, event: Event) -> list[bytes] | bytes | None:
-        if event.type == DONE:
-            text = "".join(self.text)
-            usage = TokenUsage.from_dict(event.content.get("token_usage"))
-            return [
-                self.event("response.output_text.done", text=text, logprobs=[], **self.at()),
-                self.event("response.content_part.done", part=self.part(text), **self.at()),
-                self.event("response.output_item.done", output_index=0,
-                           item=self.item("completed", text)),
-                self.event("response.completed", response=self.body("completed", text, usage)),
-            ]
-        if event.type == ERROR:
-            error = {"code": "server_error",
-                     "message": event.content.get("message") or "the backend run failed"}
-            return self.event("response.failed", response=self.body("failed", error=error))
-        text = self.joiner.feed(event)
-        if text is None:
-            return None
-        self.text.append(text)
-        return self.event("response.output_text.delta", delta=text, logprobs=[], **self.at())
-
-
-def usage_body(usage: TokenUsage) -> dict[str, Any]:
-    return {
-        "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": usage.total_tokens,
-    }
-
-
 # --------------------------------------------------------------------------- route
 
 
-def _start(args: dict[str, Any], target: compat.ModelTarget) -> tuple[compat.Run, str]:
-    """Start the turn; the response id carries the session id of a stored turn."""
+def _prompt_request(args: dict[str, Any], target: compat.ModelTarget) -> PromptRequest:
+    """The engine request of this turn (``previous_response_id`` names its session)."""
     prompt, system_prompt = prompt_of(args)
     previous = args.get("previous_response_id")
     session_id = session_of(previous) if previous else None
@@ -272,41 +210,75 @@ def _start(args: dict[str, Any], target: compat.ModelTarget) -> tuple[compat.Run
     if previous and not store:
         raise InvalidRequest("store: false cannot continue a previous response (its turn "
                              "would be recorded in that session)", field="store")
-    gw = current_gateway()
-    req = PromptRequest(prompt=prompt, backend=None if session_id else target.backend,
-                        model=target.model, system_prompt=system_prompt,
-                        session_id=session_id, ephemeral=not store,
-                        principal=identify().principal, origin=RunOrigin.OPENAI_RESPONSES)
-    handle = gw.engine.start(gw.engine.prepare(req))
-    run = compat.Run(target, handle)
+    return PromptRequest(prompt=prompt, backend=None if session_id else target.backend,
+                         model=target.model, system_prompt=system_prompt,
+                         session_id=session_id, ephemeral=not store,
+                         principal=identify().principal)
+
+
+def _start(req: PromptRequest, target: compat.ModelTarget) -> tuple[Run, str]:
+    """Start the turn; the response id carries the session id of a stored turn."""
+    run = start_run(target, req.prompt, req.system_prompt, session_id=req.session_id,
+                    ephemeral=req.ephemeral)
+    handle = run.handle
     if handle.session_id:
         return run, f"resp_s{handle.session_id}{secrets.token_hex(8)}"
     return run, "resp_e" + secrets.token_hex(24)
 
 
+def _recorder(shape: ResponseShape, req: PromptRequest, request_fields: dict[str, Any],
+              session_id: str | None) -> Callable[[dict[str, Any]], None]:
+    """Keeps a finished stored turn so ``GET /responses/{id}`` can answer it later."""
+    records = background.records()
+
+    def save(body: dict[str, Any]) -> None:
+        records.save(ResponseRecord(id=shape.id, owner=req.principal.owner,
+                                    request=request_fields, session_id=session_id,
+                                    body=body, created_epoch=shape.created_at))
+
+    return save
+
+
 @blp.route("/responses")
 class Responses(MethodView):
-    @blp.arguments(ResponseRequestSchema)
+    @blp.arguments(ResponseRequestSchema())
     @blp.response(200, ResponseObjectSchema, description="A Response object, or with "
                   "`stream: true` an SSE stream of `response.*` events.")
     @blp.alt_response(200, schema={"type": "object", "required": ["data"], "properties": {
         "data": {"type": "string", "description": "One response.* event as JSON."}}},
-        content_type=compat.SSE_MIMETYPE, success=True, description="With `stream: true`.")
+        content_type=SSE_MIMETYPE, success=True, description="With `stream: true`.")
     @blp.doc(operationId="openaiCreateResponse", summary="Create a model response")
-    @compat.document_errors(blp, OpenAIErrorSchema, _ERRORS)
+    @compat.document_errors(blp, OpenAIErrorSchema, ERRORS)
     def post(self, args: dict[str, Any]) -> Response:
         """Run one agent turn; `previous_response_id` continues its backend session.
 
         Text input (a string or message items) and `instructions` are supported; tools,
-        images, files and `background` are refused with 400 naming the field.
+        images and files are refused with 400 naming the field. `background: true` queues
+        the turn as a job and answers at once with status `queued`.
         """
         check_unsupported(args)
         target = compat.resolve_model(args["model"])
-        run, response_id = _start(args, target)
+        req = _prompt_request(args, target)
+        request_fields = background.request_fields(args, target, input_items_of(args))
+        if args.get("background"):
+            return background.submit(req, request_fields, stream=bool(args.get("stream")))
+        run, response_id = _start(req, target)
         shape = ResponseShape(response_id, target.requested, args)
-        if args.get("stream"):
-            return compat.sse_response(run, shape.prelude(), shape, compat.KEEPALIVE_COMMENT)
-        run_to_completion(run.handle, request.environ)
-        result = compat.require_ok(run.handle.result)
-        body = shape.body("completed", result.output, result.token_usage)
-        return json_response(body, headers=compat.run_headers(run))
+        if not req.ephemeral and run.handle.session_id is not None:
+            shape.on_finish = _recorder(shape, req, request_fields, run.handle.session_id)
+        try:
+            return dialect.respond(run, shape if args.get("stream") else None, lambda result:
+                                   shape.finish(shape.body("completed", result.output,
+                                                           result.token_usage)))
+        except ApiException:
+            _record_failure(shape, run)
+            raise
+
+
+def _record_failure(shape: ResponseShape, run: Run) -> None:
+    """A stored foreground turn that failed is kept as a failed Response object."""
+    result = run.handle.result
+    if shape.on_finish is None or result is None or result.status == RunStatus.OK:
+        return
+    shape.on_finish(shape.body("failed", error={
+        "code": "server_error", "message": result.error or "the backend run failed"}))

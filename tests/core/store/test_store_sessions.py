@@ -16,15 +16,12 @@ import pytest
 
 from clinvk.core.errors import AmbiguousPrefix, InvalidRequest, NotFound, SessionBusy, StoreError
 from clinvk.core.events import TokenUsage, utc_timestamp
-from clinvk.core.sessions import (
-    SCHEMA_VERSION,
-    STATUSES,
-    Session,
-    SessionPage,
-    SessionStore,
-    default_store_path,
-    derive_title,
-)
+from clinvk.core.store import STATUSES, Session, SessionPage, default_store_path, derive_title
+from clinvk.core.store.migrations import latest_version
+from clinvk.core.store.sqlite import SqliteStore
+from clinvk.core.types import StoreDialect
+
+SCHEMA_VERSION = latest_version(StoreDialect.SQLITE)
 
 TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 WD = "/srv/project"
@@ -50,7 +47,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(tmp_path: Path, clock: FakeClock):
-    s = SessionStore(tmp_path / "home" / "sessions.db", clock=clock)
+    s = SqliteStore(tmp_path / "home" / "sessions.db", clock=clock)
     yield s
     s.close()
 
@@ -76,7 +73,7 @@ def record(sid: str, *, last_used: float = 1_800_000_000.0, **kw) -> Session:
 # --------------------------------------------------------------------------- create/get
 
 
-def test_create_and_get_roundtrip(store: SessionStore, clock: FakeClock) -> None:
+def test_create_and_get_roundtrip(store: SqliteStore, clock: FakeClock) -> None:
     s = store.create(
         backend="claude",
         working_dir=WD,
@@ -110,7 +107,7 @@ def test_create_and_get_roundtrip(store: SessionStore, clock: FakeClock) -> None
     }  # fmt: skip
 
 
-def test_create_optional_fields(store: SessionStore) -> None:
+def test_create_optional_fields(store: SqliteStore) -> None:
     parent = store.create(backend="codex", working_dir=WD)
     child = store.create(
         backend="codex",
@@ -143,7 +140,7 @@ def test_create_optional_fields(store: SessionStore) -> None:
         ({"initial_prompt": None}, "initial_prompt"),
     ],
 )
-def test_create_validation(store: SessionStore, kwargs: dict, field: str) -> None:
+def test_create_validation(store: SqliteStore, kwargs: dict, field: str) -> None:
     args = {"backend": "claude", "working_dir": WD, **kwargs}
     with pytest.raises(InvalidRequest) as exc:
         store.create(**args)
@@ -170,7 +167,7 @@ def test_default_store_path(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- prefix lookup
 
 
-def test_get_by_prefix(store: SessionStore) -> None:
+def test_get_by_prefix(store: SqliteStore) -> None:
     store._insert_many(
         [record("abcd" + "0" * 28), record("abcd" + "1" * 28), record("abce" + "2" * 28)]
     )
@@ -190,7 +187,7 @@ def test_get_by_prefix(store: SessionStore) -> None:
         store.get("f" * 32)
 
 
-def test_ambiguous_prefix_lists_a_few(store: SessionStore) -> None:
+def test_ambiguous_prefix_lists_a_few(store: SqliteStore) -> None:
     store._insert_many([record(f"beef{i:028x}") for i in range(20)])
     with pytest.raises(AmbiguousPrefix) as exc:
         store.get("beef")
@@ -199,14 +196,14 @@ def test_ambiguous_prefix_lists_a_few(store: SessionStore) -> None:
 
 
 @pytest.mark.parametrize("bad", ["abc", "", "abcg", "../etc", "ab/cd", "a" * 33, "12 34"])
-def test_get_invalid_id(store: SessionStore, bad: str) -> None:
+def test_get_invalid_id(store: SqliteStore, bad: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         store.get(bad)
     assert exc.value.field == "session_id"
     assert not isinstance(exc.value, NotFound)
 
 
-def test_get_non_string(store: SessionStore) -> None:
+def test_get_non_string(store: SqliteStore) -> None:
     with pytest.raises(InvalidRequest):
         store.get(1234)  # type: ignore[arg-type]
 
@@ -214,7 +211,7 @@ def test_get_non_string(store: SessionStore) -> None:
 # --------------------------------------------------------------------------- list
 
 
-def _populate(store: SessionStore, clock: FakeClock) -> list[Session]:
+def _populate(store: SqliteStore, clock: FakeClock) -> list[Session]:
     made = []
     for i in range(12):
         clock.advance(1)
@@ -230,7 +227,7 @@ def _populate(store: SessionStore, clock: FakeClock) -> list[Session]:
     return made
 
 
-def test_list_sorted_newest_first_with_total(store: SessionStore, clock: FakeClock) -> None:
+def test_list_sorted_newest_first_with_total(store: SqliteStore, clock: FakeClock) -> None:
     made = _populate(store, clock)
     page = store.list()
     assert isinstance(page, SessionPage)
@@ -239,7 +236,7 @@ def test_list_sorted_newest_first_with_total(store: SessionStore, clock: FakeClo
     assert page.to_dict()["sessions"][0]["id"] == made[-1].id
 
 
-def test_list_tiebreak_by_id(store: SessionStore) -> None:
+def test_list_tiebreak_by_id(store: SqliteStore) -> None:
     ids = [uuid.uuid4().hex for _ in range(6)]
     store._insert_many([record(i, last_used=1_800_000_000.0) for i in ids])
     assert [s.id for s in store.list().sessions] == sorted(ids, reverse=True)
@@ -248,7 +245,7 @@ def test_list_tiebreak_by_id(store: SessionStore) -> None:
     assert seen == sorted(ids, reverse=True)
 
 
-def test_list_filters(store: SessionStore, clock: FakeClock) -> None:
+def test_list_filters(store: SqliteStore, clock: FakeClock) -> None:
     made = _populate(store, clock)
 
     def expect(pred) -> list[str]:
@@ -277,7 +274,7 @@ def test_list_filters(store: SessionStore, clock: FakeClock) -> None:
         assert [s.id for s in small.sessions] == expect(pred)[1:2], kwargs
 
 
-def test_list_pagination(store: SessionStore, clock: FakeClock) -> None:
+def test_list_pagination(store: SqliteStore, clock: FakeClock) -> None:
     made = list(reversed(_populate(store, clock)))
     got = []
     for offset in range(0, 12, 5):
@@ -289,7 +286,7 @@ def test_list_pagination(store: SessionStore, clock: FakeClock) -> None:
     assert beyond.sessions == [] and beyond.total == 12
 
 
-def _walk_by_cursor(store: SessionStore, limit: int, **kwargs) -> list[str]:
+def _walk_by_cursor(store: SqliteStore, limit: int, **kwargs) -> list[str]:
     """Every id of a listing, page by page through ``next_cursor``."""
     seen: list[str] = []
     page = store.list(limit=limit, **kwargs)
@@ -300,7 +297,7 @@ def _walk_by_cursor(store: SessionStore, limit: int, **kwargs) -> list[str]:
         page = store.list(limit=limit, cursor=page.next_cursor, **kwargs)
 
 
-def test_list_by_cursor_matches_each_filter_shape(store: SessionStore, clock: FakeClock) -> None:
+def test_list_by_cursor_matches_each_filter_shape(store: SqliteStore, clock: FakeClock) -> None:
     made = list(reversed(_populate(store, clock)))
     shapes = [{}, {"backend": "codex"}, {"tag": "odd"}, {"tag": "odd", "backend": "gemini"},
               {"working_dir": "/w/0"}, {"tag": "even", "working_dir": "/w/0"}]
@@ -314,7 +311,7 @@ def test_list_by_cursor_matches_each_filter_shape(store: SessionStore, clock: Fa
         assert deep.total == len(full), kwargs  # the total ignores the position
 
 
-def test_list_by_cursor_through_ties(store: SessionStore) -> None:
+def test_list_by_cursor_through_ties(store: SqliteStore) -> None:
     ids = [uuid.uuid4().hex for _ in range(7)]
     store._insert_many([record(i, last_used=1_800_000_000.0) for i in ids])
     assert _walk_by_cursor(store, 2) == sorted(ids, reverse=True)
@@ -326,7 +323,7 @@ def test_list_by_cursor_through_ties(store: SessionStore) -> None:
 
 @pytest.mark.parametrize("bad", ["x", "!!!", "bnVsbA", "WzEsMl0", "WyJhIiwiYiJd",
                                  "W3RydWUsImEiXQ", "A" * 600])
-def test_list_refuses_a_foreign_cursor(store: SessionStore, bad: str) -> None:
+def test_list_refuses_a_foreign_cursor(store: SqliteStore, bad: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         store.list(cursor=bad)
     assert err.value.field == "cursor"
@@ -343,18 +340,18 @@ def test_list_refuses_a_foreign_cursor(store: SessionStore, bad: str) -> None:
         ({"status": "bogus"}, "status"),
     ],
 )
-def test_list_validation(store: SessionStore, kwargs: dict, field: str) -> None:
+def test_list_validation(store: SqliteStore, kwargs: dict, field: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         store.list(**kwargs)
     assert exc.value.field == field
 
 
-def test_list_limit_bounds_accepted(store: SessionStore) -> None:
+def test_list_limit_bounds_accepted(store: SqliteStore) -> None:
     assert store.list(limit=1).limit == 1
     assert store.list(limit=1000).limit == 1000
 
 
-def test_list_query_plans_use_indexes(store: SessionStore, clock: FakeClock) -> None:
+def test_list_query_plans_use_indexes(store: SqliteStore, clock: FakeClock) -> None:
     """Every listing shape must be an index range scan: no sort of the whole table."""
     _populate(store, clock)
     conn = store._conn()
@@ -386,7 +383,7 @@ def test_list_query_plans_use_indexes(store: SessionStore, clock: FakeClock) -> 
 # --------------------------------------------------------------------------- latest
 
 
-def test_latest(store: SessionStore, clock: FakeClock) -> None:
+def test_latest(store: SqliteStore, clock: FakeClock) -> None:
     assert store.latest() is None
     a = store.create(backend="claude", working_dir="/a", backend_session_id="x")
     clock.advance(1)
@@ -407,7 +404,7 @@ def test_latest(store: SessionStore, clock: FakeClock) -> None:
 # --------------------------------------------------------------------------- record_turn
 
 
-def test_record_turn_accumulates(store: SessionStore, clock: FakeClock) -> None:
+def test_record_turn_accumulates(store: SqliteStore, clock: FakeClock) -> None:
     s = store.create(backend="claude", working_dir=WD, model="sonnet")
     clock.advance(5)
     r1 = store.record_turn(
@@ -434,7 +431,7 @@ def test_record_turn_accumulates(store: SessionStore, clock: FakeClock) -> None:
     assert store.get(s.id) == r4
 
 
-def test_record_turn_error_then_success(store: SessionStore) -> None:
+def test_record_turn_error_then_success(store: SqliteStore) -> None:
     s = store.create(backend="codex", working_dir=WD)
     r = store.record_turn(s.id, status="error", error_message="exit status 2")
     assert (r.status, r.error_message) == ("error", "exit status 2")
@@ -446,7 +443,7 @@ def test_record_turn_error_then_success(store: SessionStore) -> None:
     assert r.error_message == "warning"
 
 
-def test_record_turn_errors(store: SessionStore) -> None:
+def test_record_turn_errors(store: SqliteStore) -> None:
     s = store.create(backend="codex", working_dir=WD)
     with pytest.raises(NotFound):
         store.record_turn("0" * 32)
@@ -464,7 +461,7 @@ def test_record_turn_errors(store: SessionStore) -> None:
 # --------------------------------------------------------------------------- update
 
 
-def test_update_fields(store: SessionStore, clock: FakeClock) -> None:
+def test_update_fields(store: SqliteStore, clock: FakeClock) -> None:
     s = store.create(backend="gemini", working_dir=WD, tags=["a"], metadata={"k": "v"})
     clock.advance(10)
     u = store.update(
@@ -502,19 +499,19 @@ def test_update_fields(store: SessionStore, clock: FakeClock) -> None:
         ({"title": "x" * 201}, "title"),
     ],
 )
-def test_update_validation(store: SessionStore, fields: dict, field: str) -> None:
+def test_update_validation(store: SqliteStore, fields: dict, field: str) -> None:
     s = store.create(backend="gemini", working_dir=WD)
     with pytest.raises(InvalidRequest) as exc:
         store.update(s.id, **fields)
     assert exc.value.field == field
 
 
-def test_update_missing(store: SessionStore) -> None:
+def test_update_missing(store: SqliteStore) -> None:
     with pytest.raises(NotFound):
         store.update("1" * 32, status="paused")
 
 
-def test_tag_listing_follows_last_used(store: SessionStore, clock: FakeClock) -> None:
+def test_tag_listing_follows_last_used(store: SqliteStore, clock: FakeClock) -> None:
     a = store.create(backend="claude", working_dir=WD, tags=["t"])
     clock.advance(1)
     b = store.create(backend="claude", working_dir=WD, tags=["t"])
@@ -530,7 +527,7 @@ def test_tag_listing_follows_last_used(store: SessionStore, clock: FakeClock) ->
 # --------------------------------------------------------------------------- delete/count
 
 
-def test_delete(store: SessionStore) -> None:
+def test_delete(store: SqliteStore) -> None:
     s = store.create(backend="claude", working_dir=WD, tags=["x"])
     other = store.create(backend="claude", working_dir=WD)
     assert store.count() == 2
@@ -546,7 +543,7 @@ def test_delete(store: SessionStore) -> None:
     assert store.get(other.id).id == other.id
 
 
-def test_count_matches_table(store: SessionStore, clock: FakeClock) -> None:
+def test_count_matches_table(store: SqliteStore, clock: FakeClock) -> None:
     made = _populate(store, clock)
     store.update(made[0].id, status="error")
     store.record_turn(made[1].id, status="completed")
@@ -583,7 +580,7 @@ def test_count_matches_table(store: SessionStore, clock: FakeClock) -> None:
                 assert offset_page.total == len(want)
 
 
-def test_count_reads_no_session_rows(store: SessionStore, clock: FakeClock) -> None:
+def test_count_reads_no_session_rows(store: SqliteStore, clock: FakeClock) -> None:
     _populate(store, clock)
     conn = store._conn()
     captured: list[str] = []
@@ -596,7 +593,7 @@ def test_count_reads_no_session_rows(store: SessionStore, clock: FakeClock) -> N
 # --------------------------------------------------------------------------- cleanup
 
 
-def test_cleanup(store: SessionStore, clock: FakeClock) -> None:
+def test_cleanup(store: SqliteStore, clock: FakeClock) -> None:
     old = store.create(backend="claude", working_dir=WD, tags=["x"])
     clock.advance(10)
     older_busy = store.create(backend="claude", working_dir=WD)
@@ -622,7 +619,7 @@ def test_cleanup(store: SessionStore, clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("age", [0, -1, math.nan, math.inf, "30", True])
-def test_cleanup_rejects_bad_age(store: SessionStore, age) -> None:
+def test_cleanup_rejects_bad_age(store: SqliteStore, age) -> None:
     store.create(backend="claude", working_dir=WD)
     with pytest.raises(InvalidRequest) as exc:
         store.cleanup(older_than_seconds=age)
@@ -633,7 +630,7 @@ def test_cleanup_rejects_bad_age(store: SessionStore, age) -> None:
 # --------------------------------------------------------------------------- busy guard
 
 
-def test_busy_same_thread(store: SessionStore) -> None:
+def test_busy_same_thread(store: SqliteStore) -> None:
     s = store.create(backend="claude", working_dir=WD)
     with store.busy(s.id) as lease:
         assert lease.held and lease.session_id == s.id
@@ -650,7 +647,7 @@ def test_busy_same_thread(store: SessionStore) -> None:
 
 
 def test_a_session_created_with_a_lease_is_busy_until_its_turn_is_recorded(
-    store: SessionStore,
+    store: SqliteStore,
 ) -> None:
     lease = store.new_lease(ttl_seconds=60)
     s = store.create(backend="claude", working_dir=WD, lease=lease)
@@ -674,7 +671,7 @@ def test_a_session_created_with_a_lease_is_busy_until_its_turn_is_recorded(
         store.new_lease().acquire()  # only create() takes it
 
 
-def test_busy_released_on_exception(store: SessionStore) -> None:
+def test_busy_released_on_exception(store: SqliteStore) -> None:
     s = store.create(backend="claude", working_dir=WD)
     with pytest.raises(RuntimeError):
         with store.busy(s.id):
@@ -683,7 +680,7 @@ def test_busy_released_on_exception(store: SessionStore) -> None:
         pass
 
 
-def test_busy_unknown_and_invalid(store: SessionStore) -> None:
+def test_busy_unknown_and_invalid(store: SqliteStore) -> None:
     with pytest.raises(NotFound):
         with store.busy("a" * 32):
             pass
@@ -694,7 +691,7 @@ def test_busy_unknown_and_invalid(store: SessionStore) -> None:
         store.busy("a" * 32, ttl_seconds=0)
 
 
-def test_busy_other_thread(store: SessionStore) -> None:
+def test_busy_other_thread(store: SqliteStore) -> None:
     s = store.create(backend="claude", working_dir=WD)
     held, done = threading.Event(), threading.Event()
     outcome: list[str] = []
@@ -724,7 +721,7 @@ def test_busy_other_thread(store: SessionStore) -> None:
     assert outcome == ["busy", "acquired"]
 
 
-def test_busy_only_one_of_many_threads_wins(store: SessionStore) -> None:
+def test_busy_only_one_of_many_threads_wins(store: SqliteStore) -> None:
     s = store.create(backend="claude", working_dir=WD)
     barrier = threading.Barrier(8)
     results: list[bool] = []
@@ -751,7 +748,7 @@ def test_busy_only_one_of_many_threads_wins(store: SessionStore) -> None:
     assert sorted(results) == [False] * 7 + [True]
 
 
-def test_busy_expiry_and_renew(store: SessionStore, clock: FakeClock) -> None:
+def test_busy_expiry_and_renew(store: SqliteStore, clock: FakeClock) -> None:
     s = store.create(backend="claude", working_dir=WD)
     first = store.busy(s.id, ttl_seconds=60).acquire()
     clock.advance(59)
@@ -772,7 +769,7 @@ def test_busy_expiry_and_renew(store: SessionStore, clock: FakeClock) -> None:
     store.busy(s.id).acquire().release()
 
 
-def test_busy_default_ttl_is_one_hour(store: SessionStore, clock: FakeClock) -> None:
+def test_busy_default_ttl_is_one_hour(store: SqliteStore, clock: FakeClock) -> None:
     s = store.create(backend="claude", working_dir=WD)
     lease = store.busy(s.id).acquire()
     assert lease.expires_at == clock.now + 3600
@@ -781,7 +778,7 @@ def test_busy_default_ttl_is_one_hour(store: SessionStore, clock: FakeClock) -> 
 
 
 def _hold_lease(path: str, sid: str, ttl: float, held, release, crash: bool) -> None:
-    store = SessionStore(path)
+    store = SqliteStore(path)
     lease = store.busy(sid, ttl_seconds=ttl).acquire()
     held.set()
     if crash:
@@ -792,7 +789,7 @@ def _hold_lease(path: str, sid: str, ttl: float, held, release, crash: bool) -> 
 
 def test_busy_other_process_and_crash_expiry(tmp_path: Path) -> None:
     path = str(tmp_path / "sessions.db")
-    store = SessionStore(path)
+    store = SqliteStore(path)
     s = store.create(backend="claude", working_dir=WD)
     ctx = mp.get_context("spawn")
 
@@ -844,7 +841,7 @@ def _usage_for(proc: int, thread: int, i: int) -> TokenUsage:
 
 def _hammer(path: str, ids: list[str], proc: int, start) -> None:
     """One worker process: 8 threads each recording many turns on a few sessions."""
-    store = SessionStore(path)
+    store = SqliteStore(path)
     start.wait(30)
     errors: list[BaseException] = []
 
@@ -867,7 +864,7 @@ def _hammer(path: str, ids: list[str], proc: int, start) -> None:
 
 def test_no_lost_updates_8_threads_x_3_processes(tmp_path: Path) -> None:
     path = str(tmp_path / "sessions.db")
-    store = SessionStore(path)
+    store = SqliteStore(path)
     ids = [store.create(backend="claude", working_dir=WD).id for _ in range(3)]
 
     expected = {sid: [0, TokenUsage()] for sid in ids}
@@ -900,7 +897,7 @@ def test_no_lost_updates_8_threads_x_3_processes(tmp_path: Path) -> None:
 
 def test_concurrent_creates_all_visible(tmp_path: Path) -> None:
     """The Go store lost index entries when two processes created sessions (BUG-1)."""
-    store = SessionStore(tmp_path / "sessions.db")
+    store = SqliteStore(tmp_path / "sessions.db")
     created: list[str] = []
     lock = threading.Lock()
 
@@ -920,13 +917,13 @@ def test_concurrent_creates_all_visible(tmp_path: Path) -> None:
     assert store.list(tag="t").total == 200
 
 
-def _use_inherited_store(store: SessionStore, sid: str, queue) -> None:
+def _use_inherited_store(store: SqliteStore, sid: str, queue) -> None:
     queue.put(store.record_turn(sid).turn_count)
 
 
 def test_store_survives_fork(tmp_path: Path) -> None:
     """A store opened before fork (gunicorn --preload) works in the child and the parent."""
-    store = SessionStore(tmp_path / "sessions.db")
+    store = SqliteStore(tmp_path / "sessions.db")
     sid = store.create(backend="claude", working_dir=WD).id
     store.record_turn(sid)
     ctx = mp.get_context("fork")
@@ -939,7 +936,7 @@ def test_store_survives_fork(tmp_path: Path) -> None:
     assert store.record_turn(sid).turn_count == 3
 
 
-def test_connection_per_thread(store: SessionStore) -> None:
+def test_connection_per_thread(store: SqliteStore) -> None:
     conns = []
     t = threading.Thread(target=lambda: conns.append(store._conn()))
     t.start()
@@ -954,14 +951,14 @@ def test_connection_per_thread(store: SessionStore) -> None:
 
 def test_schema_wal_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "dir" / "sessions.db"
-    first = SessionStore(path)
+    first = SqliteStore(path)
     s = first.create(backend="claude", working_dir=WD)
     conn = first._conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
     assert (path.stat().st_mode & 0o777) == 0o600
-    second = SessionStore(str(path))
+    second = SqliteStore(str(path))
     assert second.get(s.id) == s
     first.close()
     second.close()
@@ -971,7 +968,7 @@ def test_store_error_parent_is_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     with pytest.raises(StoreError) as exc:
-        SessionStore(blocker / "sessions.db")
+        SqliteStore(blocker / "sessions.db")
     assert str(blocker / "sessions.db") in str(exc.value)
     assert exc.value.code == "store_error"
 
@@ -979,7 +976,7 @@ def test_store_error_parent_is_a_file(tmp_path: Path) -> None:
 def test_store_error_path_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "sessions.db").mkdir()
     with pytest.raises(StoreError) as exc:
-        SessionStore(tmp_path / "sessions.db")
+        SqliteStore(tmp_path / "sessions.db")
     assert str(tmp_path / "sessions.db") in str(exc.value)
 
 
@@ -987,7 +984,7 @@ def test_store_error_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "sessions.db"
     path.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(StoreError) as exc:
-        SessionStore(path)
+        SqliteStore(path)
     assert str(path) in str(exc.value) and "corrupt" in str(exc.value)
 
 
@@ -996,10 +993,10 @@ def test_store_error_newer_schema(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
-        SessionStore(path)
+        SqliteStore(path)
 
 
-def test_store_error_disk_full(store: SessionStore) -> None:
+def test_store_error_disk_full(store: SqliteStore) -> None:
     """A failing write (here: the file may not grow) surfaces as StoreError, not sqlite3."""
     conn = store._conn()
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -1016,7 +1013,7 @@ def test_store_error_disk_full(store: SessionStore) -> None:
     store.create(backend="claude", working_dir=WD)
 
 
-def test_store_error_read_only_connection(store: SessionStore) -> None:
+def test_store_error_read_only_connection(store: SqliteStore) -> None:
     s = store.create(backend="claude", working_dir=WD)
     store._conn().execute("PRAGMA query_only = ON")
     with pytest.raises(StoreError) as exc:
@@ -1029,7 +1026,8 @@ def test_lease_of_a_zombie_holder_is_taken_over(tmp_path):
     """A worker killed with -9 is a zombie until gunicorn reaps it: its lease is dead."""
     import subprocess
 
-    from clinvk.core.sessions import _LEASE_NODE, _holder_is_dead
+    from clinvk.core.store.lease_owners import LEASE_NODE as _LEASE_NODE
+    from clinvk.core.store.lease_owners import holder_is_dead as _holder_is_dead
 
     child = subprocess.Popen(["true"])
     deadline = time.monotonic() + 5
@@ -1048,7 +1046,7 @@ def test_lease_of_a_zombie_holder_is_taken_over(tmp_path):
 def test_a_lease_whose_release_write_failed_is_taken_over_by_its_own_process(tmp_path):
     """On a full disk (here: another writer holding the database) releasing a lease fails;
     once writes work again the session must not stay busy until the lease expires."""
-    store = SessionStore(tmp_path / "s.db", busy_timeout=0.2)
+    store = SqliteStore(tmp_path / "s.db", busy_timeout=0.2)
     s = store.create(backend="claude", working_dir=WD)
     lease = store.busy(s.id, ttl_seconds=3600).acquire()
     blocker = sqlite3.connect(store.path, isolation_level=None)
@@ -1064,3 +1062,62 @@ def test_a_lease_whose_release_write_failed_is_taken_over_by_its_own_process(tmp
         with pytest.raises(SessionBusy):  # while a live holder of this process has it
             with store.busy(s.id):
                 pass
+
+
+@pytest.mark.parametrize("jobs_tables_present", [False, True])
+def test_a_schema_v2_database_migrates_to_the_job_tables(tmp_path, jobs_tables_present):
+    """A store written before the jobs became a migration keeps its sessions and gains
+    the job tables, whether the old job store had created them already or not."""
+    from clinvk.core.store.migrations import migrations
+    from clinvk.core.store.sqlite.database import split_script
+
+    path = tmp_path / "sessions.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in migrations(StoreDialect.SQLITE)[:2]:
+        for statement in split_script(step.script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO sessions (id, backend, created_at, last_used, working_dir) "
+        "VALUES (?, 'claude', 1.0, 1.0, '/srv')", ("a" * 32,))
+    if jobs_tables_present:
+        for statement in split_script(migrations(StoreDialect.SQLITE)[2].script):
+            conn.execute(statement)
+    conn.close()
+    store = SqliteStore(path)
+    assert store.get("a" * 32).backend == "claude"
+    assert store.count() == 1
+    assert store.jobs.list(owner=None, sees_all=True) == []
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_concurrent_writers_of_one_process_queue_and_lose_nothing(tmp_path) -> None:
+    """Writers of one process now queue on a lock of the store instead of SQLite's busy
+    handler; every turn still counts and a failing transaction releases the lock."""
+    store = SqliteStore(tmp_path / "sessions.db", busy_timeout=30)
+    session = store.create(backend="claude", working_dir=str(tmp_path), tags=["api"])
+    created: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(10):
+            store.record_turn(session.id, usage=TokenUsage(1, 1), status="completed")
+        created.append(store.create(backend="codex", working_dir=str(tmp_path)).id)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    again = store.get(session.id)
+    assert again.turn_count == 160
+    assert again.token_usage.input_tokens == 160
+    assert store.count() == 17 and len(set(created)) == 16
+    with pytest.raises(Exception):  # noqa: B017 - any failure inside the transaction
+        with store._write(store._conn()):
+            store._conn().execute("INSERT INTO no_such_table VALUES (1)")
+    store.record_turn(session.id)  # the lock was released by the failed transaction
+    done = threading.Event()
+    threading.Thread(target=lambda: (store.record_turn(session.id), done.set())).start()
+    assert done.wait(10)
+    assert store.get(session.id).turn_count == 162

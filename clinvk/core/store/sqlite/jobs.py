@@ -1,8 +1,9 @@
-"""Durable jobs and their event logs in SQLite (WAL), shared by every worker process.
+"""Durable jobs and their event logs in the SQLite store file, shared by every worker.
 
-The store is also the medium between workers: a cancel request is a flag on the row that
-the worker running the job polls, and followers of a job's events read the log table, so
-any worker can answer any request about any job.
+The tables are migration ``003_jobs.sql`` of the store (the session side applies it before
+this opens). The store is also the medium between workers: a cancel request is a flag on
+the row that the worker running the job polls, and followers of a job's events read the
+log table, so any worker can answer any request about any job.
 """
 
 from __future__ import annotations
@@ -20,37 +21,6 @@ from typing import Any
 from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
 from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobStatus
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    owner TEXT,
-    backend TEXT,
-    request TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_epoch REAL NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    session_id TEXT,
-    result TEXT,
-    error TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    runner_pid INTEGER,
-    runner_start TEXT,
-    last_sequence INTEGER NOT NULL DEFAULT 0,
-    dropped_through INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_epoch, id);
-CREATE TABLE IF NOT EXISTS job_events (
-    job_id TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (job_id, sequence)
-) WITHOUT ROWID;
-"""
 
 _COLUMNS = ("id, kind, status, owner, backend, request, created_at, started_at, finished_at, "
             "session_id, result, error, cancel_requested, last_sequence, dropped_through")
@@ -78,7 +48,7 @@ def _job(row: sqlite3.Row) -> Job:
         dropped_through=row["dropped_through"])
 
 
-class JobStore:
+class SqliteJobStore:
     """Jobs and event logs; thread-safe (one connection per process, behind a lock)."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
@@ -92,7 +62,6 @@ class JobStore:
             # WAL + NORMAL: a commit is not fsynced (a power cut may lose the last events,
             # a crash of the process loses nothing); see docs/performance.md for the cost.
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the job tables in {self.path}: {exc}") from exc
 

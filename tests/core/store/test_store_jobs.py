@@ -15,8 +15,9 @@ from clinvk.core.errors import JobNotFinished, JobQueueFull, NotFound
 from clinvk.core.jobs import JobKind, JobLimits, JobService, JobStatus
 from clinvk.core.jobs.model import EVENTS_DROPPED, JOB_END
 from clinvk.core.jobs.service import LOST_ERROR
-from clinvk.core.jobs.store import JobStore
 from clinvk.core.ownership import LOCAL, Principal
+from clinvk.core.store import JobTable
+from clinvk.core.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.usefixtures("fake_path")
 
@@ -39,11 +40,11 @@ class ManualExecutor:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(tmp_path / "sessions.db")
+def store(tmp_path: Path) -> JobTable:
+    return SqliteStore(tmp_path / "sessions.db").jobs
 
 
-def test_the_event_cap_drops_the_oldest_and_readers_get_one_marker(store: JobStore) -> None:
+def test_the_event_cap_drops_the_oldest_and_readers_get_one_marker(store: JobTable) -> None:
     job = store.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
     assert job is not None
     for i in range(10):
@@ -55,7 +56,7 @@ def test_the_event_cap_drops_the_oldest_and_readers_get_one_marker(store: JobSto
     assert [e["sequence"] for e in store.events_after(job.id, 7)] == [8, 9, 10]
 
 
-def test_the_queue_cap_refuses_with_a_clear_message(tmp_path: Path, store: JobStore) -> None:
+def test_the_queue_cap_refuses_with_a_clear_message(tmp_path: Path, store: JobTable) -> None:
     engine = make_engine(tmp_path)
     service = JobService(engine, store, JobLimits(max_queued=1), ManualExecutor())
     service.submit_prompt(PromptRequest("one", backend="claude"))
@@ -63,7 +64,7 @@ def test_the_queue_cap_refuses_with_a_clear_message(tmp_path: Path, store: JobSt
         service.submit_prompt(PromptRequest("two", backend="claude"))
 
 
-def test_jobs_belong_to_their_key(tmp_path: Path, store: JobStore) -> None:
+def test_jobs_belong_to_their_key(tmp_path: Path, store: JobTable) -> None:
     service = JobService(make_engine(tmp_path), store, JobLimits(), ManualExecutor())
     job = service.submit_prompt(PromptRequest("mine", backend="claude", principal=ALICE))
     assert service.get(job.id, ALICE).id == job.id
@@ -75,7 +76,7 @@ def test_jobs_belong_to_their_key(tmp_path: Path, store: JobStore) -> None:
     assert [j.id for j in store.list(owner=ALICE.owner, sees_all=False)] == [job.id]
 
 
-def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, store: JobStore) -> None:
+def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, store: JobTable) -> None:
     executor = ManualExecutor()
     service = JobService(make_engine(tmp_path), store, JobLimits(), executor)
     job = service.submit_prompt(PromptRequest("hi", backend="claude", principal=ALICE))
@@ -92,7 +93,7 @@ def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, store: J
 
 
 def test_recovery_marks_dead_runners_lost_and_requeues_waiting_jobs(
-        tmp_path: Path, store: JobStore) -> None:
+        tmp_path: Path, store: JobTable) -> None:
     executor = ManualExecutor()
     service = JobService(make_engine(tmp_path), store, JobLimits(), executor)
     running = service.submit_prompt(PromptRequest("was running", backend="claude"))
@@ -113,7 +114,7 @@ def test_recovery_marks_dead_runners_lost_and_requeues_waiting_jobs(
 
 
 def test_cancel_of_a_queued_job_is_immediate_and_idempotent(
-        tmp_path: Path, store: JobStore) -> None:
+        tmp_path: Path, store: JobTable) -> None:
     service = JobService(make_engine(tmp_path), store, JobLimits(), ManualExecutor())
     job = service.submit_prompt(PromptRequest("never", backend="claude"))
     assert service.cancel(job.id, LOCAL).status is JobStatus.CANCELLED
@@ -123,7 +124,7 @@ def test_cancel_of_a_queued_job_is_immediate_and_idempotent(
     assert wait_until(lambda: store.get(job.id).finished_at is not None, 1)
 
 
-def test_retention_prunes_by_count_keeping_unfinished(store: JobStore) -> None:
+def test_retention_prunes_by_count_keeping_unfinished(store: JobTable) -> None:
     ids = []
     for _ in range(5):
         job = store.create(JobKind.PROMPT, {}, owner=None, backend=None, max_queued=0)

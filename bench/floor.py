@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""clinvk against the framework's floor, in one run on one machine.
+
+A bare Flask app ("the floor") and ``clinvk serve`` run under the same gunicorn settings
+(gthread, one worker, 32 threads) and get the same load from ``wrk`` (-t2 -c16) on four
+routes:
+
+* ``GET /health`` — the floor answers a constant JSON object;
+* ``GET /api/v1/sessions?limit=100`` — the floor selects the newest 100 rows of clinvk's
+  own session table with ``sqlite3`` and returns them as JSON;
+* ``POST /api/v1/prompt`` and ``POST /openai/v1/chat/completions`` — the floor spawns the
+  same fake CLI with ``subprocess.run`` (prompt on stdin) and returns its result text.
+
+The fake CLI is a C program built here that prints the recorded ``claude -p --output-format
+stream-json --verbose --include-partial-messages`` output (tests/fixtures/real_cli) with a
+fresh session id, so the run costs what a process start costs and nothing else.
+
+For each route it prints requests/s and the worker's CPU per request (utime+stime from
+``/proc/<worker>/stat``, the spawned CLIs excluded) for both servers and the ratio
+clinvk / floor. ``--write`` puts the table into docs/performance.md between the
+``floor`` markers.
+
+    python3 bench/floor.py [--duration 10] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, Server, bench_env, children, cpu_seconds, gunicorn  # noqa: E402
+
+RECORDING = REPO / "tests/fixtures/real_cli/claude_stream-json_partial.stdout"
+DOC = REPO / "docs/performance.md"
+MARK_BEGIN, MARK_END = "<!-- floor:begin -->", "<!-- floor:end -->"
+PROMPT = {"backend": "claude", "prompt": "say hi"}
+CHAT = {"model": "claude", "messages": [{"role": "user", "content": "say hi"}]}
+
+FLOOR_APP = '''
+import json, os, sqlite3, subprocess
+from flask import Flask, request
+
+app = Flask("floor")
+FAKE = os.environ["FLOOR_FAKE"]
+DB = os.environ["FLOOR_DB"]
+ARGV = [FAKE, "-p", "--output-format", "stream-json", "--verbose",
+        "--include-partial-messages"]
+
+
+def run(prompt):
+    proc = subprocess.run(ARGV, input=prompt, capture_output=True, text=True)
+    result = json.loads(proc.stdout.splitlines()[-1])
+    return result["result"], result["session_id"]
+
+
+@app.get("/health")
+def health():
+    return {"status": "ok"}
+
+
+@app.get("/api/v1/sessions")
+def sessions():
+    conn = sqlite3.connect(DB)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT * FROM sessions ORDER BY rowid DESC LIMIT 100").fetchall()
+    finally:
+        conn.close()
+    return {"sessions": [dict(r) for r in rows]}
+
+
+@app.post("/api/v1/prompt")
+def prompt():
+    text, session = run(request.get_json()["prompt"])
+    return {"output": text, "session_id": session, "exit_code": 0}
+
+
+@app.post("/openai/v1/chat/completions")
+def chat():
+    body = request.get_json()
+    text, _ = run(body["messages"][-1]["content"])
+    return {"object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}]}
+'''
+
+WRK_POST = '''
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[%s]]
+'''
+
+
+def build_fake(root: Path) -> Path:
+    """Compile the C fake ``claude``: the recording with its session id made per run."""
+    recording = RECORDING.read_text()
+    session = re.search(r'"session_id":"([0-9a-f-]{36})"', recording).group(1)
+    parts = recording.split(session)
+    literal = ", ".join(json.dumps(p) for p in parts)  # JSON escapes are valid C escapes
+    source = root / "fake_claude.c"
+    source.write_text(f"""
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+static const char *parts[] = {{{literal}}};
+int main(void) {{
+    char buf[4096], id[40];
+    struct timespec t;
+    while (fread(buf, 1, sizeof buf, stdin) > 0) {{}}
+    clock_gettime(CLOCK_REALTIME, &t);
+    snprintf(id, sizeof id, "%08x-%04x-4%03x-8%03x-%012lx", (unsigned)t.tv_sec,
+             (unsigned)getpid() & 0xffff, (unsigned)(t.tv_nsec >> 12) & 0xfff,
+             (unsigned)t.tv_nsec & 0xfff, (unsigned long)t.tv_nsec);
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {{
+        if (i) fputs(id, stdout);
+        fputs(parts[i], stdout);
+    }}
+    return 0;
+}}
+""")
+    fake_dir = root / "cbin"
+    fake_dir.mkdir()
+    binary = fake_dir / "claude"
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
+def worker_of(master: int) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = children(master)
+        if pids:
+            return pids[0]
+        time.sleep(0.05)
+    raise SystemExit(f"gunicorn master {master} has no worker")
+
+
+def wrk(port: int, path: str, body: dict | None, duration: int, root: Path) -> float:
+    """Requests/s that ``wrk -t2 -c16`` reached (non-2xx answers count as failure)."""
+    args = ["wrk", "-t2", "-c16", f"-d{duration}s", f"http://127.0.0.1:{port}{path}"]
+    if body is not None:
+        script = root / "post.lua"
+        script.write_text(WRK_POST % json.dumps(body))
+        args[1:1] = ["-s", str(script)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"{path}: error answers under load:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def measure(port: int, worker: int, path: str, body: dict | None, duration: int,
+            root: Path) -> tuple[float, float]:
+    wrk(port, path, body, 2, root)  # warm-up: imports, caches, first spawns
+    cpu = cpu_seconds(worker)
+    rps = wrk(port, path, body, duration, root)
+    per_request = (cpu_seconds(worker) - cpu) / (rps * duration)
+    return rps, per_request * 1e6
+
+
+ROUTES = (("GET /health", "/health", None),
+          ("GET /api/v1/sessions?limit=100", "/api/v1/sessions?limit=100", None),
+          ("POST /api/v1/prompt", "/api/v1/prompt", PROMPT),
+          ("POST /openai/v1/chat/completions", "/openai/v1/chat/completions", CHAT))
+
+
+Row = tuple[str, tuple[float, float], tuple[float, float]]  # route, floor, clinvk (rps, µs)
+
+
+def run(duration: int, only: str | None = None) -> list[Row]:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install -y wrk")
+    with tempfile.TemporaryDirectory(prefix="clinvk-floor-") as tmp:
+        root = Path(tmp)
+        env = bench_env(root)
+        fake = build_fake(root)
+        config = {"backends": {"claude": {"command": str(fake)}},
+                  "server": {"max_concurrent_runs": 64}}
+        results: dict[str, dict[str, tuple[float, float]]] = {}
+        routes = [r for r in ROUTES if only is None or only in r[0]]
+        with Server(root, env, config, name="clinvk") as server:
+            worker = server.worker_pids()[0]
+            # prompts first: the sessions they leave are what both lists return
+            for label, path, body in sorted(routes, key=lambda r: r[2] is None):
+                results.setdefault(label, {})["clinvk"] = measure(
+                    server.port, worker, path, body, duration, root)
+        (root / "floor_app.py").write_text(FLOOR_APP)
+        floor_env = {**env, "FLOOR_FAKE": str(fake),
+                     "FLOOR_DB": str(root / "clinvk-home/sessions.db")}
+        proc, port = gunicorn("floor_app:app", root, floor_env)
+        try:
+            worker = worker_of(proc.pid)
+            for label, path, body in routes:
+                results[label]["floor"] = measure(port, worker, path, body, duration, root)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait()
+    return [(label, results[label]["floor"], results[label]["clinvk"]) for label, *_ in routes]
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| route | floor req/s | clinvk req/s | rps ratio | floor CPU µs/req | "
+             "clinvk CPU µs/req | CPU ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, (frps, fcpu), (crps, ccpu) in rows:
+        lines.append(f"| `{label}` | {frps:,.0f} | {crps:,.0f} | {crps / frps:.2f} | "
+                     f"{fcpu:,.0f} | {ccpu:,.0f} | {ccpu / fcpu:.2f} |")
+    return "\n".join(lines)
+
+
+def write_doc(text: str) -> None:
+    doc = DOC.read_text()
+    start, end = doc.index(MARK_BEGIN) + len(MARK_BEGIN), doc.index(MARK_END)
+    DOC.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per route")
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    parser.add_argument("--only", help="only the routes whose label contains this text")
+    args = parser.parse_args()
+    if args.write and args.only:
+        parser.error("--write needs every route")
+    load = os.getloadavg()[0]
+    rows = run(args.duration, args.only)
+    text = (f"wrk -t2 -c16, {args.duration} s per route, load average at start {load:.2f}, "
+            f"{time.strftime('%Y-%m-%d')}\n\n" + table(rows))
+    print(text)
+    if args.write:
+        write_doc(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The store's records and the limits every store implementation shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clinvk.core.events import TokenUsage
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_LIST_LIMIT",
+    "MAX_LIST_LIMIT",
+    "MIN_PREFIX_LENGTH",
+    "STATUSES",
+    "Session",
+    "SessionPage",
+    "default_store_path",
+    "derive_title",
+]
+
+STATUSES: tuple[str, ...] = ("active", "completed", "error", "paused")
+DEFAULT_LEASE_SECONDS = 3600.0
+DEFAULT_BUSY_TIMEOUT = 10.0
+MIN_PREFIX_LENGTH = 4
+MAX_LIST_LIMIT = 1000
+DEFAULT_LIST_LIMIT = 100
+TITLE_MAX_CHARS = 80
+UPDATABLE_FIELDS = frozenset({"status", "tags", "metadata", "title", "error_message"})
+
+
+def default_store_path(home: Path) -> Path:
+    """Where the store lives: ``$CLINVK_HOME/sessions.db`` (one file, no index to clobber)."""
+    return Path(home) / "sessions.db"
+
+
+def derive_title(prompt: str, max_chars: int = TITLE_MAX_CHARS) -> str:
+    """Title from the first non-blank prompt line, whitespace collapsed, cut by characters.
+
+    Cutting by characters (not bytes) never splits a UTF-8 sequence (upstream BUG-17).
+    """
+    for line in (prompt or "").splitlines():
+        text = " ".join(line.split())
+        if text:
+            break
+    else:
+        return ""
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rstrip() + "\u2026"
+    return text
+
+
+
+
+
+@dataclass
+class Session:
+    """One conversation with a backend CLI, as stored (SPEC §5 record)."""
+
+    id: str
+    backend: str
+    backend_session_id: str | None
+    created_at: str
+    last_used: str
+    working_dir: str
+    model: str | None = None
+    initial_prompt: str = ""
+    title: str = ""
+    status: str = "active"
+    turn_count: int = 0
+    token_usage: TokenUsage = field(default_factory=TokenUsage)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error_message: str | None = None
+    parent_id: str | None = None
+    owner: str | None = None  # key id of the API key that created it (clinvk.core.ownership)
+
+    @property
+    def resumable(self) -> bool:
+        """A session can be continued only once the backend told us its own id."""
+        return bool(self.backend_session_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with every field (edges decide what to hide)."""
+        return {
+            "id": self.id,
+            "backend": self.backend,
+            "backend_session_id": self.backend_session_id,
+            "created_at": self.created_at,
+            "last_used": self.last_used,
+            "working_dir": self.working_dir,
+            "model": self.model,
+            "initial_prompt": self.initial_prompt,
+            "title": self.title,
+            "status": self.status,
+            "turn_count": self.turn_count,
+            "token_usage": self.token_usage.to_dict(),
+            "tags": list(self.tags),
+            "metadata": dict(self.metadata),
+            "error_message": self.error_message,
+            "parent_id": self.parent_id,
+            "owner": self.owner,
+        }
+
+
+@dataclass
+class SessionPage:
+    """One page of a listing plus the total match count, for pagination UIs."""
+
+    sessions: list[Session]
+    total: int
+    limit: int
+    offset: int
+    next_cursor: str | None = None  # the position after this page; None on the last page
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sessions": [s.to_dict() for s in self.sessions],
+            "total": self.total,
+            "limit": self.limit,
+            "offset": self.offset,
+            "next_cursor": self.next_cursor,
+        }

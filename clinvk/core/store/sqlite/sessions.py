@@ -1,0 +1,403 @@
+"""The embedded store: sessions (and, through :attr:`SqliteStore.jobs`, jobs) in SQLite.
+
+* ``record_turn`` is one ``UPDATE ... RETURNING`` with ``x = x + ?`` arithmetic, so two
+  turns finishing at once both count.
+* ``busy()`` is a lease stored in the row itself (``lease_owner``/``lease_expires``),
+  which works across processes and expires, so a crashed worker cannot lock a session
+  forever; a lease whose holder is a dead process of this host is taken over at once.
+* ``count()`` reads a small counter table kept exact by triggers, so ``/health`` never
+  scans the sessions table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from clinvk.core.errors import InvalidRequest, NotFound, SessionBusy
+from clinvk.core.events import TokenUsage, utc_timestamp
+from clinvk.core.ownership import Principal
+from clinvk.core.store.checks import (
+    ID_RE,
+    check_int,
+    check_optional_str,
+    check_status,
+    check_tags,
+    check_usage,
+    dump_metadata,
+)
+from clinvk.core.store.lease_owners import LIVE_OWNERS
+from clinvk.core.store.records import (
+    DEFAULT_LEASE_SECONDS,
+    UPDATABLE_FIELDS,
+    Session,
+    derive_title,
+)
+from clinvk.core.store.sqlite.jobs import SqliteJobStore
+from clinvk.core.store.sqlite.lease import Lease
+from clinvk.core.store.sqlite.reads import SessionReads
+from clinvk.core.store.sqlite.responses import SqliteResponseTable
+from clinvk.core.store.sqlite.rows import (
+    INSERT,
+    INSERT_LEASED,
+    INSERT_TAG,
+    RETURNING,
+    SELECTED,
+    row_to_session,
+    session_to_row,
+)
+
+__all__ = ["SqliteStore"]
+
+
+class SqliteStore(SessionReads):
+    """SQLite-backed store, safe for many threads and processes at once."""
+
+    _jobs: SqliteJobStore | None = None
+    _responses: SqliteResponseTable | None = None
+
+    @property
+    def jobs(self) -> SqliteJobStore:
+        """The job tables of this same database (opened on first use)."""
+        if self._jobs is None:
+            self._jobs = SqliteJobStore(self.path, busy_timeout=self.busy_timeout)
+        return self._jobs
+
+    @property
+    def responses(self) -> SqliteResponseTable:
+        """The stored responses of this same database (opened on first use)."""
+        if self._responses is None:
+            self._responses = SqliteResponseTable(self.path, busy_timeout=self.busy_timeout)
+        return self._responses
+
+    def close(self) -> None:
+        if self._jobs is not None:
+            self._jobs.close()
+            self._jobs = None
+        if self._responses is not None:
+            self._responses.close()
+            self._responses = None
+        super().close()
+
+    def create(
+        self,
+        *,
+        backend: str,
+        working_dir: str,
+        model: str | None = None,
+        initial_prompt: str = "",
+        tags: Iterable[str] = (),
+        metadata: dict[str, Any] | None = None,
+        parent_id: str | None = None,
+        status: str = "active",
+        backend_session_id: str | None = None,
+        lease: Lease | None = None,
+        owner: str | None = None,
+    ) -> Session:
+        """Insert a new session; ``working_dir`` must already be the resolved absolute path.
+
+        With ``lease`` (from :meth:`new_lease`) the session is inserted busy, held by that
+        lease: its first turn is guarded like any other, without a second write.
+        """
+        if not isinstance(backend, str) or not backend.strip():
+            raise InvalidRequest("backend must be a non-empty string", field="backend")
+        if not isinstance(working_dir, str) or not os.path.isabs(working_dir):
+            raise InvalidRequest(
+                f"working_dir must be an absolute path, got {working_dir!r}", field="working_dir"
+            )
+        if not isinstance(initial_prompt, str):
+            raise InvalidRequest("initial_prompt must be a string", field="initial_prompt")
+        if parent_id is not None and (
+            not isinstance(parent_id, str) or not ID_RE.fullmatch(parent_id)
+        ):
+            raise InvalidRequest(
+                "parent_id must be a full 32-character session id", field="parent_id"
+            )
+        tag_list = check_tags(tags)
+        meta_json = dump_metadata(metadata)
+        now = self._clock()
+        session = Session(
+            id=uuid.uuid4().hex,
+            backend=backend.strip(),
+            backend_session_id=check_optional_str(backend_session_id, "backend_session_id"),
+            created_at=utc_timestamp(now),
+            last_used=utc_timestamp(now),
+            working_dir=working_dir,
+            model=check_optional_str(model, "model"),
+            initial_prompt=initial_prompt,
+            title=derive_title(initial_prompt),
+            status=check_status(status),
+            turn_count=0,
+            token_usage=TokenUsage(),
+            tags=tag_list,
+            metadata=json.loads(meta_json),
+            error_message=None,
+            parent_id=parent_id,
+            owner=check_optional_str(owner, "owner"),
+        )
+        row = list(session_to_row(session))
+        row[3] = row[4] = now  # keep full precision, not the millisecond string
+        if lease is not None:
+            if lease.held or lease._key is not None:
+                raise InvalidRequest("create() needs a fresh lease from new_lease()",
+                                     field="lease")
+            row += [lease.owner, now + lease.ttl_seconds]
+            LIVE_OWNERS.add(lease.owner)  # before the row exists (see Lease.acquire)
+        try:
+            self._insert(row, lease is not None, session, tag_list, now)
+        except BaseException:
+            if lease is not None:
+                LIVE_OWNERS.discard(lease.owner)
+            raise
+        if lease is not None:
+            lease._key = lease.session_id = session.id
+            lease.expires_at = now + lease.ttl_seconds
+            lease._held = True
+        return session
+
+    def _insert(self, row: list[Any], leased: bool, session: Session, tag_list: list[str],
+                now: float) -> None:
+        with self._guard("create a session"):
+            conn = self._conn()
+            with self._write(conn):
+                conn.execute(INSERT_LEASED if leased else INSERT, row)
+                conn.executemany(
+                    INSERT_TAG,
+                    [(session.id, t, session.backend, session.status, now) for t in tag_list],
+                )
+
+    def _insert_many(self, sessions: Iterable[Session]) -> int:
+        """Bulk insert already-built records in one transaction (benchmarks, imports)."""
+        rows: list[tuple[Any, ...]] = []
+        tag_rows: list[tuple[str, str, str, str, float]] = []
+        for session in sessions:
+            row = session_to_row(session)
+            rows.append(row)
+            tag_rows.extend(
+                (session.id, tag, session.backend, session.status, row[4]) for tag in session.tags
+            )
+        with self._guard("insert sessions"):
+            conn = self._conn()
+            with self._write(conn):
+                conn.executemany(INSERT, rows)
+                conn.executemany(INSERT_TAG, tag_rows)
+        return len(rows)
+
+    def record_turn(
+        self,
+        session_id: str,
+        *,
+        usage: TokenUsage | None = None,
+        backend_session_id: str | None = None,
+        status: str | None = None,
+        error_message: str | None = None,
+        model: str | None = None,
+        turns: int = 1,
+        release: Lease | None = None,
+    ) -> Session:
+        """Account one finished turn in a single UPDATE (no lost update under concurrency).
+
+        Adds 1 turn and ``usage``, sets ``last_used`` to now, and overwrites
+        ``backend_session_id``/``status``/``error_message``/``model`` only when given. A
+        non-error ``status`` without an ``error_message`` clears the previous error (the
+        Go tool left stale errors on completed sessions, upstream BUG-19). ``turns=0``
+        amends the last turn instead (the engine records a turn when the CLI printed its
+        result and corrects it if the exit disagrees). ``release`` gives that turn's lease
+        back in the same write (only if it is still that lease's).
+        """
+        usage = check_usage(usage)
+        turns = check_int(turns, "turns", 0, 1)
+        if status is not None:
+            check_status(status)
+        backend_session_id = check_optional_str(backend_session_id, "backend_session_id")
+        error_message = check_optional_str(error_message, "error_message")
+        model = check_optional_str(model, "model")
+        sid = self._resolve(session_id)
+        u = usage or TokenUsage()
+        params = {
+            "id": sid,
+            "now": self._clock(),
+            "inp": u.input_tokens,
+            "out": u.output_tokens,
+            "cached": u.cached_tokens,
+            "reasoning": u.reasoning_tokens,
+            "cost": u.cost_usd,
+            "bsid": backend_session_id,
+            "status": status,
+            "err": error_message,
+            "model": model,
+            "turns": turns,
+            "owner": release.owner if release is not None and release.held else None,
+        }
+        sql = f"""UPDATE sessions SET
+                turn_count = turn_count + :turns,
+                input_tokens = input_tokens + :inp,
+                output_tokens = output_tokens + :out,
+                cached_tokens = cached_tokens + :cached,
+                reasoning_tokens = reasoning_tokens + :reasoning,
+                cost_usd = CASE WHEN :cost IS NULL THEN cost_usd
+                                ELSE COALESCE(cost_usd, 0) + :cost END,
+                last_used = :now,
+                backend_session_id = COALESCE(:bsid, backend_session_id),
+                status = COALESCE(:status, status),
+                error_message = CASE WHEN :err IS NOT NULL THEN :err
+                                     WHEN :status IS NOT NULL AND :status <> 'error' THEN NULL
+                                     ELSE error_message END,
+                model = COALESCE(:model, model),
+                lease_expires = CASE WHEN lease_owner = :owner THEN NULL
+                                     ELSE lease_expires END,
+                lease_owner = CASE WHEN lease_owner = :owner THEN NULL ELSE lease_owner END
+            WHERE id = :id
+            RETURNING {RETURNING}"""
+        with self._guard("record a turn"):
+            conn = self._conn()
+            with self._write(conn):
+                rows = conn.execute(sql, params).fetchall()
+        if not rows:
+            raise NotFound(f"session not found: {sid}", field="session_id")
+        if params["owner"] is not None and release is not None:
+            release._held = False
+            LIVE_OWNERS.discard(release.owner)
+        return row_to_session(rows[0])
+
+    def update(self, session_id: str, **fields: Any) -> Session:
+        """Edit ``status``, ``tags`` (replaced), ``metadata`` (replaced), ``title`` or
+        ``error_message``. Does not touch ``last_used``: editing is not using."""
+        unknown = sorted(set(fields) - UPDATABLE_FIELDS)
+        if unknown:
+            raise InvalidRequest(
+                f"cannot update {', '.join(unknown)}: updatable fields are "
+                f"{', '.join(sorted(UPDATABLE_FIELDS))}",
+                field=unknown[0],
+            )
+        sets: list[str] = []
+        params: list[Any] = []
+        tag_list: list[str] | None = None
+        if "status" in fields:
+            sets.append("status = ?")
+            params.append(check_status(fields["status"]))
+        if "tags" in fields:
+            tag_list = check_tags(fields["tags"])
+            sets.append("tags = ?")
+            params.append(json.dumps(tag_list, ensure_ascii=False))
+        if "metadata" in fields:
+            sets.append("metadata = ?")
+            params.append(dump_metadata(fields["metadata"]))
+        if "title" in fields:
+            title = fields["title"]
+            if title is None:
+                title = ""
+            if not isinstance(title, str):
+                raise InvalidRequest("title must be a string", field="title")
+            title = " ".join(title.split())
+            if len(title) > 200:
+                raise InvalidRequest("title must be at most 200 characters", field="title")
+            sets.append("title = ?")
+            params.append(title)
+        if "error_message" in fields:
+            sets.append("error_message = ?")
+            params.append(check_optional_str(fields["error_message"], "error_message"))
+        sid = self._resolve(session_id)
+        with self._guard("update a session"):
+            conn = self._conn()
+            if not sets:
+                return self._fetch(sid)
+            with self._write(conn):
+                cur = conn.execute(
+                    f"UPDATE sessions SET {', '.join(sets)} WHERE id = ?", (*params, sid)
+                )
+                if cur.rowcount != 1:
+                    raise NotFound(f"session not found: {sid}", field="session_id")
+                session = self._fetch(sid)
+                if tag_list is not None:
+                    row = conn.execute(
+                        "SELECT backend, status, last_used FROM sessions WHERE id = ?", (sid,)
+                    ).fetchone()
+                    conn.execute("DELETE FROM session_tags WHERE session_id = ?", (sid,))
+                    conn.executemany(INSERT_TAG, [(sid, t, *row) for t in tag_list])
+            return session
+
+    def delete(self, id_or_prefix: str, *, force: bool = False,
+               visible_to: Principal | None = None) -> Session:
+        """Delete one session and return it. A session with a running turn (live lease)
+        is refused with ``SessionBusy`` unless ``force``; one that ``visible_to`` may not
+        see is ``NotFound``."""
+        sid = self.get(id_or_prefix, visible_to=visible_to).id if visible_to is not None \
+            else self._resolve(id_or_prefix)
+        now = self._clock()
+        with self._guard("delete a session"):
+            conn = self._conn()
+            with self._write(conn):
+                rows = conn.execute(
+                    f"DELETE FROM sessions WHERE id = ? AND "
+                    f"(? OR lease_owner IS NULL OR lease_expires < ?) RETURNING {RETURNING}",
+                    (sid, bool(force), now),
+                ).fetchall()
+                exists = (
+                    bool(rows)
+                    or conn.execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone()
+                    is not None
+                )
+        if rows:
+            return row_to_session(rows[0])
+        if exists:
+            raise SessionBusy(f"session {sid} is busy: another turn is running")
+        raise NotFound(f"session not found: {sid}", field="session_id")
+
+    def cleanup(self, *, older_than_seconds: float, dry_run: bool = False) -> list[Session]:
+        """Delete (or with ``dry_run`` just list) sessions unused for longer than the age.
+
+        The age must be > 0: "0 days" meaning "delete everything" was upstream BUG-13;
+        callers map "keep forever" to not calling this. Sessions with a running turn are
+        kept. Returned most recently used first.
+        """
+        age = older_than_seconds
+        if (
+            isinstance(age, bool)
+            or not isinstance(age, int | float)
+            or not (math.isfinite(age) and age > 0)
+        ):
+            raise InvalidRequest(
+                f"older_than_seconds must be a positive number, got {age!r}",
+                field="older_than_seconds",
+            )
+        now = self._clock()
+        cutoff = now - float(age)
+        condition = "last_used < ? AND (lease_owner IS NULL OR lease_expires < ?)"
+        with self._guard("clean up sessions"):
+            conn = self._conn()
+            if dry_run:
+                rows = conn.execute(
+                    f"SELECT {SELECTED} FROM sessions AS s WHERE {condition} "
+                    "ORDER BY last_used DESC, id DESC",
+                    (cutoff, now),
+                ).fetchall()
+            else:
+                with self._write(conn):
+                    rows = conn.execute(
+                        f"DELETE FROM sessions WHERE {condition} RETURNING {RETURNING}",
+                        (cutoff, now),
+                    ).fetchall()
+        sessions = [row_to_session(r) for r in rows]
+        if not dry_run:
+            order = {r[0]: (r[4], r[0]) for r in rows}
+            sessions.sort(key=lambda s: order[s.id], reverse=True)
+        return sessions
+
+    def busy(self, session_id: str, *, ttl_seconds: float = DEFAULT_LEASE_SECONDS) -> Lease:
+        """Context manager that holds the "a turn is running" lease for one session.
+
+        ``with store.busy(sid) as lease:`` raises ``SessionBusy`` if another thread or
+        process holds a live lease, releases on exit (also on exceptions), and expires
+        after ``ttl_seconds`` if the holder dies; call ``lease.renew()`` for longer turns.
+        Not re-entrant: a second claim from the same thread is refused too.
+        """
+        return Lease(self, session_id, ttl_seconds)
+
+    def new_lease(self, *, ttl_seconds: float = DEFAULT_LEASE_SECONDS) -> Lease:
+        """A lease for a session about to be created busy: ``create(..., lease=lease)``."""
+        return Lease(self, None, ttl_seconds)

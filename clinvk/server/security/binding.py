@@ -1,0 +1,78 @@
+"""The bind refusal: no server reachable from other machines without API keys."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from clinvk.core.config import Config
+from clinvk.core.errors import ConfigError
+from clinvk.core.keys import keys_configured
+from clinvk.server.security.bodies import remember_request
+from clinvk.server.security.clients import ip_of
+
+log = logging.getLogger("clinvk.server.security")
+
+def _is_loopback_host(host: str) -> bool:
+    if host in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    ip = ip_of(host) if host else None
+    if ip is not None:
+        return ip.is_loopback
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    addresses = {ip_of(str(info[4][0])) for info in infos}
+    return bool(addresses) and all(a is not None and a.is_loopback for a in addresses)
+
+
+def exposed_addresses(addresses: Iterable[Any]) -> list[str]:
+    """The bind addresses (gunicorn ``cfg.address`` items) reachable from other machines."""
+    out = []
+    for address in addresses:
+        if isinstance(address, tuple):
+            host = str(address[0])
+            if not _is_loopback_host(host):
+                out.append(host or "*")
+        elif isinstance(address, str | bytes):
+            text = address.decode() if isinstance(address, bytes) else address
+            if text.startswith("fd://"):
+                out.append(text)  # an inherited socket: cannot tell, assume exposed
+            # anything else is a unix socket path: local only
+    return out
+
+
+def check_bind(addresses: Iterable[Any], config: Config,
+               environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a non-loopback bind without API keys unless the operator accepted the risk."""
+    if config.server.allow_unauthenticated_remote or keys_configured(config, environ):
+        return
+    exposed = exposed_addresses(addresses)
+    if exposed:
+        raise ConfigError(
+            f"refusing to listen on {', '.join(exposed)} without API keys: anyone who can "
+            "reach it could run coding agents on this machine. Set CLINVK_API_KEYS (or "
+            "server.api_keys_gopass_path), bind 127.0.0.1, or set "
+            "server.allow_unauthenticated_remote: true to accept the risk",
+            field="server.host")
+
+
+def gunicorn_settings(config: Config) -> dict[str, Any]:
+    """gunicorn hooks of this layer, for :func:`clinvk.server.runtime.serve.gunicorn_settings`."""
+
+    def on_starting(server: Any) -> None:
+        check_bind(server.cfg.address, config)
+        if not keys_configured(config):
+            exposed = exposed_addresses(server.cfg.address)
+            if exposed:
+                log.warning("listening on %s WITHOUT API keys "
+                            "(server.allow_unauthenticated_remote)", ", ".join(exposed))
+
+    return {"on_starting": on_starting, "pre_request": remember_request}
+
+

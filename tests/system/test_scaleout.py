@@ -1,0 +1,241 @@
+"""Scale-out on Celery: a gateway (two gunicorn workers) in front of two agent hosts.
+
+One real redis-server is the broker and carries the run streams; two ``clinvk worker``
+processes stand for two hosts (own HOME, so each has its own CLI session files, and own
+host name); the fakes log every run per host. The last test stops redis (broker outage).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+import requests
+from support.agents import AgentHost
+from support.fakes import fake, fake_runs, marker, user
+from support.http import bound_session
+from support.procs import pids_alive, wait_until
+from support.server_process import ServerProcess
+from support.services import redis_server
+
+LOST_AFTER = 3
+PROMPT = "/api/v1/prompt"
+
+
+@dataclass
+class Topology:
+    broker_url: str
+    hosts: dict[str, AgentHost]
+    gateway: ServerProcess
+    workdir: Path
+
+    def host_of(self, word: str) -> str:
+        """The host whose CLI ran the prompt containing ``word``."""
+        found = {name for name, host in self.hosts.items() if fake_runs(host.runs_log, word)}
+        assert len(found) == 1, f"{word} ran on {found}"
+        return found.pop()
+
+    def prompt(self, text: str, **body: object) -> requests.Response:
+        return requests.post(self.gateway.url(PROMPT), timeout=60, json={
+            "backend": "claude", "prompt": text, "workdir": str(self.workdir), **body})
+
+
+@pytest.fixture(scope="module")
+def topo(tmp_path_factory, server_factory) -> Iterator[Topology]:
+    base = tmp_path_factory.mktemp("scaleout")
+    workdir = base / "work"
+    workdir.mkdir()
+    with redis_server(base) as url:
+        timing = {"CLINVK_EXECUTION_LOST_AFTER_SECS": str(LOST_AFTER)}  # as the gateway's
+        hosts = {name: AgentHost(base / name, name, url, concurrency=2, env=timing)
+                 for name in ("h1", "h2")}
+        try:
+            for host in hosts.values():
+                host.start()
+            gateway = server_factory({
+                "execution": {"mode": "celery", "broker_url": url, "heartbeat_secs": 1,
+                              "lost_after_secs": LOST_AFTER},
+                "server": {"metrics_enabled": True, "queue_timeout_secs": 10},
+            }, args=("--workers", "2"))
+            yield Topology(url, hosts, gateway, workdir)
+        finally:
+            for host in hosts.values():
+                host.stop()
+
+
+def test_load_spreads_over_both_hosts_and_the_rest_waits_in_the_queue(topo: Topology) -> None:
+    words = [marker() for _ in range(6)]  # four slots in all: two runs must wait
+    codes: list[int] = []
+    depths: list[int] = []
+
+    def one(word: str) -> None:
+        codes.append(topo.prompt(fake(f"spread {word}", delay=1.5)).status_code)
+
+    threads = [threading.Thread(target=one, args=(w,)) for w in words]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        health = requests.get(topo.gateway.url("/health"), timeout=10).json()
+        depths.append(health["execution"]["queues"]["clinvk.backend.claude"])
+        time.sleep(0.2)
+    assert codes == [200] * 6
+    # two slots per host: the runs cannot all fit on one, and a busy host holds no more
+    # than its slots (the waiting ones stay visible in the queue)
+    assert {topo.host_of(w) for w in words} == {"h1", "h2"}
+    assert max(depths) == 2, depths
+
+
+def test_resume_goes_to_the_host_of_its_session(topo: Topology) -> None:
+    word = marker()
+    first = topo.prompt(f"remember {word}").json()["data"]
+    home = topo.host_of(word)
+    for turn in (2, 3):
+        again = marker()
+        body = topo.prompt(f"again {again}", session_id=first["session_id"]).json()
+        assert body["data"]["output"] == f"Hello from stub (turn {turn})", body
+        assert topo.host_of(again) == home  # the other host has no such CLI session
+
+
+def test_streams_and_vendor_dialects_run_on_hosts(topo: Topology) -> None:
+    word = marker()
+    with requests.post(topo.gateway.url(PROMPT), stream=True, timeout=60, json={
+            "backend": "claude", "prompt": f"stream {word}", "workdir": str(topo.workdir),
+            "output_format": "stream-json"}) as resp:
+        kinds = [line for line in resp.iter_lines() if line]
+    assert resp.status_code == 200 and b'"done"' in kinds[-1], kinds
+    topo.host_of(word)
+
+    chat = openai.OpenAI(base_url=topo.gateway.url("/openai/v1"), api_key="x", max_retries=0)
+    stream = chat.chat.completions.create(model="claude", messages=user(f"oa {marker()}"),
+                                          stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "Hello from stub (turn 1)"
+
+    msgs = anthropic.Anthropic(base_url=topo.gateway.url("/anthropic"), api_key="x",
+                               max_retries=0)
+    reply = msgs.messages.create(model="claude", max_tokens=64, messages=user(f"an {marker()}"))
+    assert reply.content[0].text == "Hello from stub (turn 1)"
+
+    resp = requests.post(topo.gateway.url("/api/v1/parallel"), timeout=60, json={"tasks": [
+        {"backend": "claude", "prompt": fake("p1", reply="one"), "workdir": str(topo.workdir)},
+        {"backend": "codex", "prompt": fake("p2", reply="two"), "workdir": str(topo.workdir)},
+    ], "max_parallel": 2})
+    assert [r["output"] for r in resp.json()["data"]["results"]] == ["one", "two"], resp.text
+
+
+def test_health_and_metrics_show_hosts_and_queues(topo: Topology) -> None:
+    execution = requests.get(topo.gateway.url("/health"), timeout=10).json()["execution"]
+    assert {h["name"] for h in execution["hosts"]} == {"h1", "h2"}
+    assert execution["broker"] == "ok"
+    assert execution["queues"]["clinvk.backend.claude"] == 0
+    assert "clinvk.host.h1" in execution["queues"]
+    text = requests.get(topo.gateway.url("/metrics"), timeout=10).text
+    assert "clinvk_agent_hosts 2.0" in text
+    assert 'clinvk_queue_depth{queue="clinvk.backend.codex"} 0.0' in text
+
+
+def _job(topo: Topology, prompt: str) -> str:
+    resp = requests.post(topo.gateway.url("/api/v1/jobs"), timeout=30, json={
+        "backend": "claude", "prompt": prompt, "workdir": str(topo.workdir)})
+    assert resp.status_code == 202, resp.text
+    return resp.json()["data"]["id"]
+
+
+def _job_status(topo: Topology, job_id: str) -> str:
+    return requests.get(topo.gateway.url(f"/api/v1/jobs/{job_id}"), timeout=10
+                        ).json()["data"]["status"]
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_cancel_reaches_the_remote_process_group(topo: Topology, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    job_id = _job(topo, fake("hang on", hang=True, grandchild=True, pidfile=str(pidfile)))
+    assert wait_until(lambda: len(pids_alive(pidfile)) == 2, 20), "the CLI never started"
+    resp = requests.post(topo.gateway.url(f"/api/v1/jobs/{job_id}/cancel"), timeout=30)
+    assert resp.json()["data"]["status"] == "cancelled", resp.text
+    # the fake and its SIGTERM-ignoring grandchild: the whole group is gone
+    assert wait_until(lambda: not pids_alive(pidfile), 10), pids_alive(pidfile)
+
+
+def test_killed_worker_loses_its_job_and_its_sessions_fail_fast(topo: Topology,
+                                                                tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    job_id = _job(topo, fake("hang on", hang=True, pidfile=str(pidfile)))
+    assert wait_until(lambda: len(pids_alive(pidfile)) == 1, 20), "the CLI never started"
+    cli_pid = pids_alive(pidfile)[0]
+    victim = next(h for h in topo.hosts.values() if h.pid == _parent(cli_pid))
+    word = marker()
+    session = None
+    for _ in range(6):  # a session held by the victim (new runs go to either host)
+        body = topo.prompt(f"held {word}").json()["data"]
+        if fake_runs(victim.runs_log, word):
+            session = body["session_id"]
+            break
+        word = marker()
+    assert session is not None, "no run landed on the victim host"
+
+    victim.kill()
+    killed_at = time.monotonic()
+    assert wait_until(lambda: _job_status(topo, job_id) == "lost", LOST_AFTER + 10)
+    assert time.monotonic() - killed_at < LOST_AFTER + 5
+    started = time.monotonic()
+    resp = topo.prompt("where are you", session_id=session)
+    assert resp.status_code == 503 and resp.json()["code"] == "host_unavailable", resp.text
+    assert time.monotonic() - started < 3
+    # nothing else lost: the other host still takes new work
+    assert topo.prompt(f"still here {marker()}").status_code == 200
+
+    victim.start()  # the same host again: it kills what its dead predecessor left running
+    assert wait_until(lambda: not pids_alive(pidfile), 10), f"orphan {cli_pid} survived"
+    assert topo.prompt("back", session_id=session).json()["data"]["output"] == \
+        "Hello from stub (turn 2)"
+
+
+def test_rate_limits_hold_across_two_gateways(topo: Topology, server_factory) -> None:
+    burst = 8
+    limited = {
+        "execution": {"mode": "celery", "broker_url": topo.broker_url},
+        "server": {"rate_limit_enabled": True, "rate_limit_rps": 1, "rate_limit_burst": burst,
+                   "rate_limit_storage_uri": topo.broker_url + "/1"},
+    }
+    gateways = [server_factory(limited), server_factory(limited)]
+    try:
+        client = bound_session("127.0.0.61")  # one client, its own window
+        codes = Counter(client.get(gateways[i % 2].url("/api/v1/sessions"), timeout=10
+                                   ).status_code for i in range(2 * burst))
+        assert codes == {200: burst, 429: burst}, codes  # one window, not one per gateway
+    finally:
+        for gateway in gateways:
+            gateway.stop(timeout=10)
+
+
+def test_broker_outage_gives_503_in_every_dialect(topo: Topology) -> None:
+    import redis
+
+    redis.Redis.from_url(topo.broker_url).shutdown(nosave=True)
+    started = time.monotonic()
+    native = topo.prompt("anyone")
+    assert native.status_code == 503 and native.json()["code"] == "broker_unavailable"
+    with pytest.raises(openai.APIStatusError) as oa:
+        openai.OpenAI(base_url=topo.gateway.url("/openai/v1"), api_key="x", max_retries=0
+                      ).chat.completions.create(model="claude", messages=user("hi"))
+    assert oa.value.status_code == 503
+    with pytest.raises(anthropic.APIStatusError) as an:
+        anthropic.Anthropic(base_url=topo.gateway.url("/anthropic"), api_key="x", max_retries=0
+                            ).messages.create(model="claude", max_tokens=8, messages=user("hi"))
+    assert an.value.status_code == 503
+    assert time.monotonic() - started < 20  # no request hangs on the dead broker
+    health = requests.get(topo.gateway.url("/health"), timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
+    assert health.json()["execution"]["broker"] == "unreachable"
+    assert topo.gateway.proc.poll() is None
