@@ -105,6 +105,7 @@ VALID = [
     ("/api/v1/jobs", "GET", {"query": {"status": "queued", "limit": 5}}),
     ("/api/v1/jobs/{job_id}/events", "GET", {}),  # follows the job to its end
     ("/api/v1/jobs/{job_id}", "GET", {}),
+    ("/api/v1/usage", "GET", {"query": {"since": "7d", "group_by": "backend,model"}}),
     ("/api/v1/jobs/{job_id}/cancel", "POST", {}),  # finished: answers it as it is
     ("/api/v1/jobs/{job_id}", "DELETE", {}),
     ("/openai/v1/models", "GET", {}),
