@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import Event
@@ -60,6 +60,15 @@ class ModelTarget:
     requested: str
     backend: str
     model: str | None  # what the engine gets (alias or name); None = backend default
+
+
+def model_field() -> fields.String:
+    """The ``model`` field both vendor dialects take: a backend, backend/model, an alias or a
+    vendor model name."""
+    return fields.String(required=True, validate=not_blank, error_messages=REQUIRED,
+                         metadata={"description": "claude, codex, gemini, backend/model, an "
+                                   "alias (fast, balanced, best) or a vendor model name "
+                                   "(claude-*, gpt-*, o*, gemini-*)."})
 
 
 def not_blank(value: str) -> None:

@@ -46,10 +46,7 @@ class AnthropicMessagesRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    model = fields.String(required=True, validate=compat.not_blank, error_messages=compat.REQUIRED,
-                          metadata={"description": "claude, codex, gemini, backend/model, an "
-                                    "alias (fast, balanced, best) or a vendor model name "
-                                    "(claude-*, gpt-*, o*, gemini-*)."})
+    model = compat.model_field()
     max_tokens = StrictInteger(required=True, error_messages=compat.REQUIRED,
                                validate=validate.Range(min=1), metadata={
                                    "description": "Required (as by Anthropic); not enforced: "

@@ -58,10 +58,7 @@ class OpenAIChatCompletionRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    model = fields.String(required=True, validate=compat.not_blank, error_messages=compat.REQUIRED,
-                          metadata={"description": "claude, codex, gemini, backend/model, an "
-                                    "alias (fast, balanced, best) or a vendor model name "
-                                    "(claude-*, gpt-*, o*, gemini-*)."})
+    model = compat.model_field()
     messages = fields.List(fields.Nested(OpenAIChatMessageSchema), required=True,
                            error_messages=compat.REQUIRED, validate=validate.Length(min=1),
                            metadata={"description": "The conversation; earlier turns are "
