@@ -50,6 +50,7 @@ from clinvk.core.store.sqlite.rows import (
     row_to_session,
     session_to_row,
 )
+from clinvk.core.types import SessionStatus
 
 __all__ = ["SqliteStore"]
 
@@ -93,7 +94,7 @@ class SqliteStore(SessionReads):
         tags: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
         parent_id: str | None = None,
-        status: str = "active",
+        status: str = SessionStatus.ACTIVE,
         backend_session_id: str | None = None,
         lease: Lease | None = None,
         owner: str | None = None,
