@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from clinvk.core.events import TokenUsage
 from clinvk.core.ownership import Principal
 from clinvk.core.store.records import Session, SessionPage
+from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
     from clinvk.core.jobs.model import Job, JobKind, JobStatus
@@ -134,7 +135,7 @@ class Store(Protocol):
     def create(self, *, backend: str, working_dir: str, model: str | None = None,
                initial_prompt: str = "", tags: Iterable[str] = (),
                metadata: dict[str, Any] | None = None, parent_id: str | None = None,
-               status: str = "active", backend_session_id: str | None = None,
+               status: str = SessionStatus.ACTIVE, backend_session_id: str | None = None,
                lease: Any = None, owner: str | None = None) -> Session: ...
 
     def get(self, id_or_prefix: str, *, visible_to: Principal | None = None) -> Session: ...

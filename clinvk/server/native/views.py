@@ -17,7 +17,6 @@ from flask.views import MethodView
 from clinvk.core.engine import PromptRequest, RunResult
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.orchestrate import (
-    SKIPPED,
     ChainStep,
     JobReport,
     run_chain,
@@ -291,7 +290,7 @@ class Chain(MethodView):
                  for s in steps]
         report = run_chain(gw.engine, chain, stop_on_failure=bool(args.get("stop_on_failure")),
                            pass_working_dir=bool(args.get("pass_working_dir")))
-        failed = [o.index + 1 for o in report.outcomes if o.status not in (RunStatus.OK, SKIPPED)]
+        failed = report.failed_steps
         return ok(dump(ChainResponseSchema, {
             "total_steps": len(steps),
             "completed_steps": report.completed,

@@ -51,6 +51,7 @@ from clinvk.core.store.sqlite.rows import (
     session_to_row,
 )
 from clinvk.core.store.sqlite.usage import SqliteUsageTable
+from clinvk.core.types import SessionStatus
 
 __all__ = ["SqliteStore"]
 
@@ -105,7 +106,7 @@ class SqliteStore(SessionReads):
         tags: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
         parent_id: str | None = None,
-        status: str = "active",
+        status: str = SessionStatus.ACTIVE,
         backend_session_id: str | None = None,
         lease: Lease | None = None,
         owner: str | None = None,
