@@ -17,12 +17,11 @@ from typing import Any
 from clinvk.core.engine import Engine, PromptRequest, RunHandle, RunResult
 from clinvk.core.errors import ClinvkError, InvalidRequest
 from clinvk.core.events import Event
-from clinvk.core.types import RunStatus
+from clinvk.core.types import RunStatus, TaskState
 
 PREVIOUS = "{{previous}}"
-SKIPPED = "skipped"
 
-# Called as (index, state, outcome-or-None); states: "running", then the final status.
+# Called as (index, state, outcome-or-None): TaskState.RUNNING, then the final status.
 UpdateFn = Callable[[int, str, "TaskOutcome | None"], None]
 # Called as (index, event) for every unified event of the task's run (from its thread).
 EventFn = Callable[[int, Event], None]
@@ -79,7 +78,13 @@ class JobReport:
     @property
     def failed(self) -> int:
         return sum(1 for o in self.outcomes
-                   if o.status not in (RunStatus.OK, RunStatus.CANCELLED, SKIPPED))
+                   if o.status not in (RunStatus.OK, RunStatus.CANCELLED, TaskState.SKIPPED))
+
+    @property
+    def failed_steps(self) -> list[int]:
+        """1-based positions of the tasks that ran and did not end ok (skipped ones aside)."""
+        return [o.index + 1 for o in self.outcomes
+                if o.status not in (RunStatus.OK, TaskState.SKIPPED)]
 
     @property
     def cancelled(self) -> int:
@@ -146,7 +151,7 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
             on_update(index, outcome.status, outcome)
         return outcome
     if on_update:
-        on_update(index, "running", None)
+        on_update(index, TaskState.RUNNING, None)
     try:
         handle = engine.start(engine.prepare(req))
     except ClinvkError as exc:
@@ -243,12 +248,12 @@ def run_chain(
     for index, step in enumerate(steps):
         req = step.request
         if stopped_at is not None:
-            outcome = TaskOutcome(index=index, backend=req.backend or "", status=SKIPPED,
+            outcome = TaskOutcome(index=index, backend=req.backend or "", status=TaskState.SKIPPED,
                                   error=f"skipped: step {stopped_at + 1} failed",
                                   name=step.name, model=req.model)
             outcomes.append(outcome)
             if on_update:
-                on_update(index, SKIPPED, outcome)
+                on_update(index, TaskState.SKIPPED, outcome)
             continue
         if previous_output is not None and PREVIOUS in req.prompt:
             req = replace(req, prompt=req.prompt.replace(PREVIOUS, previous_output))

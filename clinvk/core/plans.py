@@ -13,7 +13,6 @@ from typing import Any
 
 from clinvk.core.engine import Engine, PromptRequest
 from clinvk.core.orchestrate import (
-    SKIPPED,
     Cancellation,
     ChainStep,
     EventFn,
@@ -26,7 +25,7 @@ from clinvk.core.orchestrate import (
     run_parallel,
 )
 from clinvk.core.ownership import Principal
-from clinvk.core.types import JobKind, RunOrigin, RunStatus
+from clinvk.core.types import JobKind, RunOrigin
 
 
 @dataclass
@@ -114,7 +113,7 @@ def parallel_body(report: JobReport) -> dict[str, Any]:
 
 
 def chain_body(report: JobReport) -> dict[str, Any]:
-    failed = [o.index + 1 for o in report.outcomes if o.status not in (RunStatus.OK, SKIPPED)]
+    failed = report.failed_steps
     return {
         "total_steps": len(report.outcomes),
         "completed_steps": report.completed,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clinvk.core.store.interface import JobTable, SessionLease, Store
+from clinvk.core.store.interface import JobTable, SessionLease, Store, UsageTable
 from clinvk.core.store.records import (
     DEFAULT_LEASE_SECONDS,
     MAX_LIST_LIMIT,
@@ -34,6 +34,7 @@ __all__ = [
     "SessionLease",
     "SessionPage",
     "Store",
+    "UsageTable",
     "default_store_path",
     "derive_title",
     "open_store",

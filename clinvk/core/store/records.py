@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from clinvk.core.events import TokenUsage
+from clinvk.core.types import SessionStatus, values
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -20,7 +21,7 @@ __all__ = [
     "derive_title",
 ]
 
-STATUSES: tuple[str, ...] = ("active", "completed", "error", "paused")
+STATUSES: tuple[str, ...] = values(SessionStatus)
 DEFAULT_LEASE_SECONDS = 3600.0
 DEFAULT_BUSY_TIMEOUT = 10.0
 MIN_PREFIX_LENGTH = 4
@@ -67,7 +68,7 @@ class Session:
     model: str | None = None
     initial_prompt: str = ""
     title: str = ""
-    status: str = "active"
+    status: str = SessionStatus.ACTIVE
     turn_count: int = 0
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     tags: list[str] = field(default_factory=list)

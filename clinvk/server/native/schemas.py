@@ -29,11 +29,11 @@ from marshmallow import (
 from clinvk.core.backends.base import APPROVAL_MODES, SANDBOX_MODES
 from clinvk.core.jobs.model import JobStatus
 from clinvk.core.store import MAX_LIST_LIMIT, STATUSES
-from clinvk.core.types import JobKind
+from clinvk.core.types import BrokerState, HealthStatus, JobKind, RunStatus, TaskState, values
 
 OUTPUT_FORMATS = ("default", "text", "json", "stream-json")
-RUN_STATUSES = ("ok", "failed", "timeout", "cancelled")
-TASK_STATUSES = (*RUN_STATUSES, "skipped")
+RUN_STATUSES = values(RunStatus)
+TASK_STATUSES = (*RUN_STATUSES, TaskState.SKIPPED.value)
 
 _REQUIRED = {"required": "is required", "null": "is required and must not be null"}
 
@@ -422,7 +422,7 @@ class ExecutionHealthSchema(Schema):
     """Only with ``execution.mode: celery``: the broker, the agent hosts, queue depths."""
 
     mode = fields.String(metadata={"enum": ["celery"]})
-    broker = fields.String(metadata={"enum": ["ok", "unreachable"]})
+    broker = fields.String(metadata={"enum": list(values(BrokerState))})
     hosts = fields.List(fields.Nested(AgentHostSchema),
                         metadata={"description": "Live agent hosts (clinvk worker)."})
     queues = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
@@ -430,7 +430,7 @@ class ExecutionHealthSchema(Schema):
 
 
 class HealthSchema(Schema):
-    status = fields.String(metadata={"enum": ["ok", "degraded", "unhealthy"]})
+    status = fields.String(metadata={"enum": list(values(HealthStatus))})
     version = fields.String()
     uptime = fields.String(metadata={"description": "Human form, e.g. 3m25s."})
     uptime_millis = fields.Integer()

@@ -50,6 +50,8 @@ from clinvk.core.store.sqlite.rows import (
     row_to_session,
     session_to_row,
 )
+from clinvk.core.store.sqlite.usage import SqliteUsageTable
+from clinvk.core.types import SessionStatus
 
 __all__ = ["SqliteStore"]
 
@@ -59,6 +61,7 @@ class SqliteStore(SessionReads):
 
     _jobs: SqliteJobStore | None = None
     _responses: SqliteResponseTable | None = None
+    _usage: SqliteUsageTable | None = None
 
     @property
     def jobs(self) -> SqliteJobStore:
@@ -74,6 +77,13 @@ class SqliteStore(SessionReads):
             self._responses = SqliteResponseTable(self.path, busy_timeout=self.busy_timeout)
         return self._responses
 
+    @property
+    def usage(self) -> SqliteUsageTable:
+        """The usage ledger's rows in this same database (opened on first use)."""
+        if self._usage is None:
+            self._usage = SqliteUsageTable(self.path, busy_timeout=self.busy_timeout)
+        return self._usage
+
     def close(self) -> None:
         if self._jobs is not None:
             self._jobs.close()
@@ -81,6 +91,9 @@ class SqliteStore(SessionReads):
         if self._responses is not None:
             self._responses.close()
             self._responses = None
+        if self._usage is not None:
+            self._usage.close()
+            self._usage = None
         super().close()
 
     def create(
@@ -93,7 +106,7 @@ class SqliteStore(SessionReads):
         tags: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
         parent_id: str | None = None,
-        status: str = "active",
+        status: str = SessionStatus.ACTIVE,
         backend_session_id: str | None = None,
         lease: Lease | None = None,
         owner: str | None = None,
