@@ -30,7 +30,7 @@ class UsageAccounting:
     def __init__(self, config: Config, store: Store | None,
                  hooks: Callable[[], EngineHooks], *, server_mode: bool) -> None:
         self._hooks = hooks  # read at each use: the server installs its hooks after start
-        self._path = getattr(store, "path", None)
+        self._store = store
         self._retention_days = config.session.usage_retention_days
         self._ledger: UsageLedger | None = None
         srv = config.server
@@ -39,10 +39,10 @@ class UsageAccounting:
 
     @property
     def ledger(self) -> UsageLedger | None:
-        """The ledger, opened on first use (None without a store; raises StoreError when
-        the database cannot be opened, and tries again next time)."""
-        if self._ledger is None and self._path is not None:
-            self._ledger = UsageLedger(self._path, retention_days=self._retention_days)
+        """The ledger over the store's usage table, opened on first use (None without a
+        store; raises StoreError when it cannot be opened, and tries again next time)."""
+        if self._ledger is None and self._store is not None:
+            self._ledger = UsageLedger(self._store.usage, retention_days=self._retention_days)
         return self._ledger
 
     def admit(self, prepared: PreparedRun) -> None:

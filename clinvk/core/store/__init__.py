@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clinvk.core.store.interface import JobTable, SessionLease, Store
+from clinvk.core.store.interface import JobTable, SessionLease, Store, UsageTable
 from clinvk.core.store.pool import PoolSettings
 from clinvk.core.store.records import (
     DEFAULT_LEASE_SECONDS,
@@ -39,6 +39,7 @@ __all__ = [
     "SessionLease",
     "SessionPage",
     "Store",
+    "UsageTable",
     "default_store_path",
     "derive_title",
     "PoolSettings",

@@ -27,11 +27,13 @@ from marshmallow import (
 )
 
 from clinvk.core.backends.base import APPROVAL_MODES, SANDBOX_MODES
+from clinvk.core.jobs.model import JobStatus
 from clinvk.core.store import MAX_LIST_LIMIT, STATUSES
+from clinvk.core.types import BrokerState, HealthStatus, JobKind, RunStatus, TaskState, values
 
 OUTPUT_FORMATS = ("default", "text", "json", "stream-json")
-RUN_STATUSES = ("ok", "failed", "timeout", "cancelled")
-TASK_STATUSES = (*RUN_STATUSES, "skipped")
+RUN_STATUSES = values(RunStatus)
+TASK_STATUSES = (*RUN_STATUSES, TaskState.SKIPPED.value)
 
 _REQUIRED = {"required": "is required", "null": "is required and must not be null"}
 
@@ -156,6 +158,9 @@ def _metadata_field(description: str) -> fields.Dict:
                        metadata={"description": description})
 
 
+_BACKGROUND = "Run as a job: answer 202 with the job object at once (docs/jobs.md)."
+
+
 class PromptRequestSchema(RunOptionsSchema):
     """POST /api/v1/prompt: one prompt, in a new session or a continued one."""
 
@@ -170,8 +175,7 @@ class PromptRequestSchema(RunOptionsSchema):
     dry_run = _opt_bool("Resolve everything and return the exact argv without starting the "
                         "CLI.")
     metadata = _metadata_field("Stored on the session.")
-    background = _opt_bool("Run as a job: answer 202 with the job object at once "
-                           "(docs/jobs.md).")
+    background = _opt_bool(_BACKGROUND)
 
     @validates_schema
     def _backend_unless_session(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -203,6 +207,7 @@ class ParallelRequestSchema(RequestSchema):
                             "parallel.max_parallel_limit; 0 = default).")
     fail_fast = _opt_bool("Cancel running and queued tasks after the first failure.")
     dry_run = _opt_bool("Dry-run every task.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class ChainStepSchema(RunOptionsSchema):
@@ -225,6 +230,7 @@ class ChainRequestSchema(RequestSchema):
     pass_session_id = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     persist_sessions = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     dry_run = _opt_bool("Dry-run every step.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class CompareRequestSchema(RunOptionsSchema):
@@ -237,6 +243,7 @@ class CompareRequestSchema(RunOptionsSchema):
     prompt = _req_str("The prompt text.")
     sequential = _opt_bool("Run one backend after the other instead of concurrently.")
     dry_run = _opt_bool("Dry-run every backend.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class SessionListQuerySchema(Schema):
@@ -415,7 +422,7 @@ class ExecutionHealthSchema(Schema):
     """Only with ``execution.mode: celery``: the broker, the agent hosts, queue depths."""
 
     mode = fields.String(metadata={"enum": ["celery"]})
-    broker = fields.String(metadata={"enum": ["ok", "unreachable"]})
+    broker = fields.String(metadata={"enum": list(values(BrokerState))})
     hosts = fields.List(fields.Nested(AgentHostSchema),
                         metadata={"description": "Live agent hosts (clinvk worker)."})
     queues = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
@@ -423,7 +430,7 @@ class ExecutionHealthSchema(Schema):
 
 
 class HealthSchema(Schema):
-    status = fields.String(metadata={"enum": ["ok", "degraded", "unhealthy"]})
+    status = fields.String(metadata={"enum": list(values(HealthStatus))})
     version = fields.String()
     uptime = fields.String(metadata={"description": "Human form, e.g. 3m25s."})
     uptime_millis = fields.Integer()
@@ -475,6 +482,24 @@ SessionDeletedEnvelope = envelope("SessionDeletedEnvelope", SessionDeletedSchema
 
 
 _INSTANCES: dict[type[Schema], Schema] = {}
+
+
+class JobSchema(Schema):
+    id = fields.String()
+    kind = fields.String(metadata={"enum": list(JobKind)})
+    status = fields.String(metadata={"enum": list(JobStatus)})
+    backend = fields.String(allow_none=True)
+    session_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    events = fields.Integer(metadata={"description": "Sequence number of the last event."})
+    error = fields.String()
+    result = fields.Dict(metadata={"description": "The run's result once finished."})
+    usage = fields.Dict()
+
+
+JobEnvelope = envelope("JobEnvelope", JobSchema)
 
 
 def dump(schema_class: type[Schema], data: Any) -> Any:

@@ -24,6 +24,7 @@ from clinvk.core.store.postgresql.jobs import PostgresJobTable
 from clinvk.core.store.postgresql.lease import PostgresLease
 from clinvk.core.store.postgresql.reads import SELECTED, SessionReads
 from clinvk.core.store.postgresql.responses import PostgresResponseTable
+from clinvk.core.store.postgresql.usage import PostgresUsageTable
 from clinvk.core.store.records import DEFAULT_LEASE_SECONDS, Session
 from clinvk.core.store.rows import COLUMNS, row_to_session, session_to_row
 
@@ -69,6 +70,7 @@ class PostgresStore(SessionReads):
 
     _jobs: PostgresJobTable | None = None
     _responses: PostgresResponseTable | None = None
+    _usage: PostgresUsageTable | None = None
 
     @property
     def jobs(self) -> PostgresJobTable:
@@ -83,6 +85,13 @@ class PostgresStore(SessionReads):
         if self._responses is None:
             self._responses = PostgresResponseTable(self)
         return self._responses
+
+    @property
+    def usage(self) -> PostgresUsageTable:
+        """The usage ledger's rows in this same database (over the same pool)."""
+        if self._usage is None:
+            self._usage = PostgresUsageTable(self)
+        return self._usage
 
     def create(self, *, backend: str, working_dir: str, model: str | None = None,
                initial_prompt: str = "", tags: Iterable[str] = (),
