@@ -56,6 +56,18 @@ class UsageAccounting:
             self._hooks().budget_rejected(key_id or "", exc.details["budget"])
             raise
 
+    def check(self, prepared: PreparedRun) -> None:
+        """Raise ``BudgetExceeded`` when the caller's key has spent a budget, counting
+        nothing (a job queued now is admitted, and counted, when it starts)."""
+        if self.budgets is None or prepared.request.dry_run:
+            return
+        key_id = prepared.request.principal.key_id
+        try:
+            self.budgets.check(key_id)
+        except BudgetExceeded as exc:
+            self._hooks().budget_rejected(key_id or "", exc.details["budget"])
+            raise
+
     def account(self, prepared: PreparedRun, result: RunResult) -> None:
         """Write the ledger row of a finished run and charge its budgets."""
         if result.dry_run:
