@@ -1,4 +1,4 @@
-"""parallel / chain / compare over the engine (SPEC §6).
+"""parallel / chain / compare over the engine (docs/api.md, docs/cli.md).
 
 Runs go through the same engine path as single prompts, always ephemeral. Preparation
 errors of one task become that task's result instead of failing the whole job, so a

@@ -1,4 +1,4 @@
-"""One place that turns every failure into an HTTP response (SPEC §7.1).
+"""One place that turns every failure into an HTTP response (docs/api.md, Errors).
 
 Everything that can go wrong in a request ends up here as an :class:`ApiError` (status,
 machine code, human message, offending field, optional details/data/headers):

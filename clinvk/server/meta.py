@@ -1,4 +1,4 @@
-"""Meta endpoints (SPEC §7.5): ``/health``, ``/openapi.json`` and offline ``/docs``.
+"""Meta endpoints (docs/api.md, Meta): ``/health``, ``/openapi.json`` and offline ``/docs``.
 
 ``/docs`` is Swagger UI served from files packaged in ``clinvk/server/static/swagger-ui``
 (vendored from the ``swagger-ui-dist`` npm package, see its VERSION file): no CDN, so it

@@ -43,7 +43,7 @@ SSE_MIMETYPE = "text/event-stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # How often a silent stream (or a JSON request waiting for its run) checks whether its
 # client is still there. With the runner's kill grace this bounds how long a backend
-# outlives its client: poll + grace < 1 s (issue 8).
+# outlives its client: poll + grace < 1 s (docs/performance.md).
 DISCONNECT_POLL_SECS = 0.2
 
 Render = Callable[[Event], "bytes | str | Iterable[bytes | str] | None"]
@@ -206,7 +206,7 @@ def stream_response(
 
 
 def ndjson_response(handle: RunHandle, environ: Mapping[str, Any] | None = None) -> Response:
-    """The native NDJSON stream of unified events (SPEC §3)."""
+    """The native NDJSON stream of unified events (docs/api.md, Streaming)."""
     return stream_response(handle, event_frames(handle, ndjson_frame, environ=environ),
                            mimetype=NDJSON_MIMETYPE)
 

@@ -39,7 +39,7 @@ def default_store_path(home: Path) -> Path:
 def derive_title(prompt: str, max_chars: int = TITLE_MAX_CHARS) -> str:
     """Title from the first non-blank prompt line, whitespace collapsed, cut by characters.
 
-    Cutting by characters (not bytes) never splits a UTF-8 sequence (upstream BUG-17).
+    Cutting by characters (not bytes) never splits a UTF-8 sequence.
     """
     for line in (prompt or "").splitlines():
         text = " ".join(line.split())
@@ -57,7 +57,7 @@ def derive_title(prompt: str, max_chars: int = TITLE_MAX_CHARS) -> str:
 
 @dataclass
 class Session:
-    """One conversation with a backend CLI, as stored (SPEC §5 record)."""
+    """One conversation with a backend CLI, as stored (docs/sessions.md, Record)."""
 
     id: str
     backend: str

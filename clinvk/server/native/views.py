@@ -1,4 +1,4 @@
-"""The native REST API (``/api/v1``, SPEC §7.2): prompt, orchestration, backends, sessions.
+"""The native REST API (``/api/v1``, docs/api.md): prompt, orchestration, backends, sessions.
 
 Handlers only translate: request body -> :class:`PromptRequest` -> engine -> response body.
 Bodies use the envelope ``{"success": true, "data": {...}}`` unless

@@ -1,4 +1,4 @@
-"""Session store tests: real SQLite files, real threads, real processes (SPEC §5)."""
+"""Session store tests: real SQLite files, real threads, real processes (docs/sessions.md)."""
 
 from __future__ import annotations
 

@@ -216,8 +216,8 @@ class SqliteStore(SessionReads):
 
         Adds 1 turn and ``usage``, sets ``last_used`` to now, and overwrites
         ``backend_session_id``/``status``/``error_message``/``model`` only when given. A
-        non-error ``status`` without an ``error_message`` clears the previous error (the
-        Go tool left stale errors on completed sessions, upstream BUG-19). ``turns=0``
+        non-error ``status`` without an ``error_message`` clears the previous error (a
+        completed session never shows the error of an earlier turn). ``turns=0``
         amends the last turn instead (the engine records a turn when the CLI printed its
         result and corrects it if the exit disagrees). ``release`` gives that turn's lease
         back in the same write (only if it is still that lease's).
@@ -364,7 +364,7 @@ class SqliteStore(SessionReads):
     def cleanup(self, *, older_than_seconds: float, dry_run: bool = False) -> list[Session]:
         """Delete (or with ``dry_run`` just list) sessions unused for longer than the age.
 
-        The age must be > 0: "0 days" meaning "delete everything" was upstream BUG-13;
+        The age must be > 0, so a mistyped "0 days" can never delete everything;
         callers map "keep forever" to not calling this. Sessions with a running turn are
         kept. Returned most recently used first.
         """
