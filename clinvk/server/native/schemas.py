@@ -27,8 +27,9 @@ from marshmallow import (
 )
 
 from clinvk.core.backends.base import APPROVAL_MODES, SANDBOX_MODES
+from clinvk.core.jobs.model import JobStatus
 from clinvk.core.store import MAX_LIST_LIMIT, STATUSES
-from clinvk.core.types import BrokerState, HealthStatus, RunStatus, TaskState, values
+from clinvk.core.types import BrokerState, HealthStatus, JobKind, RunStatus, TaskState, values
 
 OUTPUT_FORMATS = ("default", "text", "json", "stream-json")
 RUN_STATUSES = values(RunStatus)
@@ -157,6 +158,9 @@ def _metadata_field(description: str) -> fields.Dict:
                        metadata={"description": description})
 
 
+_BACKGROUND = "Run as a job: answer 202 with the job object at once (docs/jobs.md)."
+
+
 class PromptRequestSchema(RunOptionsSchema):
     """POST /api/v1/prompt: one prompt, in a new session or a continued one."""
 
@@ -171,8 +175,7 @@ class PromptRequestSchema(RunOptionsSchema):
     dry_run = _opt_bool("Resolve everything and return the exact argv without starting the "
                         "CLI.")
     metadata = _metadata_field("Stored on the session.")
-    background = _opt_bool("Run as a job: answer 202 with the job object at once "
-                           "(docs/jobs.md).")
+    background = _opt_bool(_BACKGROUND)
 
     @validates_schema
     def _backend_unless_session(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -204,6 +207,7 @@ class ParallelRequestSchema(RequestSchema):
                             "parallel.max_parallel_limit; 0 = default).")
     fail_fast = _opt_bool("Cancel running and queued tasks after the first failure.")
     dry_run = _opt_bool("Dry-run every task.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class ChainStepSchema(RunOptionsSchema):
@@ -226,6 +230,7 @@ class ChainRequestSchema(RequestSchema):
     pass_session_id = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     persist_sessions = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     dry_run = _opt_bool("Dry-run every step.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class CompareRequestSchema(RunOptionsSchema):
@@ -238,6 +243,7 @@ class CompareRequestSchema(RunOptionsSchema):
     prompt = _req_str("The prompt text.")
     sequential = _opt_bool("Run one backend after the other instead of concurrently.")
     dry_run = _opt_bool("Dry-run every backend.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class SessionListQuerySchema(Schema):
@@ -476,6 +482,24 @@ SessionDeletedEnvelope = envelope("SessionDeletedEnvelope", SessionDeletedSchema
 
 
 _INSTANCES: dict[type[Schema], Schema] = {}
+
+
+class JobSchema(Schema):
+    id = fields.String()
+    kind = fields.String(metadata={"enum": list(JobKind)})
+    status = fields.String(metadata={"enum": list(JobStatus)})
+    backend = fields.String(allow_none=True)
+    session_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    events = fields.Integer(metadata={"description": "Sequence number of the last event."})
+    error = fields.String()
+    result = fields.Dict(metadata={"description": "The run's result once finished."})
+    usage = fields.Dict()
+
+
+JobEnvelope = envelope("JobEnvelope", JobSchema)
 
 
 def dump(schema_class: type[Schema], data: Any) -> Any:
