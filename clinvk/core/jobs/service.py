@@ -86,6 +86,7 @@ class JobService:
     def submit_prompt(self, req: PromptRequest) -> Job:
         """Validate now (a bad request is refused before it is queued), run later."""
         prepared = self.engine.prepare(req)
+        self.engine.accounting.check(prepared)  # a spent budget: 429 now, not a failed job
         body = dataclasses.asdict(req)  # the principal travels as a plain dict
         job = self.store.create(JobKind.PROMPT, body, owner=req.principal.owner,
                                 backend=prepared.backend.name, max_queued=self.limits.max_queued)
