@@ -20,9 +20,9 @@ from clinvk.core.jobs import Job, JobKind, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.server import current_gateway
-from clinvk.server.errors import Blueprint, check_body_request
 from clinvk.server.native.schemas import PromptRequestSchema, envelope
 from clinvk.server.native.views import URL_PREFIX, ok, prompt_request, submitted_job
+from clinvk.server.parsing import Blueprint, check_body_request
 from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, SSE_MIMETYPE, STREAM_HEADERS
 

@@ -25,14 +25,7 @@ from clinvk.core.orchestrate import (
 )
 from clinvk.core.types import RunOrigin, RunStatus
 from clinvk.server import current_gateway
-from clinvk.server.errors import (
-    ApiError,
-    ApiException,
-    Blueprint,
-    check_body_request,
-    envelope_enabled,
-    json_response,
-)
+from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.native.schemas import (
     ApiErrorSchema,
     BackendListEnvelope,
@@ -56,6 +49,8 @@ from clinvk.server.native.schemas import (
     TaskResultSchema,
     dump,
 )
+from clinvk.server.parsing import Blueprint, check_body_request
+from clinvk.server.responses import envelope_enabled, json_response
 from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, ndjson_response, run_to_completion
 
