@@ -16,12 +16,15 @@ from typing import Any
 
 from clinvk.core.engine import Engine, PromptRequest, RunHandle, RunResult
 from clinvk.core.errors import ClinvkError, InvalidRequest
+from clinvk.core.events import Event
 from clinvk.core.types import RunStatus, TaskState
 
 PREVIOUS = "{{previous}}"
 
 # Called as (index, state, outcome-or-None): TaskState.RUNNING, then the final status.
 UpdateFn = Callable[[int, str, "TaskOutcome | None"], None]
+# Called as (index, event) for every unified event of the task's run (from its thread).
+EventFn = Callable[[int, Event], None]
 
 
 @dataclass
@@ -137,7 +140,8 @@ class Cancellation:
 
 def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None = None,
              canceller: Cancellation | None = None,
-             on_update: UpdateFn | None = None) -> TaskOutcome:
+             on_update: UpdateFn | None = None,
+             on_event: EventFn | None = None) -> TaskOutcome:
     req = replace(req, ephemeral=True, session_id=None)
     if canceller is not None and canceller.cancelled.is_set():
         outcome = TaskOutcome(index=index, backend=req.backend or "", status=RunStatus.CANCELLED,
@@ -156,8 +160,9 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
         if canceller is not None and not canceller.add(handle):
             handle.cancel()
         try:
-            for _ in handle.events():
-                pass
+            for event in handle.events():
+                if on_event is not None and event is not None:
+                    on_event(index, event)
         except ClinvkError as exc:
             outcome = _outcome_from_error(index, req, exc, name)
         else:
@@ -172,16 +177,10 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
     return outcome
 
 
-def run_parallel(
-    engine: Engine,
-    requests: list[PromptRequest],
-    *,
-    max_parallel: int | None = None,
-    fail_fast: bool = False,
-    on_update: UpdateFn | None = None,
-    cancellation: Cancellation | None = None,
-) -> JobReport:
-    """Run every task, at most ``max_parallel`` at a time; results in input order."""
+def parallel_workers(engine: Engine, requests: list[PromptRequest],
+                     max_parallel: int | None) -> int:
+    """How many tasks run at once; a 400 naming the field for a count or limit the
+    configuration refuses."""
     par = engine.config.parallel
     check_count(requests, engine.config.server.max_parallel_tasks, "tasks")
     workers = max_parallel or par.max_workers or 3
@@ -191,11 +190,27 @@ def run_parallel(
         raise InvalidRequest(
             f"max_parallel must not exceed {par.max_parallel_limit} "
             "(parallel.max_parallel_limit)", field="max_parallel")
+    return workers
+
+
+def run_parallel(
+    engine: Engine,
+    requests: list[PromptRequest],
+    *,
+    max_parallel: int | None = None,
+    fail_fast: bool = False,
+    on_update: UpdateFn | None = None,
+    on_event: EventFn | None = None,
+    cancellation: Cancellation | None = None,
+) -> JobReport:
+    """Run every task, at most ``max_parallel`` at a time; results in input order."""
+    workers = parallel_workers(engine, requests, max_parallel)
     canceller = cancellation or Cancellation()
     started = time.monotonic()
 
     def task(index: int, req: PromptRequest) -> TaskOutcome:
-        outcome = _run_one(engine, index, req, canceller=canceller, on_update=on_update)
+        outcome = _run_one(engine, index, req, canceller=canceller, on_update=on_update,
+                           on_event=on_event)
         if fail_fast and outcome.status not in (RunStatus.OK, RunStatus.CANCELLED):
             canceller.cancel_all()
         return outcome
@@ -220,6 +235,7 @@ def run_chain(
     stop_on_failure: bool = False,
     pass_working_dir: bool = False,
     on_update: UpdateFn | None = None,
+    on_event: EventFn | None = None,
     cancellation: Cancellation | None = None,
 ) -> JobReport:
     """Run steps in order; ``{{previous}}`` becomes the previous step's output."""
@@ -244,7 +260,7 @@ def run_chain(
         if pass_working_dir and not req.workdir and previous_workdir:
             req = replace(req, workdir=previous_workdir)
         outcome = _run_one(engine, index, req, name=step.name, on_update=on_update,
-                           canceller=cancellation)
+                           on_event=on_event, canceller=cancellation)
         outcomes.append(outcome)
         previous_output = outcome.output
         if outcome.result is not None:
@@ -261,6 +277,7 @@ def run_compare(
     *,
     sequential: bool = False,
     on_update: UpdateFn | None = None,
+    on_event: EventFn | None = None,
     cancellation: Cancellation | None = None,
 ) -> JobReport:
     """The same prompt on several backends, concurrently unless ``sequential``."""
@@ -268,14 +285,15 @@ def run_compare(
     requests = [replace(base, backend=name) for name in backends]
     if sequential:
         started = time.monotonic()
-        outcomes = [_run_one(engine, i, r, on_update=on_update, canceller=cancellation)
+        outcomes = [_run_one(engine, i, r, on_update=on_update, on_event=on_event,
+                             canceller=cancellation)
                     for i, r in enumerate(requests)]
         return JobReport(outcomes, int((time.monotonic() - started) * 1000))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(requests),
                             thread_name_prefix="clinvk-compare") as pool:
         futures = [pool.submit(_run_one, engine, i, r, on_update=on_update,
-                               canceller=cancellation)
+                               on_event=on_event, canceller=cancellation)
                    for i, r in enumerate(requests)]
         outcomes = [f.result() for f in futures]
     return JobReport(outcomes, int((time.monotonic() - started) * 1000))

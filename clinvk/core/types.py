@@ -172,6 +172,15 @@ class RunOrigin(StrEnum):
     JOB = "job"
 
 
+class JobKind(StrEnum):
+    """What a job runs: one prompt, or one of the orchestration routes' plans."""
+
+    PROMPT = "prompt"
+    PARALLEL = "parallel"
+    CHAIN = "chain"
+    COMPARE = "compare"
+
+
 class BudgetMetric(StrEnum):
     """What a budget counts per key and window."""
 

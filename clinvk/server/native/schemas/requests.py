@@ -88,6 +88,9 @@ def _metadata_field(description: str) -> fields.Dict:
                        metadata={"description": description})
 
 
+_BACKGROUND = "Run as a job: answer 202 with the job object at once (docs/jobs.md)."
+
+
 class PromptRequestSchema(RunOptionsSchema):
     """POST /api/v1/prompt: one prompt, in a new session or a continued one."""
 
@@ -102,8 +105,7 @@ class PromptRequestSchema(RunOptionsSchema):
     dry_run = _opt_bool("Resolve everything and return the exact argv without starting the "
                         "CLI.")
     metadata = _metadata_field("Stored on the session.")
-    background = _opt_bool("Run as a job: answer 202 with the job object at once "
-                           "(docs/jobs.md).")
+    background = _opt_bool(_BACKGROUND)
 
     @validates_schema
     def _backend_unless_session(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -135,6 +137,7 @@ class ParallelRequestSchema(RequestSchema):
                             "parallel.max_parallel_limit; 0 = default).")
     fail_fast = _opt_bool("Cancel running and queued tasks after the first failure.")
     dry_run = _opt_bool("Dry-run every task.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class ChainStepSchema(RunOptionsSchema):
@@ -157,6 +160,7 @@ class ChainRequestSchema(RequestSchema):
     pass_session_id = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     persist_sessions = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     dry_run = _opt_bool("Dry-run every step.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class CompareRequestSchema(RunOptionsSchema):
@@ -169,6 +173,7 @@ class CompareRequestSchema(RunOptionsSchema):
     prompt = _req_str("The prompt text.")
     sequential = _opt_bool("Run one backend after the other instead of concurrently.")
     dry_run = _opt_bool("Dry-run every backend.")
+    background = _opt_bool(_BACKGROUND)
 
 
 class SessionListQuerySchema(Schema):

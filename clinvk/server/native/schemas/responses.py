@@ -10,8 +10,9 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, fields
 
+from clinvk.core.jobs.model import JobStatus
 from clinvk.core.store import STATUSES
-from clinvk.core.types import BrokerState, HealthStatus, RunStatus, TaskState, values
+from clinvk.core.types import BrokerState, HealthStatus, JobKind, RunStatus, TaskState, values
 
 RUN_STATUSES = values(RunStatus)
 TASK_STATUSES = (*RUN_STATUSES, TaskState.SKIPPED.value)
@@ -230,6 +231,24 @@ SessionDeletedEnvelope = envelope("SessionDeletedEnvelope", SessionDeletedSchema
 
 
 _INSTANCES: dict[type[Schema], Schema] = {}
+
+
+class JobSchema(Schema):
+    id = fields.String()
+    kind = fields.String(metadata={"enum": list(JobKind)})
+    status = fields.String(metadata={"enum": list(JobStatus)})
+    backend = fields.String(allow_none=True)
+    session_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    events = fields.Integer(metadata={"description": "Sequence number of the last event."})
+    error = fields.String()
+    result = fields.Dict(metadata={"description": "The run's result once finished."})
+    usage = fields.Dict()
+
+
+JobEnvelope = envelope("JobEnvelope", JobSchema)
 
 
 def dump(schema_class: type[Schema], data: Any) -> Any:
