@@ -135,6 +135,10 @@ def test_a_job_of_a_key_past_its_budget_is_refused_at_submit(client, tmp_path) -
     assert 1 <= int(refused.headers["Retry-After"]) <= 30
     body = refused.get_json()
     assert body["code"] == "budget_exceeded" and "runs 1/30 seconds" in body["error"]
+    parallel = client.post("/api/v1/jobs", headers=_h(JOB_KEY), json={
+        "kind": "parallel", "tasks": [{"backend": "claude", "prompt": "one",
+                                       "workdir": str(tmp_path)}]})
+    assert parallel.status_code == 429, parallel.get_json()
     listed = client.get("/api/v1/jobs", headers=_h(JOB_KEY)).get_json()["data"]["jobs"]
     assert [j["id"] for j in listed] == [job_id]  # nothing was queued
 

@@ -17,7 +17,7 @@ from clinvk.core.usage import BudgetKeeper, UsageLedger, UsageRow
 
 if TYPE_CHECKING:
     from clinvk.core.config import Config
-    from clinvk.core.engine.requests import PreparedRun, RunResult
+    from clinvk.core.engine.requests import PreparedRun, PromptRequest, RunResult
     from clinvk.core.engine.slots import EngineHooks
     from clinvk.core.store import Store
 
@@ -56,12 +56,12 @@ class UsageAccounting:
             self._refused(key_id, exc, "run")
             raise
 
-    def check(self, prepared: PreparedRun) -> None:
+    def check(self, request: PromptRequest) -> None:
         """Raise ``BudgetExceeded`` when the caller's key has spent a budget, counting
         nothing (a job queued now is admitted, and counted, when it starts)."""
-        if self.budgets is None or prepared.request.dry_run:
+        if self.budgets is None or request.dry_run:
             return
-        key_id = prepared.request.principal.key_id
+        key_id = request.principal.key_id
         try:
             self.budgets.check(key_id)
         except BudgetExceeded as exc:

@@ -86,7 +86,7 @@ class JobService:
     def submit_prompt(self, req: PromptRequest) -> Job:
         """Validate now (a bad request is refused before it is queued), run later."""
         prepared = self.engine.prepare(req)
-        self.engine.accounting.check(prepared)  # a spent budget: 429 now, not a failed job
+        self.engine.accounting.check(req)  # a spent budget: 429 now, not a failed job
         body = dataclasses.asdict(req)  # the principal travels as a plain dict
         job = self.store.create(JobKind.PROMPT, body, owner=req.principal.owner,
                                 backend=prepared.backend.name, max_queued=self.limits.max_queued)
@@ -100,6 +100,7 @@ class JobService:
     def submit_plan(self, plan: OrchestrationPlan) -> Job:
         """A parallel, chain or compare run as a job; refused now if its shape is."""
         check_plan(self.engine, plan)
+        self.engine.accounting.check(plan.requests[0])  # one caller for every task
         names = set(plan.backend_names())
         job = self.store.create(plan.kind, plan.to_dict(), owner=plan.principal.owner,
                                 backend=names.pop() if len(names) == 1 else None,
