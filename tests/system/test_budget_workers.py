@@ -1,6 +1,7 @@
 """Budgets across two gunicorn workers sharing a real redis (``redis_url``, as the rate
-limiter's storage): the Nth run is refused whichever worker serves it, and a job of a key
-past its budget is refused at submit by either worker."""
+limiter's storage): the Nth run is refused whichever worker serves it, a job of a key past
+its budget is refused at submit by either worker, and a second gateway on the same redis
+shares the budget too."""
 
 from __future__ import annotations
 
@@ -16,18 +17,25 @@ from clinvk.core.keys import key_id
 
 KEY = "sk-budget-workers-0123456789ab"
 JOB_KEY = "sk-budget-workers-jobs-012345"
+GATEWAYS_KEY = "sk-budget-gateways-01234567"
 RUNS = 4
 MAX_REQUESTS = 40  # until both workers have refused a run
 
 
+def _config(redis_url: str) -> dict:
+    budgets = {key_id(KEY): f"runs {RUNS} per 5 minutes",
+               key_id(JOB_KEY): "runs 1 per 5 minutes",
+               key_id(GATEWAYS_KEY): "runs 2 per 5 minutes"}
+    return {"server": {"rate_limit_storage_uri": redis_url, "budgets": budgets,
+                       "log_format": "json", "threads": 4}}
+
+
+KEYS_ENV = {"CLINVK_API_KEYS": f"{KEY},{JOB_KEY},{GATEWAYS_KEY}"}
+
+
 @pytest.fixture(scope="module")
 def two_workers(server_factory, redis_url):
-    budgets = {key_id(KEY): f"runs {RUNS} per 5 minutes",
-               key_id(JOB_KEY): "runs 1 per 5 minutes"}
-    server = server_factory({"server": {
-        "rate_limit_storage_uri": redis_url, "budgets": budgets, "log_format": "json",
-        "threads": 4}}, args=("--workers", "2"),
-        extra_env={"CLINVK_API_KEYS": f"{KEY},{JOB_KEY}"})
+    server = server_factory(_config(redis_url), args=("--workers", "2"), extra_env=KEYS_ENV)
     yield server
     server.stop(timeout=10)
 
@@ -91,3 +99,14 @@ def test_a_job_past_the_budget_is_refused_at_submit_by_either_worker(two_workers
     assert wait_until(lambda: len(_served_by(server, rids)) == len(rids), 10)
     listed = requests.get(server.url("/api/v1/jobs"), headers=headers, timeout=10)
     assert len(listed.json()["data"]["jobs"]) == 1  # none of the refused was queued
+
+
+def test_a_second_gateway_on_the_same_redis_shares_the_budget(two_workers, server_factory,
+                                                               redis_url) -> None:
+    other = server_factory(_config(redis_url), extra_env=KEYS_ENV)  # its own store and home
+    try:
+        codes = [_prompt(gateway, GATEWAYS_KEY, f"gw-{n}").status_code
+                 for n, gateway in enumerate((two_workers, other, two_workers, other))]
+    finally:
+        other.stop(timeout=10)
+    assert codes == [200, 200, 429, 429]
