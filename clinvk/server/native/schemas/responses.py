@@ -10,9 +10,16 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, fields
 
-from clinvk.core.jobs.model import JobStatus
 from clinvk.core.store import STATUSES
-from clinvk.core.types import BrokerState, HealthStatus, JobKind, RunStatus, TaskState, values
+from clinvk.core.types import (
+    BrokerState,
+    HealthStatus,
+    JobKind,
+    JobStatus,
+    RunStatus,
+    TaskState,
+    values,
+)
 
 RUN_STATUSES = values(RunStatus)
 TASK_STATUSES = (*RUN_STATUSES, TaskState.SKIPPED.value)
