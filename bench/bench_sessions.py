@@ -1,4 +1,4 @@
-"""Benchmark the session store at scale (SPEC §5: one page of 100,000 sessions in ms).
+"""Benchmark the session store at scale (docs/performance.md: one page of 100,000 sessions in ms).
 
 Builds a store with N sessions (bulk inserts of 20,000 rows), then times the hot list, get
 and update operations (median, p95 and p99 over ``--repeats`` runs after one warm-up

@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from clinvk.core.types import TaskState
+
 if TYPE_CHECKING:
     from clinvk.core.orchestrate import JobReport, TaskOutcome
 
@@ -157,7 +159,7 @@ class ProgressView:
     def __init__(self, labels: Sequence[tuple[str, str]], stream: IO[str] | None,
                  *, live: bool, title: str) -> None:
         self.labels = list(labels)  # (backend, label) per task
-        self.states = ["pending"] * len(self.labels)
+        self.states: list[str] = [TaskState.PENDING] * len(self.labels)
         self.started: list[float | None] = [None] * len(self.labels)
         self.ended: list[float | None] = [None] * len(self.labels)
         self.stream = stream
@@ -198,7 +200,7 @@ class ProgressView:
     def update(self, index: int, state: str, outcome: TaskOutcome | None) -> None:
         with self._lock:
             now = time.monotonic()
-            if state == "running":
+            if state == TaskState.RUNNING:
                 self.started[index] = now
             else:
                 if self.started[index] is None:
@@ -218,7 +220,7 @@ class ProgressView:
         width = len(str(len(self.labels)))
         parts = [f"[{index + 1:>{width}}/{len(self.labels)}]", f"{backend:<7}", f"{state:<9}"]
         took = self.elapsed(index)
-        if state != "running" and took is not None:
+        if state != TaskState.RUNNING and took is not None:
             parts.append(f"{took:5.1f}s")
         if label:
             parts.append(label)
@@ -271,7 +273,7 @@ def print_outputs(console: Console, report: JobReport, labels: Sequence[tuple[st
 
 def summary_line(report: JobReport, noun: str) -> str:
     total = len(report.outcomes)
-    skipped = sum(1 for o in report.outcomes if o.status == "skipped")
+    skipped = sum(1 for o in report.outcomes if o.status == TaskState.SKIPPED)
     parts = [f"{report.completed} ok", f"{report.failed} failed"]
     if report.cancelled:
         parts.append(f"{report.cancelled} cancelled")

@@ -1,4 +1,4 @@
-"""The unified event model (SPEC §3): one shape for every backend's stream.
+"""The unified event model (docs/api.md, Streaming): one shape for every backend's stream.
 
 Backends turn their CLI's stream lines into :class:`Event` objects; the runner stamps
 ``sequence``/``timestamp``/``backend``/``session_id`` as they are emitted, and the edges

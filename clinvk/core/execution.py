@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from clinvk.core.errors import BackendUnavailable
-from clinvk.core.process import CANCELLED, Limits, ProcessOutcome, ProcessRun
-from clinvk.core.types import ExecutionMode
+from clinvk.core.process import Limits, ProcessOutcome, ProcessRun
+from clinvk.core.types import EndReason, ExecutionMode
 
 if TYPE_CHECKING:
     from clinvk.core.backends import Backend
@@ -36,9 +36,9 @@ class BackendProcess(Protocol):
 
     def lines(self, heartbeat: float | None = None) -> Iterator[str | None]: ...
 
-    def cancel(self, reason: str = CANCELLED) -> None: ...
+    def cancel(self, reason: EndReason = EndReason.CANCELLED) -> None: ...
 
-    def abort(self, reason: str = CANCELLED) -> None: ...
+    def abort(self, reason: EndReason = EndReason.CANCELLED) -> None: ...
 
 
 @dataclass(frozen=True)

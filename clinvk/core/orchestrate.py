@@ -1,4 +1,4 @@
-"""parallel / chain / compare over the engine (SPEC §6).
+"""parallel / chain / compare over the engine (docs/api.md, docs/cli.md).
 
 Runs go through the same engine path as single prompts, always ephemeral. Preparation
 errors of one task become that task's result instead of failing the whole job, so a
@@ -16,13 +16,15 @@ from typing import Any
 
 from clinvk.core.engine import Engine, PromptRequest, RunHandle, RunResult
 from clinvk.core.errors import ClinvkError, InvalidRequest
-from clinvk.core.types import RunStatus
+from clinvk.core.events import Event
+from clinvk.core.types import RunStatus, TaskState
 
 PREVIOUS = "{{previous}}"
-SKIPPED = "skipped"
 
-# Called as (index, state, outcome-or-None); states: "running", then the final status.
+# Called as (index, state, outcome-or-None): TaskState.RUNNING, then the final status.
 UpdateFn = Callable[[int, str, "TaskOutcome | None"], None]
+# Called as (index, event) for every unified event of the task's run (from its thread).
+EventFn = Callable[[int, Event], None]
 
 
 @dataclass
@@ -76,7 +78,13 @@ class JobReport:
     @property
     def failed(self) -> int:
         return sum(1 for o in self.outcomes
-                   if o.status not in (RunStatus.OK, RunStatus.CANCELLED, SKIPPED))
+                   if o.status not in (RunStatus.OK, RunStatus.CANCELLED, TaskState.SKIPPED))
+
+    @property
+    def failed_steps(self) -> list[int]:
+        """1-based positions of the tasks that ran and did not end ok (skipped ones aside)."""
+        return [o.index + 1 for o in self.outcomes
+                if o.status not in (RunStatus.OK, TaskState.SKIPPED)]
 
     @property
     def cancelled(self) -> int:
@@ -132,7 +140,8 @@ class Cancellation:
 
 def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None = None,
              canceller: Cancellation | None = None,
-             on_update: UpdateFn | None = None) -> TaskOutcome:
+             on_update: UpdateFn | None = None,
+             on_event: EventFn | None = None) -> TaskOutcome:
     req = replace(req, ephemeral=True, session_id=None)
     if canceller is not None and canceller.cancelled.is_set():
         outcome = TaskOutcome(index=index, backend=req.backend or "", status=RunStatus.CANCELLED,
@@ -142,7 +151,7 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
             on_update(index, outcome.status, outcome)
         return outcome
     if on_update:
-        on_update(index, "running", None)
+        on_update(index, TaskState.RUNNING, None)
     try:
         handle = engine.start(engine.prepare(req))
     except ClinvkError as exc:
@@ -151,8 +160,9 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
         if canceller is not None and not canceller.add(handle):
             handle.cancel()
         try:
-            for _ in handle.events():
-                pass
+            for event in handle.events():
+                if on_event is not None and event is not None:
+                    on_event(index, event)
         except ClinvkError as exc:
             outcome = _outcome_from_error(index, req, exc, name)
         else:
@@ -167,16 +177,10 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
     return outcome
 
 
-def run_parallel(
-    engine: Engine,
-    requests: list[PromptRequest],
-    *,
-    max_parallel: int | None = None,
-    fail_fast: bool = False,
-    on_update: UpdateFn | None = None,
-    cancellation: Cancellation | None = None,
-) -> JobReport:
-    """Run every task, at most ``max_parallel`` at a time; results in input order."""
+def parallel_workers(engine: Engine, requests: list[PromptRequest],
+                     max_parallel: int | None) -> int:
+    """How many tasks run at once; a 400 naming the field for a count or limit the
+    configuration refuses."""
     par = engine.config.parallel
     check_count(requests, engine.config.server.max_parallel_tasks, "tasks")
     workers = max_parallel or par.max_workers or 3
@@ -186,11 +190,27 @@ def run_parallel(
         raise InvalidRequest(
             f"max_parallel must not exceed {par.max_parallel_limit} "
             "(parallel.max_parallel_limit)", field="max_parallel")
+    return workers
+
+
+def run_parallel(
+    engine: Engine,
+    requests: list[PromptRequest],
+    *,
+    max_parallel: int | None = None,
+    fail_fast: bool = False,
+    on_update: UpdateFn | None = None,
+    on_event: EventFn | None = None,
+    cancellation: Cancellation | None = None,
+) -> JobReport:
+    """Run every task, at most ``max_parallel`` at a time; results in input order."""
+    workers = parallel_workers(engine, requests, max_parallel)
     canceller = cancellation or Cancellation()
     started = time.monotonic()
 
     def task(index: int, req: PromptRequest) -> TaskOutcome:
-        outcome = _run_one(engine, index, req, canceller=canceller, on_update=on_update)
+        outcome = _run_one(engine, index, req, canceller=canceller, on_update=on_update,
+                           on_event=on_event)
         if fail_fast and outcome.status not in (RunStatus.OK, RunStatus.CANCELLED):
             canceller.cancel_all()
         return outcome
@@ -215,6 +235,7 @@ def run_chain(
     stop_on_failure: bool = False,
     pass_working_dir: bool = False,
     on_update: UpdateFn | None = None,
+    on_event: EventFn | None = None,
     cancellation: Cancellation | None = None,
 ) -> JobReport:
     """Run steps in order; ``{{previous}}`` becomes the previous step's output."""
@@ -227,19 +248,19 @@ def run_chain(
     for index, step in enumerate(steps):
         req = step.request
         if stopped_at is not None:
-            outcome = TaskOutcome(index=index, backend=req.backend or "", status=SKIPPED,
+            outcome = TaskOutcome(index=index, backend=req.backend or "", status=TaskState.SKIPPED,
                                   error=f"skipped: step {stopped_at + 1} failed",
                                   name=step.name, model=req.model)
             outcomes.append(outcome)
             if on_update:
-                on_update(index, SKIPPED, outcome)
+                on_update(index, TaskState.SKIPPED, outcome)
             continue
         if previous_output is not None and PREVIOUS in req.prompt:
             req = replace(req, prompt=req.prompt.replace(PREVIOUS, previous_output))
         if pass_working_dir and not req.workdir and previous_workdir:
             req = replace(req, workdir=previous_workdir)
         outcome = _run_one(engine, index, req, name=step.name, on_update=on_update,
-                           canceller=cancellation)
+                           on_event=on_event, canceller=cancellation)
         outcomes.append(outcome)
         previous_output = outcome.output
         if outcome.result is not None:
@@ -256,6 +277,7 @@ def run_compare(
     *,
     sequential: bool = False,
     on_update: UpdateFn | None = None,
+    on_event: EventFn | None = None,
     cancellation: Cancellation | None = None,
 ) -> JobReport:
     """The same prompt on several backends, concurrently unless ``sequential``."""
@@ -263,14 +285,15 @@ def run_compare(
     requests = [replace(base, backend=name) for name in backends]
     if sequential:
         started = time.monotonic()
-        outcomes = [_run_one(engine, i, r, on_update=on_update, canceller=cancellation)
+        outcomes = [_run_one(engine, i, r, on_update=on_update, on_event=on_event,
+                             canceller=cancellation)
                     for i, r in enumerate(requests)]
         return JobReport(outcomes, int((time.monotonic() - started) * 1000))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(requests),
                             thread_name_prefix="clinvk-compare") as pool:
         futures = [pool.submit(_run_one, engine, i, r, on_update=on_update,
-                               canceller=cancellation)
+                               on_event=on_event, canceller=cancellation)
                    for i, r in enumerate(requests)]
         outcomes = [f.result() for f in futures]
     return JobReport(outcomes, int((time.monotonic() - started) * 1000))

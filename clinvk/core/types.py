@@ -53,6 +53,57 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"  # a caller, a signal or a vanished client stopped it
 
 
+class EndReason(StrEnum):
+    """Why a backend process ended (a :class:`~clinvk.core.process.ProcessRun` or a remote run)."""
+
+    EXITED = "exited"
+    TIMEOUT = "timeout"
+    IDLE_TIMEOUT = "idle_timeout"
+    CANCELLED = "cancelled"
+    OUTPUT_LIMIT = "output_limit"
+    LINE_LIMIT = "line_limit"
+    LOST = "lost"  # a remote run whose agent host stopped answering (docs/deployment.md)
+
+
+class TaskState(StrEnum):
+    """A parallel/chain/compare task's state beside its run's :class:`RunStatus`."""
+
+    PENDING = "pending"  # not started yet (live progress only)
+    RUNNING = "running"  # its run is under way (live progress only)
+    SKIPPED = "skipped"  # a final status: never run, because an earlier chain step failed
+
+
+class RunMiss(StrEnum):
+    """The runs metric's outcome for a run that never reached a :class:`RunStatus`."""
+
+    UNAVAILABLE = "unavailable"  # the backend CLI could not be started
+    NOT_STARTED = "not_started"  # a remote run no agent host took
+
+
+class SessionStatus(StrEnum):
+    """Where a stored session stands."""
+
+    ACTIVE = "active"  # a turn is running, or the session waits for the next one
+    COMPLETED = "completed"  # its last turn ended well (or was a dry run)
+    ERROR = "error"  # its last turn failed
+    PAUSED = "paused"  # set by a caller through the update API; clinvk never sets it
+
+
+class HealthStatus(StrEnum):
+    """The gateway's overall state as ``/health`` reports it."""
+
+    OK = "ok"
+    DEGRADED = "degraded"  # serving, but no backend is installed or the broker is unreachable
+    UNHEALTHY = "unhealthy"  # the session store cannot be read (503)
+
+
+class BrokerState(StrEnum):
+    """Whether the Celery broker answers (``execution.broker`` in ``/health``)."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+
+
 class UnknownModelPolicy(StrEnum):
     """What a vendor-dialect request naming no known model or alias gets."""
 
@@ -119,6 +170,30 @@ class RunOrigin(StrEnum):
     CLI = "cli"
     MCP = "mcp"
     JOB = "job"
+
+
+class JobKind(StrEnum):
+    """What a job runs: one prompt, or one of the orchestration routes' plans."""
+
+    PROMPT = "prompt"
+    PARALLEL = "parallel"
+    CHAIN = "chain"
+    COMPARE = "compare"
+
+
+class JobStatus(StrEnum):
+    """Where a job stands; a job's run ends in a :class:`RunStatus`, the job in one of these."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the server running it died; never re-run (agents have side effects)
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class BudgetMetric(StrEnum):

@@ -237,6 +237,44 @@ def render_prompt(turns: list[Turn]) -> str:
     return "\n".join(parts)
 
 
+# Reads one part of a message's content (``part``, found at ``here``): its text, None when
+# the part is skipped, or an InvalidRequest naming the part when the dialect refuses it.
+PartReader = Callable[[dict[str, Any], str], str | None]
+
+
+def text_of_parts(content: Any, where: str, noun: str, read_part: PartReader) -> str:
+    """A message's content as text: a string as is, or the texts of a list of parts (each an
+    object with a ``type``; the dialect's ``noun`` for them: "content part") joined by lines."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where} must be a string or an array of {noun}s", field=where)
+    texts = []
+    for j, part in enumerate(content):
+        here = f"{where}[{j}]"
+        if not isinstance(part, dict):
+            raise InvalidRequest(f"{here} must be a {noun} object", field=here)
+        text = read_part(part, here)
+        if text is not None:
+            texts.append(text)
+    return "\n".join(texts)
+
+
+def part_string(part: Mapping[str, Any], key: str, here: str) -> str:
+    """``part[key]``, which must be a string."""
+    text = part.get(key)
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{here}.{key} must be a string", field=f"{here}.{key}")
+    return text
+
+
+def unsupported_part(here: str, noun: str, kind: Any) -> InvalidRequest:
+    """The refusal of a part type the dialect does not know: only text ones are taken."""
+    short = noun.rsplit(" ", 1)[-1]
+    return InvalidRequest(f"{here}: {noun}s of type {kind!r} are not supported; "
+                          f"only text {short}s are", field=here)
+
+
 def join_system(parts: list[str]) -> str | None:
     text = "\n\n".join(p for p in parts if p.strip())
     return text or None

@@ -1,4 +1,4 @@
-"""Meta endpoints (SPEC §7.5): ``/health``, ``/openapi.json`` and offline ``/docs``.
+"""Meta endpoints (docs/api.md, Meta): ``/health``, ``/openapi.json`` and offline ``/docs``.
 
 ``/docs`` is Swagger UI served from files packaged in ``clinvk/server/static/swagger-ui``
 (vendored from the ``swagger-ui-dist`` npm package, see its VERSION file): no CDN, so it
@@ -18,9 +18,11 @@ from flask.views import MethodView
 
 from clinvk import __version__
 from clinvk.core.errors import ClinvkError
+from clinvk.core.types import BrokerState, HealthStatus
 from clinvk.server import current_gateway
-from clinvk.server.errors import Blueprint, json_response
 from clinvk.server.native.schemas import HealthSchema
+from clinvk.server.parsing import Blueprint
+from clinvk.server.responses import json_response
 
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = STATIC_DIR / "swagger-ui"
@@ -54,11 +56,11 @@ def health_report() -> tuple[dict[str, Any], int]:
         store = {"available": False, "session_count": None,
                  "error": "the session store cannot be read; see the server log"}
     if not store["available"]:
-        status = "unhealthy"
+        status = HealthStatus.UNHEALTHY
     elif not any(b["available"] for b in backends):
-        status = "degraded"
+        status = HealthStatus.DEGRADED
     else:
-        status = "ok"
+        status = HealthStatus.OK
     body = {
         "status": status,
         "version": __version__,
@@ -69,9 +71,9 @@ def health_report() -> tuple[dict[str, Any], int]:
     }
     if execution is not None:
         body["execution"] = execution
-        if execution.get("broker") != "ok" and status == "ok":
-            body["status"] = "degraded"  # nothing can be queued until the broker is back
-    return body, 503 if status == "unhealthy" else 200  # already HealthSchema's shape
+        if execution.get("broker") != BrokerState.OK and status == HealthStatus.OK:
+            body["status"] = HealthStatus.DEGRADED  # nothing can be queued until the broker is back
+    return body, 503 if status == HealthStatus.UNHEALTHY else 200  # in HealthSchema's shape
 
 
 @blp.route("/health")

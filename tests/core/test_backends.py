@@ -212,6 +212,32 @@ def test_model_resolution(name, model, expected):
     assert BACKEND_CLASSES[name]().resolve_model(model) == expected
 
 
+@pytest.mark.parametrize("name", sorted(BACKEND_CLASSES))
+def test_every_alias_of_a_tier_names_the_same_model(name):
+    aliases = BACKEND_CLASSES[name]().aliases
+    assert set(aliases) == {"fast", "quick", "balanced", "default", "best", "powerful"}
+    assert aliases["quick"] == aliases["fast"]
+    assert aliases["default"] == aliases["balanced"]
+    assert aliases["powerful"] == aliases["best"]
+    assert len({aliases["fast"], aliases["balanced"], aliases["best"]}) == 3
+
+
+@pytest.mark.parametrize(("name", "sandbox", "approval", "expected"), [
+    ("claude", "read-only", "none", ["--permission-mode", "plan"]),
+    ("claude", "default", "auto", ["--permission-mode", "acceptEdits"]),
+    ("claude", "default", "default", []),
+    ("gemini", "read-only", "auto", ["--approval-mode", "plan"]),
+    ("gemini", "default", "none", ["--approval-mode", "yolo"]),
+    ("gemini", "default", "default", []),
+])
+def test_permission_flags(name, sandbox, approval, expected):
+    argv = BACKEND_CLASSES[name]().build_invocation(
+        RunOptions(prompt="p", workdir="/", sandbox_mode=sandbox, approval_mode=approval)).argv
+    flag = "--permission-mode" if name == "claude" else "--approval-mode"
+    found = [argv[i:i + 2] for i, arg in enumerate(argv) if arg == flag]
+    assert found == ([expected] if expected else [])
+
+
 def test_configured_aliases_override_builtins():
     backend = BACKEND_CLASSES["codex"](aliases={"fast": "my-model"})
     assert backend.resolve_model("fast") == "my-model"

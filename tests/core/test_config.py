@@ -99,7 +99,7 @@ def test_defaults_without_file(env: dict[str, str]) -> None:
     assert (u.approval_mode, u.sandbox_mode, u.verbose, u.dry_run) == (
         "default", "default", False, False)
     assert (u.max_turns, u.max_tokens, u.command_timeout_secs) == (0, 0, 0)
-    assert c.session.auto_resume is False  # SPEC §9: no silent auto-resume
+    assert c.session.auto_resume is False  # no silent auto-resume (docs/configuration.md)
     assert (c.session.retention_days, c.session.default_tags,
             c.session.store_token_usage) == (30, (), True)
     assert (c.output.format, c.output.show_tokens, c.output.show_timing,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -10,7 +11,10 @@ from support.engine import make_engine, request
 
 from clinvk.core.errors import BudgetExceeded, InvalidRequest
 from clinvk.core.ownership import Principal
-from clinvk.core.types import RunOrigin
+from clinvk.core.store.migrations import migrations
+from clinvk.core.store.sqlite import SqliteStore
+from clinvk.core.store.sqlite.database import split_script
+from clinvk.core.types import RunOrigin, StoreDialect
 from clinvk.core.usage import UsageLedger, UsageRow, parse_budget, parse_query
 from clinvk.core.usage.budgets import check_budgets
 
@@ -58,7 +62,7 @@ def _row(at: float, key: str | None, backend: str, tokens: int, status: str = "o
 
 
 def test_summary_groups_filters_and_hides_other_keys(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path / "s.db")
+    ledger = UsageLedger(SqliteStore(tmp_path / "s.db").usage)
     day = 1_796_601_600.0  # 2026-12-07T00:00:00Z
     for row in (_row(day + 10, KEY_A, "claude", 100), _row(day + 20, KEY_A, "codex", 10),
                 _row(day + 86400, KEY_B, "claude", 5, "failed"), _row(day + 30, None, "gemini", 1)):
@@ -78,11 +82,38 @@ def test_summary_groups_filters_and_hides_other_keys(tmp_path: Path) -> None:
 
 
 def test_old_rows_are_pruned_by_retention(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path / "s.db")
+    ledger = UsageLedger(SqliteStore(tmp_path / "s.db").usage)
     ledger.record(_row(time.time() - 10 * 86400, KEY_A, "codex", 1))
     ledger.record(_row(time.time(), KEY_A, "codex", 2))
-    reopened = UsageLedger(tmp_path / "s.db", retention_days=5)
+    reopened = UsageLedger(SqliteStore(tmp_path / "s.db").usage, retention_days=5)
     assert [r.input_tokens for r in reopened.recent(parse_query(recent=5))] == [2]
+
+
+@pytest.mark.parametrize("old_ledger_table", [False, True])
+def test_a_schema_v4_store_migrates_to_the_usage_table(tmp_path: Path,
+                                                       old_ledger_table: bool) -> None:
+    """A store from before the ledger was a migration gains the table; one whose ledger
+    had created it on first use keeps its rows."""
+    path = tmp_path / "sessions.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in migrations(StoreDialect.SQLITE)[:4]:
+        for statement in split_script(step.script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    if old_ledger_table:
+        for statement in split_script(migrations(StoreDialect.SQLITE)[4].script):
+            conn.execute(statement)
+        conn.execute("INSERT INTO usage_runs VALUES ('r1', ?, '2026-12-07', '2026-12-07T09:00Z', "
+                     "?, 'claude', 'm', 'api', 'ok', 0, 5, 7, 3, 0, 0.25, NULL)",
+                     (time.time(), KEY_A))
+    conn.close()
+    store = SqliteStore(path)
+    ledger = UsageLedger(store.usage)
+    ledger.record(_row(time.time(), KEY_B, "codex", 11))
+    got = {(r.key_id, r.input_tokens) for r in ledger.recent(parse_query(recent=10))}
+    assert got == ({(KEY_A, 7), (KEY_B, 11)} if old_ledger_table else {(KEY_B, 11)})
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == len(migrations(StoreDialect.SQLITE)) >= 5
 
 
 @pytest.mark.parametrize(("params", "field"), [

@@ -150,9 +150,9 @@ def test_lists_filter_and_page_with_a_cursor_and_unknown_jobs_are_404(server):
     assert requests.get(server.url("/api/v1/jobs/job_nope"), timeout=10).status_code == 404
 
 
-def test_kind_other_than_prompt_is_refused_naming_the_field(server):
+def test_an_unknown_kind_is_refused_naming_the_field(server):
     resp = requests.post(server.url("/api/v1/jobs"),
-                         json={"backend": "claude", "prompt": "x", "kind": "chain"}, timeout=10)
+                         json={"backend": "claude", "prompt": "x", "kind": "nope"}, timeout=10)
     assert resp.status_code == 400
     assert resp.json()["details"]["field"] == "kind"
 

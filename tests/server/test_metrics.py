@@ -1,4 +1,4 @@
-"""Prometheus ``/metrics`` against a real ``clinvk serve`` (SPEC §7.5; issue 5).
+"""Prometheus ``/metrics`` against a real ``clinvk serve`` (docs/deployment.md).
 
 Request counts by route template (bounded labels), backend runs by backend/outcome, the
 run-duration histogram, in-flight runs, queue wait and sessions created. ``clinvk serve``

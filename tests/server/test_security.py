@@ -1,4 +1,4 @@
-"""The security layer against a real ``clinvk serve`` (SPEC §4 cap, §7.1; issue 5).
+"""The security layer against a real ``clinvk serve`` (docs/security.md).
 
 API keys (env and gopass, fail closed), public paths, CORS before auth, body-size 413
 before the handler (declared and chunked), request ids, the bind refusal, workdir policy

@@ -1,4 +1,4 @@
-"""Rate limiting against a real ``clinvk serve`` (SPEC §7.1; issue 5).
+"""Rate limiting against a real ``clinvk serve`` (docs/security.md).
 
 One server, limit ``rate_limit_rps: 1, rate_limit_burst: 5`` (5 requests in any 5 s
 window per client). Tests keep out of each other's buckets by using their own API key or

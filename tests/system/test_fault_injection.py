@@ -1,4 +1,4 @@
-"""Fault injection through a real ``clinvk serve`` (issue 8, item 2).
+"""Fault injection through a real ``clinvk serve`` (docs/performance.md).
 
 Each test starts real gunicorn servers with the fake CLIs and breaks something on purpose:
 

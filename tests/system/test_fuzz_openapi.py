@@ -101,6 +101,10 @@ VALID = [
         {"name": "one", "backend": "codex", "prompt": "a"},
         {"backend": "gemini", "prompt": "b: {{previous}}"}]}}),
     ("/api/v1/compare", "POST", {"body": {"backends": ["claude", "gemini"], "prompt": "x"}}),
+    ("/api/v1/chain", "POST", {"body": {"background": True, "steps": [
+        {"backend": "claude", "prompt": "a"}, {"backend": "codex", "prompt": "{{previous}}"}]}}),
+    ("/api/v1/jobs", "POST", {"body": {"kind": "parallel", "tasks": [
+        {"backend": "gemini", "prompt": "a"}], "max_parallel": 1}}),
     ("/api/v1/jobs", "POST", {"body": {"backend": "claude", "prompt": "job", "kind": "prompt"}}),
     ("/api/v1/jobs", "GET", {"query": {"status": "queued", "limit": 5}}),
     ("/api/v1/jobs/{job_id}/events", "GET", {}),  # follows the job to its end
@@ -151,7 +155,8 @@ def test_every_operation_succeeds_as_documented(api_schema: Any) -> None:
             kwargs["path_parameters"] = {"job_id": job_id}
         case = api_schema[path][method].Case(**kwargs)
         resp = case.call_and_validate(checks=CHECKS, timeout=30)
-        expected = 202 if (path, method) == ("/api/v1/jobs", "POST") else 200
+        background = path.startswith("/api/v1/") and kwargs.get("body", {}).get("background")
+        expected = 202 if (path, method) == ("/api/v1/jobs", "POST") or background else 200
         assert resp.status_code == expected, (path, method, resp.status_code, resp.text[:300])
         if path == "/api/v1/prompt" and session_id is None:
             session_id = resp.json()["data"]["session_id"]

@@ -1,4 +1,4 @@
-"""nginx in front of clinvk (issue 8, item 4): the config of docs/deployment.md, for real.
+"""nginx in front of clinvk: the config of docs/deployment.md, for real.
 
 The test reads the ``nginx`` block under "nginx in front" in ``docs/deployment.md`` and
 runs it unchanged except for what cannot be copied to a test machine: the upstream port,

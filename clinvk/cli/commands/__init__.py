@@ -49,6 +49,8 @@ REGISTRY: dict[str, CommandInfo] = {
                         "API key ids for server.admin_key_ids."),
     "mcp": CommandInfo("clinvk.cli.commands.mcp", "mcp_cmd",
                        "Serve clinvk's agents as MCP tools (stdio or streamable HTTP)."),
+    "usage": CommandInfo("clinvk.cli.commands.usage", "usage_cmd",
+                         "Runs, tokens and cost per key, backend, model or day."),
     "worker": CommandInfo("clinvk.cli.commands.worker", "worker_cmd",
                           "Run this machine as an agent host (Celery; execution.mode celery)."),
 }

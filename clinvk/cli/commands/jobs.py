@@ -44,13 +44,19 @@ def _follow(ctx: click.Context, job_id: str, after: int) -> None:
     key = os.environ.get("CLINVK_API_KEY", "").strip()
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    task: int | None = None  # sub-run of a parallel/chain/compare job last printed
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as resp:
         for raw in resp:
             if not raw.strip():
                 continue  # keep-alive
             event = json.loads(raw)
             content = event.get("content") or {}
-            if event["type"] == "message" and content.get("is_partial", True):
+            if event.get("task") is not None and event["task"] != task:
+                task = event["task"]
+                click.echo(f"\n[task {task} · {event.get('backend', '')}]")
+            if event["type"] == "task_end":
+                click.echo(f"\n[task {event['task']}: {content.get('status')}]")
+            elif event["type"] == "message" and content.get("is_partial", True):
                 click.echo(content.get("text", ""), nl=False)
             elif event["type"] == "job_end":
                 click.echo(f"\n[job {job_id}: {content.get('status')}]")
@@ -67,14 +73,49 @@ def jobs_group(ctx: click.Context, url: str) -> None:
     ctx.obj = {"url": url}
 
 
+KINDS = ("prompt", "parallel", "chain", "compare")
+
+
+def _submit_body(kind: str, backends: tuple[str, ...], prompt: str | None,
+                 body_file: Any) -> dict[str, Any]:
+    """The POST /jobs body: the route body from --body, or built from -b and PROMPT."""
+    if body_file is not None:
+        try:
+            body = json.load(body_file)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--body") from None
+        if not isinstance(body, dict):
+            raise click.BadParameter("must hold a JSON object", param_hint="--body")
+        if prompt is not None:
+            body["prompt"] = prompt
+        if backends and kind in ("prompt", "compare"):
+            body["backend" if kind == "prompt" else "backends"] = (
+                backends[0] if kind == "prompt" else list(backends))
+        return {**body, "kind": kind}
+    if kind in ("parallel", "chain"):
+        raise click.UsageError(f"--kind {kind} needs --body FILE with the /{kind} body")
+    if not backends or prompt is None:
+        raise click.UsageError("give -b BACKEND and PROMPT (or --body FILE)")
+    if kind == "compare":
+        return {"kind": kind, "backends": list(backends), "prompt": prompt}
+    return {"kind": kind, "backend": backends[0], "prompt": prompt}
+
+
 @jobs_group.command("submit")
-@click.option("-b", "--backend", required=True)
+@click.option("-b", "--backend", "backends", multiple=True,
+              help="Backend (repeat for --kind compare).")
+@click.option("--kind", type=click.Choice(KINDS), default="prompt", show_default=True)
+@click.option("--body", "body_file", type=click.File("r"),
+              help="JSON file (or -) with the route's request body: /prompt, /parallel, "
+                   "/chain or /compare.")
 @click.option("-f", "--follow", is_flag=True, help="Follow the job's output until it ends.")
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @click.pass_context
-def submit(ctx: click.Context, backend: str, follow: bool, prompt: str) -> None:
-    """Queue PROMPT as a job; print its id (and follow it with -f)."""
-    job = _call(ctx, "POST", "/jobs", {"backend": backend, "prompt": prompt})
+def submit(ctx: click.Context, backends: tuple[str, ...], kind: str, body_file: Any,
+           follow: bool, prompt: str | None) -> None:
+    """Queue a job (PROMPT on -b BACKEND, or the --body of a kind's route); print its id
+    (and follow it with -f)."""
+    job = _call(ctx, "POST", "/jobs", _submit_body(kind, backends, prompt, body_file))
     click.echo(job["id"])
     if follow:
         _follow(ctx.parent, job["id"], 0)  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ from clinvk.core.orchestrate import (
     run_compare,
     run_parallel,
 )
+from clinvk.core.types import TaskState
 
 
 def _progress_stream(as_json: bool) -> tuple[IO[str] | None, bool]:
@@ -61,7 +62,7 @@ def run_job(labels: list[tuple[str, str]], title: str, as_json: bool,
     view = ProgressView(labels, stream, live=live, title=title)
 
     def on_update(index: int, state: str, outcome: TaskOutcome | None) -> None:
-        if state == "running" and stopping.is_set():
+        if state == TaskState.RUNNING and stopping.is_set():
             raise KeyboardInterrupt  # interrupted: start nothing new
         view.update(index, state, outcome)
 
@@ -194,7 +195,7 @@ def chain_cmd(app: AppContext, path: str, stop_on_failure: bool | None,
     title = f"Chain of {len(steps)} step(s)" + (", stop on failure" if stop else "")
     report = run_job(labels, title, as_json, lambda on_update: run_chain(
         engine, steps, stop_on_failure=stop, pass_working_dir=pass_dir, on_update=on_update))
-    failed = [o.index + 1 for o in report.outcomes if o.status not in ("ok", "skipped")]
+    failed = report.failed_steps
     if as_json:
 
         data: dict[str, Any] = {"total_steps": len(steps), "completed_steps": report.completed}

@@ -28,8 +28,9 @@ SANDBOX_MODES = values(SandboxMode)
 #: How long ``/health`` keeps reporting a backend missing before it looks again.
 REPORT_MISS_TTL_SECS = 1.0
 
-# Built-in aliases per backend; `backends.<name>.aliases` in the config is merged on top.
-ALIAS_GROUPS = {
+# The gateway's model aliases and the tier each names; every backend maps the three tiers to
+# models of its own (`backends.<name>.aliases` in the config is merged on top).
+ALIAS_TIERS = {
     "fast": "fast",
     "quick": "fast",
     "balanced": "balanced",
@@ -37,6 +38,12 @@ ALIAS_GROUPS = {
     "best": "best",
     "powerful": "best",
 }
+
+
+def tier_aliases(*, fast: str, balanced: str, best: str) -> dict[str, str]:
+    """Every alias of :data:`ALIAS_TIERS`, mapped to the backend's model for its tier."""
+    models = {"fast": fast, "balanced": balanced, "best": best}
+    return {alias: models[tier] for alias, tier in ALIAS_TIERS.items()}
 
 
 def inherited_env() -> dict[str, str]:
@@ -199,6 +206,8 @@ class Backend(ABC):
     display_name: str = ""
     vendor: str = ""
     builtin_aliases: dict[str, str] = {}
+    # How the CLI takes a model name (``<model_flag> <model>``).
+    model_flag: str = "-m"
     # Extra flags a server client may pass (flag name, takes a value?).
     extra_flag_allowlist: dict[str, bool] = {}
     # Extra flags that lift the permission ceiling; refused unless dangerous modes are allowed.
@@ -230,6 +239,11 @@ class Backend(ABC):
         return self.aliases.get(model, model)
 
     # -- invocation ---------------------------------------------------------------------------
+
+    def model_args(self, opts: RunOptions) -> list[str]:
+        """The model flag and the resolved model, or nothing for the CLI's own default."""
+        model = self.resolve_model(opts.model)
+        return [self.model_flag, model] if model else []
 
     @abstractmethod
     def build_invocation(self, opts: RunOptions) -> Invocation:
@@ -346,6 +360,20 @@ class Backend(ABC):
         except (OSError, subprocess.SubprocessError):
             self._version = ""
         return self._version or None
+
+
+def plan_or_approval(opts: RunOptions, flag: str, approvals: dict[str, str]) -> list[str]:
+    """For CLIs with one permission flag: a read-only sandbox is their ``plan`` mode, else the
+    approval mode's value (nothing for ``default``: the CLI's own setting)."""
+    if opts.sandbox_mode == SandboxMode.READ_ONLY:
+        return [flag, "plan"]
+    value = approvals.get(opts.approval_mode)
+    return [flag, value] if value else []
+
+
+def system_prompt_first(opts: RunOptions) -> str:
+    """The prompt for CLIs with no system-prompt flag: the instructions lead it."""
+    return f"{opts.system_prompt}\n\n{opts.prompt}" if opts.system_prompt else opts.prompt
 
 
 def as_int(value: Any) -> int:

@@ -19,24 +19,21 @@ from clinvk.core.backends.base import (
     RunOptions,
     StreamParser,
     as_int,
+    plan_or_approval,
+    tier_aliases,
 )
 from clinvk.core.events import Event, TokenUsage
+from clinvk.core.types import ApprovalMode
 
 #: Model aliases the gateway resolves before calling claude; claude takes its own tier
 #: names (always the latest model of the tier).
-MODEL_ALIASES: dict[str, str] = {
-    "fast": "haiku",
-    "quick": "haiku",
-    "balanced": "sonnet",
-    "default": "sonnet",
-    "best": "opus",
-    "powerful": "opus",
-}
+MODEL_ALIASES = tier_aliases(fast="haiku", balanced="sonnet", best="opus")
 
-APPROVAL_FLAGS = {
-    "auto": ["--permission-mode", "acceptEdits"],
-    "none": ["--permission-mode", "bypassPermissions"],
-    "always": ["--permission-mode", "default"],
+# --permission-mode values; claude has no sandbox flag, so read-only is its plan mode.
+PERMISSION_MODES = {
+    ApprovalMode.AUTO: "acceptEdits",
+    ApprovalMode.NONE: "bypassPermissions",
+    ApprovalMode.ALWAYS: "default",
 }
 
 
@@ -162,7 +159,8 @@ class ClaudeBackend(Backend):
     name = "claude"
     display_name = "Claude Code"
     vendor = "anthropic"
-    builtin_aliases = dict(MODEL_ALIASES)
+    builtin_aliases = MODEL_ALIASES
+    model_flag = "--model"
     extra_flag_allowlist = {
         "--allowedTools": True,
         "--allowed-tools": True,
@@ -188,14 +186,8 @@ class ClaudeBackend(Backend):
             "--verbose",
             "--include-partial-messages",
         ]
-        model = self.resolve_model(opts.model)
-        if model:
-            argv += ["--model", model]
-        if opts.sandbox_mode == "read-only":
-            # Claude has no sandbox flag; plan mode is its read-only mode.
-            argv += ["--permission-mode", "plan"]
-        elif opts.approval_mode in APPROVAL_FLAGS:
-            argv += APPROVAL_FLAGS[opts.approval_mode]
+        argv += self.model_args(opts)
+        argv += plan_or_approval(opts, "--permission-mode", PERMISSION_MODES)
         if opts.max_turns:
             argv += ["--max-turns", str(opts.max_turns)]
         if opts.system_prompt:

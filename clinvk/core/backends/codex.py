@@ -20,27 +20,27 @@ from clinvk.core.backends.base import (
     RunOptions,
     StreamParser,
     as_int,
+    system_prompt_first,
+    tier_aliases,
 )
 from clinvk.core.events import Event, TokenUsage
+from clinvk.core.types import ApprovalMode, SandboxMode
 
 #: Model aliases the gateway resolves before calling codex.
-MODEL_ALIASES: dict[str, str] = {
-    "fast": "gpt-5.4-mini",
-    "quick": "gpt-5.4-mini",
-    "balanced": "gpt-5.5",
-    "default": "gpt-5.5",
-    "best": "gpt-5.5-codex",
-    "powerful": "gpt-5.5-codex",
-}
+MODEL_ALIASES = tier_aliases(fast="gpt-5.4-mini", balanced="gpt-5.5", best="gpt-5.5-codex")
 
 SANDBOX_VALUES = {
-    "read-only": "read-only",
-    "workspace": "workspace-write",
-    "full": "danger-full-access",
+    SandboxMode.READ_ONLY: "read-only",
+    SandboxMode.WORKSPACE: "workspace-write",
+    SandboxMode.FULL: "danger-full-access",
 }
 # codex 0.171 exits 1 on approval_policy "untrusted" ("is no longer supported; remove this
 # setting"); "on-request" is the strictest policy it still accepts (exec never prompts anyway).
-APPROVAL_POLICIES = {"auto": "on-request", "none": "never", "always": "on-request"}
+APPROVAL_POLICIES = {
+    ApprovalMode.AUTO: "on-request",
+    ApprovalMode.NONE: "never",
+    ApprovalMode.ALWAYS: "on-request",
+}
 TRANSIENT_PREFIX = "Reconnecting..."
 SESSION_ID_LINE = re.compile(r"^session id:\s*([0-9a-fA-F-]{8,})\s*$", re.MULTILINE)
 
@@ -156,7 +156,7 @@ class CodexBackend(Backend):
     name = "codex"
     display_name = "Codex CLI"
     vendor = "openai"
-    builtin_aliases = dict(MODEL_ALIASES)
+    builtin_aliases = MODEL_ALIASES
     extra_flag_allowlist = {
         "-c": True,
         "--config": True,
@@ -177,9 +177,7 @@ class CodexBackend(Backend):
         if opts.resume_id:
             argv.append("resume")
         argv += ["--skip-git-repo-check", "--json"]
-        model = self.resolve_model(opts.model)
-        if model:
-            argv += ["-m", model]
+        argv += self.model_args(opts)
         sandbox = SANDBOX_VALUES.get(opts.sandbox_mode)
         if sandbox and opts.resume_id:
             argv += ["-c", f"sandbox_mode={toml_string(sandbox)}"]
@@ -194,11 +192,7 @@ class CodexBackend(Backend):
         if opts.resume_id:
             argv.append(opts.resume_id)
         argv.append("-")
-        prompt = opts.prompt
-        if opts.system_prompt:
-            # codex exec has no system-prompt flag: the instructions lead the prompt.
-            prompt = f"{opts.system_prompt}\n\n{prompt}"
-        return Invocation(argv=argv, stdin=prompt)
+        return Invocation(argv=argv, stdin=system_prompt_first(opts))
 
     def new_stream_parser(
         self, *, model: str | None = None, workdir: str | None = None

@@ -20,23 +20,22 @@ from clinvk.core.backends.base import (
     RunOptions,
     StreamParser,
     as_int,
+    plan_or_approval,
+    system_prompt_first,
+    tier_aliases,
 )
 from clinvk.core.events import Event, TokenUsage
+from clinvk.core.types import ApprovalMode, SandboxMode
 
 #: Model aliases the gateway resolves before calling gemini.
-MODEL_ALIASES: dict[str, str] = {
-    "fast": "gemini-2.5-flash",
-    "quick": "gemini-2.5-flash",
-    "balanced": "gemini-2.5-pro",
-    "default": "gemini-2.5-pro",
-    "best": "gemini-3.1-pro-preview",
-    "powerful": "gemini-3.1-pro-preview",
-}
+MODEL_ALIASES = tier_aliases(fast="gemini-2.5-flash", balanced="gemini-2.5-pro",
+                             best="gemini-3.1-pro-preview")
 
-APPROVAL_FLAGS = {
-    "auto": ["--approval-mode", "auto_edit"],
-    "none": ["--approval-mode", "yolo"],
-    "always": ["--approval-mode", "default"],
+# --approval-mode values; its plan mode is gemini's read-only mode.
+APPROVAL_MODES = {
+    ApprovalMode.AUTO: "auto_edit",
+    ApprovalMode.NONE: "yolo",
+    ApprovalMode.ALWAYS: "default",
 }
 
 
@@ -140,7 +139,7 @@ class GeminiBackend(Backend):
     name = "gemini"
     display_name = "Gemini CLI"
     vendor = "google"
-    builtin_aliases = dict(MODEL_ALIASES)
+    builtin_aliases = MODEL_ALIASES
     extra_flag_allowlist = {
         "--include-directories": True,
         "--policy": True,
@@ -161,24 +160,16 @@ class GeminiBackend(Backend):
 
     def build_invocation(self, opts: RunOptions) -> Invocation:
         argv = [self.command, "--output-format", "stream-json", "--skip-trust"]
-        model = self.resolve_model(opts.model)
-        if model:
-            argv += ["-m", model]
-        if opts.sandbox_mode == "read-only":
-            argv += ["--approval-mode", "plan"]  # gemini's read-only mode
-        elif opts.approval_mode in APPROVAL_FLAGS:
-            argv += APPROVAL_FLAGS[opts.approval_mode]
-        if opts.sandbox_mode == "workspace":
+        argv += self.model_args(opts)
+        argv += plan_or_approval(opts, "--approval-mode", APPROVAL_MODES)
+        if opts.sandbox_mode == SandboxMode.WORKSPACE:
             argv.append("--sandbox")  # container sandbox: needs docker or podman
         if opts.verbose:
             argv.append("--debug")
         argv += opts.extra_flags
         if opts.resume_id:
             argv += ["--resume", opts.resume_id]
-        prompt = opts.prompt
-        if opts.system_prompt:
-            prompt = f"{opts.system_prompt}\n\n{prompt}"
-        return Invocation(argv=argv, stdin=prompt)
+        return Invocation(argv=argv, stdin=system_prompt_first(opts))
 
     def new_stream_parser(
         self, *, model: str | None = None, workdir: str | None = None

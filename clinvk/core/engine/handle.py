@@ -18,8 +18,7 @@ from clinvk.core.engine.requests import RunResult
 from clinvk.core.errors import BackendUnavailable
 from clinvk.core.events import Event, TokenUsage
 from clinvk.core.execution import BackendProcess
-from clinvk.core.process import EndReason
-from clinvk.core.types import RunStatus
+from clinvk.core.types import EndReason, RunMiss, RunStatus
 
 if TYPE_CHECKING:
     from clinvk.core.backends.base import StreamParser
@@ -27,9 +26,6 @@ if TYPE_CHECKING:
     from clinvk.core.engine.requests import PreparedRun
     from clinvk.core.store import Session
 
-# The metrics status of a run whose CLI could not be started.
-_UNAVAILABLE = "unavailable"
-_NOT_STARTED = "not_started"  # metrics outcome: a remote run no host took
 
 
 class RunHandle:
@@ -109,7 +105,7 @@ class RunHandle:
             self._spawn_error = exc  # reported (and recorded) when the run is read
             return
         except BaseException:  # not started at all (a remote run found no host)
-            self._run_finished(_NOT_STARTED)
+            self._run_finished(RunMiss.NOT_STARTED)
             raise
         self._process = process
 
@@ -182,7 +178,7 @@ class RunHandle:
                 error=self._spawn_error.message, usage=TokenUsage(), backend_session_id=None,
                 model=self.prepared.resolved_model)
             self._record_end()
-            self._run_finished(_UNAVAILABLE)
+            self._run_finished(RunMiss.UNAVAILABLE)
             raise self._spawn_error
         process = self._process
         assert process is not None

@@ -5,8 +5,7 @@ from __future__ import annotations
 from clinvk.core import events
 from clinvk.core.engine.requests import RunResult
 from clinvk.core.events import Event
-from clinvk.core.process import EndReason
-from clinvk.core.types import RunStatus
+from clinvk.core.types import EndReason, RunStatus
 
 # The error code a failed run's terminal event carries (other statuses carry their own name).
 BACKEND_ERROR = "backend_error"

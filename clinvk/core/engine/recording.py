@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from clinvk.core.errors import StoreError
 from clinvk.core.events import TokenUsage
+from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
     from clinvk.core.backends.base import StreamParser
@@ -73,7 +74,7 @@ class TurnRecorder:
             tags=tags,
             metadata=req.metadata,
             parent_id=req.parent_id,
-            status="completed" if req.dry_run else "active",
+            status=SessionStatus.COMPLETED if req.dry_run else SessionStatus.ACTIVE,
             lease=self._lease,
         )
         self.engine.hooks.session_created(prepared.backend.name)
@@ -95,7 +96,7 @@ class TurnRecorder:
         usage = parsed.usage if self.engine.config.session.store_token_usage else None
         model = parsed.model or self.prepared.resolved_model
         try:
-            store.record_turn(self.session.id, usage=usage, status="completed",
+            store.record_turn(self.session.id, usage=usage, status=SessionStatus.COMPLETED,
                               backend_session_id=parsed.backend_session_id, model=model,
                               release=self._lease)
         except StoreError:
@@ -120,7 +121,7 @@ class TurnRecorder:
             self.session.id,
             usage=usage,
             backend_session_id=result.backend_session_id,
-            status="completed" if result.ok else "error",
+            status=SessionStatus.COMPLETED if result.ok else SessionStatus.ERROR,
             error_message=result.error,
             model=result.model,
             turns=turns,

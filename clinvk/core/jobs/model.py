@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinvk.core.types import JobKind, JobStatus
 
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    LOST = "lost"  # the server running it died; never re-run (agents have side effects)
-
-    @property
-    def finished(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
-
-
-class JobKind(enum.StrEnum):
-    PROMPT = "prompt"
-    PARALLEL = "parallel"
-    CHAIN = "chain"
-    COMPARE = "compare"
+__all__ = ["EVENTS_DROPPED", "JOB_END", "TASK_END", "Job", "JobKind", "JobStatus"]
 
 
 #: Event types the job log adds to the run's unified events.
 EVENTS_DROPPED = "events_dropped"  # marker: older events were dropped by the per-job cap
 JOB_END = "job_end"  # the last event of every log: the job's final status
+TASK_END = "task_end"  # a parallel task / chain step / compare backend is done (its status)
 
 
 @dataclass
@@ -68,7 +52,24 @@ class Job:
             data["error"] = self.error
         if self.result is not None:
             data["result"] = self.result
-            usage = self.result.get("token_usage")
+            usage = _usage_of(self.result)
             if usage is not None:
                 data["usage"] = usage
         return data
+
+
+def _usage_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """A prompt's token usage, or the sum over the sub-runs of a parallel/chain/compare."""
+    if "results" not in result:
+        return result.get("token_usage")
+    reported = [r["token_usage"] for r in result["results"] if r.get("token_usage")]
+    if not reported:
+        return None
+    total: dict[str, Any] = {}
+    for usage in reported:
+        for key, value in usage.items():
+            if value is not None:
+                total[key] = total.get(key, 0) + value
+            else:
+                total.setdefault(key, None)
+    return total

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +20,17 @@ from typing import Any
 from clinvk.core.engine import Engine, PromptRequest, RunResult
 from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFound
 from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
-from clinvk.core.jobs.model import JOB_END, Job, JobKind, JobStatus
+from clinvk.core.jobs.model import JOB_END, TASK_END, Job, JobKind, JobStatus
 from clinvk.core.jobs.responses import ResponseRecord
+from clinvk.core.orchestrate import Cancellation, JobReport, TaskOutcome
 from clinvk.core.ownership import Principal
+from clinvk.core.plans import (
+    OrchestrationPlan,
+    check_plan,
+    plan_from_dict,
+    request_from_dict,
+    run_plan,
+)
 from clinvk.core.store.interface import JobTable, ResponseTable
 from clinvk.core.types import RunOrigin, RunStatus
 
@@ -40,6 +49,16 @@ class JobLimits:
     retention_secs: float = 7 * 24 * 3600
     retention_count: int = 1000
     threads: int = 8
+
+
+def _plan_status(report: JobReport) -> tuple[JobStatus, str | None]:
+    """Succeeded when every sub-run succeeded; the result body says what each did."""
+    if any(o.result is not None and o.result.lost for o in report.outcomes):
+        return JobStatus.LOST, "an agent host went away during a sub-run; it is not re-run"
+    bad = [o for o in report.outcomes if not o.ok]
+    if not bad:
+        return JobStatus.SUCCEEDED, None
+    return JobStatus.FAILED, f"{len(bad)} of {len(report.outcomes)} sub-runs did not succeed"
 
 
 def _status_of(result: RunResult) -> JobStatus:
@@ -67,6 +86,7 @@ class JobService:
     def submit_prompt(self, req: PromptRequest) -> Job:
         """Validate now (a bad request is refused before it is queued), run later."""
         prepared = self.engine.prepare(req)
+        self.engine.accounting.check(req)  # a spent budget: 429 now, not a failed job
         body = dataclasses.asdict(req)  # the principal travels as a plain dict
         job = self.store.create(JobKind.PROMPT, body, owner=req.principal.owner,
                                 backend=prepared.backend.name, max_queued=self.limits.max_queued)
@@ -74,6 +94,21 @@ class JobService:
             raise JobQueueFull(f"{self.limits.max_queued} jobs are already queued "
                             "(server.jobs_max_queued); try again when some have started",
                             retry_after=5)
+        self.executor.submit(job.id, self.run)
+        return job
+
+    def submit_plan(self, plan: OrchestrationPlan) -> Job:
+        """A parallel, chain or compare run as a job; refused now if its shape is."""
+        check_plan(self.engine, plan)
+        self.engine.accounting.check(plan.requests[0])  # one caller for every task
+        names = set(plan.backend_names())
+        job = self.store.create(plan.kind, plan.to_dict(), owner=plan.principal.owner,
+                                backend=names.pop() if len(names) == 1 else None,
+                                max_queued=self.limits.max_queued)
+        if job is None:
+            raise JobQueueFull(f"{self.limits.max_queued} jobs are already queued "
+                               "(server.jobs_max_queued); try again when some have started",
+                               retry_after=5)
         self.executor.submit(job.id, self.run)
         return job
 
@@ -156,7 +191,10 @@ class JobService:
         job = self.store.get(job_id)
         assert job is not None
         try:
-            status, result, error = self._run_prompt(job)
+            if job.kind == JobKind.PROMPT:
+                status, result, error = self._run_prompt(job)
+            else:
+                status, result, error = self._run_plan(job)
         except ClinvkError as exc:
             status, result, error = JobStatus.FAILED, None, str(exc)
         except Exception as exc:
@@ -166,9 +204,7 @@ class JobService:
         self._end_log(job_id, status)
 
     def _run_prompt(self, job: Job) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
-        fields = dict(job.request)
-        req = PromptRequest(**{**fields, "principal": Principal(**fields["principal"]),
-                               "origin": RunOrigin.JOB})
+        req = request_from_dict(job.request, RunOrigin.JOB)
         handle = self.engine.start(self.engine.prepare(req))
         self.store.set_session(job.id, handle.session_id, handle.prepared.backend.name)
         last_poll = time.monotonic()
@@ -183,6 +219,54 @@ class JobService:
         assert result is not None
         self.store.set_session(job.id, result.session_id, result.backend)
         return _status_of(result), result.to_dict(), result.error
+
+    def _run_plan(self, job: Job) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
+        """Every sub-run's events go to the job's log tagged with their task; a watcher
+        thread turns the row's cancel flag into cancelling every run of the plan."""
+        plan = plan_from_dict(job.request, RunOrigin.JOB)
+        cancellation = Cancellation()
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch_cancel, name=f"clinvk-cancel-{job.id}",
+                                   args=(job.id, cancellation, done), daemon=True)
+        watcher.start()
+        chain = plan.kind == JobKind.CHAIN
+
+        def tags(index: int) -> dict[str, int]:
+            """Which sub-run an event belongs to: its index in ``results`` (and, for a chain,
+            the 1-based step number the result carries)."""
+            return {"task": index, "step": index + 1} if chain else {"task": index}
+
+        def on_event(index: int, event: Any) -> None:
+            self.store.append_event(job.id, {**event.to_dict(), **tags(index)},
+                                    cap=self.limits.max_events)
+
+        def on_update(index: int, state: str, outcome: TaskOutcome | None) -> None:
+            if outcome is None:
+                return  # started: its own events follow
+            content = {"status": outcome.status, "backend": outcome.backend}
+            if outcome.error:
+                content["error"] = outcome.error
+            self.store.append_event(job.id, {"type": TASK_END, "backend": outcome.backend,
+                                             **tags(index), "content": content},
+                                    cap=self.limits.max_events)
+
+        try:
+            report, body = run_plan(self.engine, plan, on_event=on_event, on_update=on_update,
+                                    cancellation=cancellation)
+        finally:
+            done.set()
+            watcher.join()
+        if self.store.cancel_requested(job.id):
+            return JobStatus.CANCELLED, body, "cancelled"
+        status, error = _plan_status(report)
+        return status, body, error
+
+    def _watch_cancel(self, job_id: str, cancellation: Cancellation,
+                      done: threading.Event) -> None:
+        while not done.wait(POLL_SECS):
+            if self.store.cancel_requested(job_id):
+                cancellation.cancel_all()
+                return
 
     def _end_log(self, job_id: str, status: JobStatus) -> None:
         self.store.append_event(job_id, {"type": JOB_END, "content": {"status": str(status)}},

@@ -7,16 +7,6 @@ worker left behind), ``state`` (the process-wide registry of running backends).
 
 from clinvk.core.process.ledger import RunLedger, kill_orphaned_groups
 from clinvk.core.process.procfs import RUN_MARKER_VAR, marked_pids
-from clinvk.core.process.reasons import (
-    CANCELLED,
-    EXITED,
-    IDLE_TIMEOUT,
-    LINE_LIMIT,
-    LOST,
-    OUTPUT_LIMIT,
-    TIMEOUT,
-    EndReason,
-)
 from clinvk.core.process.run import Limits, ProcessOutcome, ProcessRun
 from clinvk.core.process.state import (
     active_runs,
@@ -27,15 +17,7 @@ from clinvk.core.process.state import (
 from clinvk.core.process.terminate import lower_priority
 
 __all__ = [
-    "CANCELLED",
-    "EXITED",
-    "IDLE_TIMEOUT",
-    "LINE_LIMIT",
-    "LOST",
-    "OUTPUT_LIMIT",
     "RUN_MARKER_VAR",
-    "TIMEOUT",
-    "EndReason",
     "Limits",
     "ProcessOutcome",
     "ProcessRun",

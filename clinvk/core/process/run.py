@@ -23,16 +23,8 @@ from dataclasses import dataclass, field
 from clinvk.core.errors import BackendUnavailable
 from clinvk.core.process import state
 from clinvk.core.process.procfs import RUN_MARKER_VAR
-from clinvk.core.process.reasons import (
-    CANCELLED,
-    EXITED,
-    IDLE_TIMEOUT,
-    LINE_LIMIT,
-    OUTPUT_LIMIT,
-    TIMEOUT,
-    EndReason,
-)
 from clinvk.core.process.terminate import lower_priority, signal_group, terminate
+from clinvk.core.types import EndReason
 
 STDERR_TAIL_BYTES = 16 * 1024
 # After the child itself exits, how long a grandchild may keep stdout open before it is
@@ -67,7 +59,7 @@ class ProcessOutcome:
 
     @property
     def killed(self) -> bool:
-        return self.reason != EXITED
+        return self.reason != EndReason.EXITED
 
 
 @dataclass
@@ -174,7 +166,7 @@ class ProcessRun:
         else:
             threading.Thread(target=write, name="clinvk-stdin", daemon=True).start()
 
-    def cancel(self, reason: str = CANCELLED) -> None:
+    def cancel(self, reason: EndReason = EndReason.CANCELLED) -> None:
         """Stop the run from any thread: the group gets SIGTERM now, SIGKILL after the grace."""
         with self._lock:
             if self._reason is None:
@@ -191,7 +183,7 @@ class ProcessRun:
     def cancelled(self) -> bool:
         return self._reason is not None
 
-    def abort(self, reason: str = CANCELLED) -> None:
+    def abort(self, reason: EndReason = EndReason.CANCELLED) -> None:
         """Stop a started run whose :meth:`lines` may never be read: the group is
         terminated and the child reaped here. If another thread is reading, this is
         :meth:`cancel` and that reader finishes the job."""
@@ -246,7 +238,7 @@ class ProcessRun:
             sel.close()
             if not completed:
                 # Stopped early by our caller (client gone): that is a cancellation.
-                self._set_reason(CANCELLED)
+                self._set_reason(EndReason.CANCELLED)
             self._finish(err_fd if err_fd in st.open_fds else None)
 
     def _must_stop(self, st: _ReadState, now: float) -> bool:
@@ -256,10 +248,10 @@ class ProcessRun:
         if self._reason:
             return True
         if limits.timeout and now - self._started >= limits.timeout:
-            self._set_reason(TIMEOUT)
+            self._set_reason(EndReason.TIMEOUT)
             return True
         if limits.idle_timeout and now - st.last_activity >= limits.idle_timeout:
-            self._set_reason(IDLE_TIMEOUT)
+            self._set_reason(EndReason.IDLE_TIMEOUT)
             return True
         assert self.proc is not None
         if st.exited_at is None and self.proc.poll() is not None:
@@ -296,12 +288,12 @@ class ProcessRun:
             st.last_activity = time.monotonic()
             self._output_bytes += len(chunk)
             if self._output_bytes > self.limits.max_output_bytes:
-                self._set_reason(OUTPUT_LIMIT)
+                self._set_reason(EndReason.OUTPUT_LIMIT)
                 return
             st.buf += chunk
             yield from self._split_lines(st)
             if len(st.buf) > self.limits.max_line_bytes:
-                self._set_reason(LINE_LIMIT)
+                self._set_reason(EndReason.LINE_LIMIT)
                 return
 
     def _split_lines(self, st: _ReadState) -> Iterator[str]:
@@ -361,7 +353,7 @@ class ProcessRun:
             self._finished.set()
         self.outcome = ProcessOutcome(
             exit_code=self.proc.returncode,
-            reason=self._reason or EXITED,
+            reason=self._reason or EndReason.EXITED,
             duration_ms=int((time.monotonic() - self._started) * 1000),
             stderr_tail=b"".join(self._stderr).decode("utf-8", errors="replace"),
             output_bytes=self._output_bytes,

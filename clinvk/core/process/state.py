@@ -12,8 +12,8 @@ import weakref
 from typing import TYPE_CHECKING
 
 from clinvk.core.process.ledger import RunLedger
-from clinvk.core.process.reasons import CANCELLED
 from clinvk.core.process.sweeper import LeftoverSweeper
+from clinvk.core.types import EndReason
 
 if TYPE_CHECKING:
     from clinvk.core.process.run import ProcessRun
@@ -44,7 +44,7 @@ def active_runs() -> list[ProcessRun]:
         return list(_active)
 
 
-def terminate_all(reason: str = CANCELLED) -> int:
+def terminate_all(reason: EndReason = EndReason.CANCELLED) -> int:
     """Cancel every running backend process of this server process (used at shutdown)."""
     runs = active_runs()
     for run in runs:

@@ -17,10 +17,10 @@ import redis
 
 from clinvk.core.backends import Registry
 from clinvk.core.errors import BackendUnavailable
-from clinvk.core.process import CANCELLED, EndReason, Limits, ProcessRun
+from clinvk.core.process import Limits, ProcessRun
 from clinvk.core.remote.channel import RunChannel
 from clinvk.core.remote.names import Names
-from clinvk.core.types import RunEntryKind
+from clinvk.core.types import EndReason, RunEntryKind
 
 log = logging.getLogger("clinvk.worker")
 
@@ -60,7 +60,7 @@ def run_invocation(host: AgentHost, payload: dict[str, Any]) -> None:
         # Nobody can see this run's output any more: stop the CLI rather than let it
         # work on unobserved (its gateway reports the run lost).
         log.exception("run %s: lost the event channel; stopping the CLI", channel.run_id)
-        process.abort(CANCELLED)
+        process.abort(EndReason.CANCELLED)
         return
     outcome = process.outcome
     assert outcome is not None
@@ -103,6 +103,6 @@ def _pump(host: AgentHost, channel: RunChannel, process: ProcessRun) -> None:
             reason = channel.cancel_reason()
             if reason:
                 known = reason in EndReason.__members__.values()
-                process.cancel(EndReason(reason) if known else CANCELLED)
+                process.cancel(EndReason(reason) if known else EndReason.CANCELLED)
             elif not channel.reader_alive():
-                process.cancel(CANCELLED)  # its gateway is gone: nobody will read this
+                process.cancel(EndReason.CANCELLED)  # its gateway is gone: nobody will read this

@@ -25,11 +25,11 @@ from kombu.exceptions import KombuError
 from clinvk.core.config import Config
 from clinvk.core.errors import BackendUnavailable, BrokerUnavailable, HostUnavailable, Saturated
 from clinvk.core.execution import BackendProcess, Placement
-from clinvk.core.process import CANCELLED, LOST, Limits, ProcessOutcome
+from clinvk.core.process import Limits, ProcessOutcome
 from clinvk.core.remote.channel import Entry, RunChannel, connect
 from clinvk.core.remote.hosts import HostDirectory, HostInfo
 from clinvk.core.remote.names import CLEANUP_TASK, RUN_TASK, Names
-from clinvk.core.types import HostFallback, RunEntryKind
+from clinvk.core.types import BrokerState, EndReason, HostFallback, RunEntryKind
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -147,10 +147,10 @@ class RemoteRunner:
                             {self.names.backend_queue(b.name) for b in self._backends()})
             depths = self.hosts.queue_depths(queues)
         except redis.RedisError:
-            return {"mode": "celery", "broker": "unreachable", "hosts": [], "queues": {}}
+            return {"mode": "celery", "broker": BrokerState.UNREACHABLE, "hosts": [], "queues": {}}
         hosts = [{"name": h.name, "backends": list(h.backends), "concurrency": h.concurrency}
                  for h in live.values()]
-        return {"mode": "celery", "broker": "ok", "hosts": hosts, "queues": depths}
+        return {"mode": "celery", "broker": BrokerState.OK, "hosts": hosts, "queues": depths}
 
     def _backends(self) -> list[Any]:
         from clinvk.core.backends import Registry
@@ -291,22 +291,22 @@ class RemoteProcess:
                     yield None
         finally:
             if self.outcome is None:  # the reader stopped early (client gone, shutdown)
-                self.abort(CANCELLED)
+                self.abort(EndReason.CANCELLED)
 
     def _lose(self, why: str) -> None:
         log.error("run %s on host %s is lost: %s", self.run_id, self.host, why)
         self._withdraw()
-        self.outcome = ProcessOutcome(exit_code=None, reason=LOST, stderr_tail=why,
+        self.outcome = ProcessOutcome(exit_code=None, reason=EndReason.LOST, stderr_tail=why,
                                       duration_ms=int((time.monotonic() - self._started) * 1000),
                                       output_bytes=0, pid=0)
 
-    def cancel(self, reason: str = CANCELLED) -> None:
+    def cancel(self, reason: EndReason = EndReason.CANCELLED) -> None:
         try:
             self.channel.cancel(str(reason))
         except redis.RedisError:
             log.warning("could not pass the cancel of run %s to its host", self.run_id)
 
-    def abort(self, reason: str = CANCELLED) -> None:
+    def abort(self, reason: EndReason = EndReason.CANCELLED) -> None:
         """Stop without reading on: the host kills the CLI's process group."""
         self.cancel(reason)
         if self.outcome is None:

@@ -1,9 +1,9 @@
 """What the engine, the job service and the edges need from a store, and nothing more.
 
 One implementation per database: :class:`clinvk.core.store.sqlite.SqliteStore` (embedded,
-the default) today; a PostgreSQL one plugs in beside it under ``clinvk/core/store/`` with
-its own ``sql/postgresql`` migrations. Callers open a store with
-:func:`clinvk.core.store.open_store` and see only these protocols.
+the default) and :class:`clinvk.core.store.postgresql.PostgresStore` (shared by several
+gateways), each with its own ``sql/<dialect>`` migrations. Callers open a store with
+:func:`clinvk.core.store.open_store` (or ``configured_store``) and see only these protocols.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from clinvk.core.events import TokenUsage
 from clinvk.core.ownership import Principal
 from clinvk.core.store.records import Session, SessionPage
+from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
     from clinvk.core.jobs.model import Job, JobKind, JobStatus
     from clinvk.core.jobs.responses import ResponseRecord
+    from clinvk.core.usage.rows import UsageRow
 
-__all__ = ["JobTable", "ResponseTable", "SessionLease", "Store"]
+__all__ = ["JobTable", "ResponseTable", "SessionLease", "Store", "UsageTable"]
 
 
 class SessionLease(AbstractContextManager["SessionLease"], Protocol):
@@ -97,8 +99,29 @@ class ResponseTable(Protocol):
     def close(self) -> None: ...
 
 
+class UsageTable(Protocol):
+    """The usage ledger's rows: appended once per finished run, read in sums and newest
+    first. Rows are filtered like jobs: ``sees_all`` or only those of key id ``owner``."""
+
+    def insert(self, row: UsageRow) -> None: ...
+
+    def delete_before(self, cutoff: float) -> int: ...
+
+    def sums(self, group_by: tuple[str, ...], *, since: float | None, until: float | None,
+             owner: str | None, sees_all: bool) -> list[tuple[Any, ...]]:
+        """Per group (``UsageGroup`` names): its values in order, then
+        ``clinvk.core.usage.rows.SUM_NAMES``; one row of sums (maybe all NULL) without grouping."""
+        ...
+
+    def newest(self, limit: int, *, since: float | None, until: float | None,
+               owner: str | None, sees_all: bool) -> list[UsageRow]: ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
-    """Sessions (with their leases) and, through :attr:`jobs`, the job tables."""
+    """Sessions (with their leases) and, through :attr:`jobs`, :attr:`responses` and
+    :attr:`usage`, the other tables of the same database."""
 
     @property
     def jobs(self) -> JobTable: ...
@@ -106,10 +129,13 @@ class Store(Protocol):
     @property
     def responses(self) -> ResponseTable: ...
 
+    @property
+    def usage(self) -> UsageTable: ...
+
     def create(self, *, backend: str, working_dir: str, model: str | None = None,
                initial_prompt: str = "", tags: Iterable[str] = (),
                metadata: dict[str, Any] | None = None, parent_id: str | None = None,
-               status: str = "active", backend_session_id: str | None = None,
+               status: str = SessionStatus.ACTIVE, backend_session_id: str | None = None,
                lease: Any = None, owner: str | None = None) -> Session: ...
 
     def get(self, id_or_prefix: str, *, visible_to: Principal | None = None) -> Session: ...

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from clinvk.core.events import TokenUsage
+from clinvk.core.types import SessionStatus, values
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -20,7 +21,7 @@ __all__ = [
     "derive_title",
 ]
 
-STATUSES: tuple[str, ...] = ("active", "completed", "error", "paused")
+STATUSES: tuple[str, ...] = values(SessionStatus)
 DEFAULT_LEASE_SECONDS = 3600.0
 DEFAULT_BUSY_TIMEOUT = 10.0
 MIN_PREFIX_LENGTH = 4
@@ -38,7 +39,7 @@ def default_store_path(home: Path) -> Path:
 def derive_title(prompt: str, max_chars: int = TITLE_MAX_CHARS) -> str:
     """Title from the first non-blank prompt line, whitespace collapsed, cut by characters.
 
-    Cutting by characters (not bytes) never splits a UTF-8 sequence (upstream BUG-17).
+    Cutting by characters (not bytes) never splits a UTF-8 sequence.
     """
     for line in (prompt or "").splitlines():
         text = " ".join(line.split())
@@ -56,7 +57,7 @@ def derive_title(prompt: str, max_chars: int = TITLE_MAX_CHARS) -> str:
 
 @dataclass
 class Session:
-    """One conversation with a backend CLI, as stored (SPEC §5 record)."""
+    """One conversation with a backend CLI, as stored (docs/sessions.md, Record)."""
 
     id: str
     backend: str
@@ -67,7 +68,7 @@ class Session:
     model: str | None = None
     initial_prompt: str = ""
     title: str = ""
-    status: str = "active"
+    status: str = SessionStatus.ACTIVE
     turn_count: int = 0
     token_usage: TokenUsage = field(default_factory=TokenUsage)
     tags: list[str] = field(default_factory=list)

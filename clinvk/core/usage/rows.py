@@ -22,6 +22,9 @@ from clinvk.core.types import UsageGroup, values
 
 GROUPS: tuple[str, ...] = values(UsageGroup)
 MAX_RECENT = 500
+#: The sums the ledger reports for each group, in the order a UsageTable returns them.
+SUM_NAMES = ("runs", "failed_runs", "input_tokens", "output_tokens", "cached_tokens",
+             "cost_usd", "duration_ms")
 _RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -8,36 +8,25 @@ from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import TokenUsage
 from clinvk.server import compat
 
+NOUN = "content block"
+
 
 def _blocks_text(content: Any, where: str, role: str) -> str:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise InvalidRequest(f"{where} must be a string or an array of content blocks",
-                             field=where)
-    texts = []
-    for j, block in enumerate(content):
-        here = f"{where}[{j}]"
-        if not isinstance(block, dict):
-            raise InvalidRequest(f"{here} must be a content block object", field=here)
+    def read_block(block: dict[str, Any], here: str) -> str | None:
         kind = block.get("type")
         if kind == "text":
-            text = block.get("text")
-            if not isinstance(text, str):
-                raise InvalidRequest(f"{here}.text must be a string", field=f"{here}.text")
-            texts.append(text)
-        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
-            continue  # earlier reasoning echoed back by the client: not part of the answer
-        elif kind in ("image", "document", "search_result", "container_upload"):
+            return compat.part_string(block, "text", here)
+        if kind in ("thinking", "redacted_thinking") and role == "assistant":
+            return None  # earlier reasoning echoed back by the client: not part of the answer
+        if kind in ("image", "document", "search_result", "container_upload"):
             raise InvalidRequest(f"{here}: {kind} blocks are not supported (the backends take "
                                  "text prompts only)", field=here)
-        elif isinstance(kind, str) and ("tool" in kind):
+        if isinstance(kind, str) and ("tool" in kind):
             raise InvalidRequest(f"{here}: {kind} blocks are not supported (tools are not "
                                  "supported)", field=here)
-        else:
-            raise InvalidRequest(f"{here}: content blocks of type {kind!r} are not supported; "
-                                 "only text blocks are", field=here)
-    return "\n".join(texts)
+        raise compat.unsupported_part(here, NOUN, kind)
+
+    return compat.text_of_parts(content, where, NOUN, read_block)
 
 
 def conversation(args: dict[str, Any]) -> tuple[str, str | None]:

@@ -13,16 +13,26 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, post_load, validate
 
 from clinvk.core.errors import InvalidRequest, StoreError
 from clinvk.core.jobs import Job, JobKind, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.server import current_gateway
-from clinvk.server.errors import Blueprint, check_body_request
-from clinvk.server.native.schemas import PromptRequestSchema, envelope
-from clinvk.server.native.views import URL_PREFIX, ok, prompt_request, submitted_job
+from clinvk.server.native.plans import PLAN_BUILDERS
+from clinvk.server.native.run_requests import prompt_request
+from clinvk.server.native.schemas import (
+    ChainRequestSchema,
+    CompareRequestSchema,
+    JobEnvelope,
+    JobSchema,
+    ParallelRequestSchema,
+    PromptRequestSchema,
+    envelope,
+)
+from clinvk.server.native.views import URL_PREFIX, ok, submitted_job
+from clinvk.server.parsing import Blueprint, check_body_request
 from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, SSE_MIMETYPE, STREAM_HEADERS
 
@@ -31,27 +41,30 @@ blp = Blueprint("jobs", __name__, url_prefix=URL_PREFIX,
 blp.before_request(check_body_request)
 
 
-class JobSubmitSchema(PromptRequestSchema):
-    """POST /api/v1/jobs: the body of /prompt plus its kind."""
+_KIND_BODIES: dict[str, type[Schema]] = {
+    JobKind.PROMPT: PromptRequestSchema, JobKind.PARALLEL: ParallelRequestSchema,
+    JobKind.CHAIN: ChainRequestSchema, JobKind.COMPARE: CompareRequestSchema}
+
+
+class JobSubmitSchema(Schema):
+    """POST /api/v1/jobs: ``kind`` plus the body of that kind's route, validated by the
+    route's own schema (so a job refuses exactly what the route refuses)."""
+
+    class Meta:
+        unknown = INCLUDE
 
     kind = fields.String(load_default=JobKind.PROMPT, validate=validate.OneOf(list(JobKind)),
-                         metadata={"description": "prompt (parallel, chain and compare are "
-                                                  "not yet runnable as jobs)"})
+                         metadata={"description": "prompt (default), parallel, chain or "
+                                   "compare; the other fields are that route's body: "
+                                   "PromptRequest, ParallelRequest, ChainRequest, "
+                                   "CompareRequest."})
 
-
-class JobSchema(Schema):
-    id = fields.String()
-    kind = fields.String(metadata={"enum": list(JobKind)})
-    status = fields.String(metadata={"enum": list(JobStatus)})
-    backend = fields.String(allow_none=True)
-    session_id = fields.String(allow_none=True)
-    created_at = fields.String()
-    started_at = fields.String(allow_none=True)
-    finished_at = fields.String(allow_none=True)
-    events = fields.Integer(metadata={"description": "Sequence number of the last event."})
-    error = fields.String()
-    result = fields.Dict(metadata={"description": "The run's result once finished."})
-    usage = fields.Dict()
+    @post_load
+    def _load_kind_body(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        kind = JobKind(data.pop("kind"))
+        body = _KIND_BODIES[kind]().load(data)
+        body.pop("background", None)
+        return {"kind": kind, "body": body}
 
 
 class JobListSchema(Schema):
@@ -73,7 +86,6 @@ class EventsQuerySchema(Schema):
         "description": "Only events with a higher sequence number (as Last-Event-ID)."})
 
 
-JobEnvelope = envelope("JobEnvelope", JobSchema)
 JobListEnvelope = envelope("JobListEnvelope", JobListSchema)
 
 
@@ -109,13 +121,11 @@ class Jobs(MethodView):
     @blp.doc(operationId="submitJob", summary="Submit a background job")
     def post(self, args: dict[str, Any]) -> Response:
         """Queue a run; it keeps going when the client leaves. 429 when the queue is full."""
-        kind = args.pop("kind")
+        kind, body = args["kind"], args["body"]
         if kind != JobKind.PROMPT:
-            raise InvalidRequest(f"kind {kind!r} cannot run as a job yet; only 'prompt'",
-                                 field="kind")
-        args.pop("output_format", None)
-        args.pop("background", None)
-        return submitted_job(_service().submit_prompt(prompt_request(args, tags=["api", "job"])))
+            return submitted_job(_service().submit_plan(PLAN_BUILDERS[kind](body)))
+        body.pop("output_format", None)
+        return submitted_job(_service().submit_prompt(prompt_request(body, tags=["api", "job"])))
 
     @blp.arguments(JobListQuerySchema(), location="query")
     @blp.response(200, JobListEnvelope)

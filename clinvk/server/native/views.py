@@ -1,4 +1,4 @@
-"""The native REST API (``/api/v1``, SPEC §7.2): prompt, orchestration, backends, sessions.
+"""The native REST API (``/api/v1``, docs/api.md): prompt, orchestration, backends, sessions.
 
 Handlers only translate: request body -> :class:`PromptRequest` -> engine -> response body.
 Bodies use the envelope ``{"success": true, "data": {...}}`` unless
@@ -13,27 +13,15 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
+from marshmallow import Schema
 
-from clinvk.core.engine import PromptRequest, RunResult
-from clinvk.core.errors import InvalidRequest
-from clinvk.core.orchestrate import (
-    SKIPPED,
-    ChainStep,
-    JobReport,
-    run_chain,
-    run_compare,
-    run_parallel,
-)
-from clinvk.core.types import RunOrigin, RunStatus
+from clinvk.core.engine import RunResult
+from clinvk.core.plans import run_plan
+from clinvk.core.types import JobKind, RunStatus
 from clinvk.server import current_gateway
-from clinvk.server.errors import (
-    ApiError,
-    ApiException,
-    Blueprint,
-    check_body_request,
-    envelope_enabled,
-    json_response,
-)
+from clinvk.server.errors import ApiError, ApiException
+from clinvk.server.native.plans import PLAN_BUILDERS
+from clinvk.server.native.run_requests import prompt_request
 from clinvk.server.native.schemas import (
     ApiErrorSchema,
     BackendListEnvelope,
@@ -43,6 +31,7 @@ from clinvk.server.native.schemas import (
     CompareEnvelope,
     CompareRequestSchema,
     CompareResponseSchema,
+    JobEnvelope,
     ParallelEnvelope,
     ParallelRequestSchema,
     ParallelResponseSchema,
@@ -54,15 +43,15 @@ from clinvk.server.native.schemas import (
     SessionListQuerySchema,
     SessionListSchema,
     SessionSchema,
-    TaskResultSchema,
     dump,
 )
+from clinvk.server.parsing import Blueprint, check_body_request
+from clinvk.server.responses import envelope_enabled, json_response
 from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, ndjson_response, run_to_completion
 
 URL_PREFIX = "/api/v1"
 API_TAG = "api"
-SESSION_PLACEHOLDER = "{{session}}"
 
 blp = Blueprint(
     "native", __name__, url_prefix=URL_PREFIX,
@@ -106,32 +95,6 @@ def ok(data: Mapping[str, Any], status: int = 200) -> Response:
     return json_response(body, status)
 
 
-def prompt_request(args: Mapping[str, Any], **overrides: Any) -> PromptRequest:
-    """A request body (already validated by its schema) as an engine request."""
-    fields = dict(
-        prompt=args["prompt"],
-        backend=args.get("backend"),
-        model=args.get("model"),
-        workdir=args.get("workdir"),
-        session_id=args.get("session_id"),
-        ephemeral=bool(args.get("ephemeral")),
-        approval_mode=args.get("approval_mode"),
-        sandbox_mode=args.get("sandbox_mode"),
-        max_turns=args.get("max_turns"),
-        max_tokens=args.get("max_tokens"),
-        system_prompt=args.get("system_prompt"),
-        verbose=bool(args.get("verbose")),
-        dry_run=bool(args.get("dry_run")),
-        extra_flags=list(args.get("extra") or []),
-        metadata=args.get("metadata"),
-        timeout_secs=args.get("timeout_secs"),
-        principal=identify().principal,
-        origin=RunOrigin.API,
-    )
-    fields.update(overrides)
-    return PromptRequest(**fields)
-
-
 def result_data(result: RunResult) -> dict[str, Any]:
     """The documented ``PromptResultSchema`` body. Built directly (not by a marshmallow
     dump, which only copied these JSON-ready values and sat on every prompt's critical
@@ -166,24 +129,6 @@ def submitted_job(job: Any) -> Response:
     response = ok(job.to_dict(), status=202)
     response.headers["Location"] = f"{URL_PREFIX}/jobs/{job.id}"
     return response
-
-
-def check_backends(names: list[tuple[str, str]]) -> None:
-    """Unknown backend names are a 400 naming the field (before anything runs)."""
-    registry = current_gateway().engine.registry
-    for name, field_path in names:
-        registry.get(name, field=field_path)
-
-
-def task_data(outcome: Any, *, step: int | None = None) -> dict[str, Any]:
-    data = outcome.to_dict()
-    if step is not None:
-        data["step"] = step
-    return dump(TaskResultSchema, data)
-
-
-def _counts(report: JobReport) -> dict[str, int]:
-    return {"completed": report.completed, "failed": report.failed}
 
 
 # --------------------------------------------------------------------------- prompt
@@ -228,12 +173,27 @@ class Prompt(MethodView):
 # --------------------------------------------------------------------------- orchestration
 
 
+def _run_or_submit(args: dict[str, Any], kind: JobKind, schema: type[Schema]) -> Response:
+    """Run the route's plan now, or (``background: true``) queue it as a job."""
+    gw = current_gateway()
+    background = args.pop("background", False)
+    plan = PLAN_BUILDERS[kind](args)
+    if background and gw.jobs is not None:
+        return submitted_job(gw.jobs.submit_plan(plan))
+    _report, body = run_plan(gw.engine, plan)
+    return ok(dump(schema, body))
+
+
+_BACKGROUND_202 = "With `background: true`: the queued job (docs/jobs.md); Location names it."
+
+
 @blp.route("/parallel")
 class Parallel(MethodView):
     @blp.arguments(ParallelRequestSchema())
     @blp.response(200, ParallelEnvelope, description="Per-task results in input order.")
+    @blp.alt_response(202, schema=JobEnvelope, description=_BACKGROUND_202)
     @blp.doc(operationId="executeParallel", summary="Run tasks in parallel")
-    @documents_errors(400, 413, 415, 500)
+    @documents_errors(400, 413, 415, 429, 500)
     def post(self, args: dict[str, Any]) -> Response:
         """Run independent tasks at once (always ephemeral).
 
@@ -241,30 +201,16 @@ class Parallel(MethodView):
         running tasks (their process groups are killed) and queued ones; those report
         status `cancelled`. The response is 200 whatever the tasks did.
         """
-        gw = current_gateway()
-        tasks = args["tasks"]
-        check_backends([(t["backend"], f"tasks[{i}].backend") for i, t in enumerate(tasks)])
-        dry_run = bool(args.get("dry_run"))
-        requests = [prompt_request(t, ephemeral=True, session_id=None,
-                                   dry_run=dry_run or bool(t.get("dry_run")))
-                    for t in tasks]
-        report = run_parallel(gw.engine, requests, max_parallel=args.get("max_parallel") or None,
-                              fail_fast=bool(args.get("fail_fast")))
-        return ok(dump(ParallelResponseSchema, {
-            "total_tasks": len(tasks),
-            **_counts(report),
-            "cancelled": report.cancelled,
-            "total_duration_ms": report.total_duration_ms,
-            "results": [task_data(o) for o in report.outcomes],
-        }))
+        return _run_or_submit(args, JobKind.PARALLEL, ParallelResponseSchema)
 
 
 @blp.route("/chain")
 class Chain(MethodView):
     @blp.arguments(ChainRequestSchema())
     @blp.response(200, ChainEnvelope, description="One result per step, in order.")
+    @blp.alt_response(202, schema=JobEnvelope, description=_BACKGROUND_202)
     @blp.doc(operationId="executeChain", summary="Run steps in sequence")
-    @documents_errors(400, 413, 415, 500)
+    @documents_errors(400, 413, 415, 429, 500)
     def post(self, args: dict[str, Any]) -> Response:
         """Run steps one after the other (always ephemeral).
 
@@ -272,59 +218,22 @@ class Chain(MethodView):
         `stop_on_failure`, steps after a failed one are reported as `skipped`;
         `pass_working_dir` runs a step without `workdir` in the previous step's directory.
         """
-        gw = current_gateway()
-        for flag in ("pass_session_id", "persist_sessions"):
-            if args.get(flag):
-                raise InvalidRequest(
-                    f"{flag} is not supported: chains are always ephemeral", field=flag)
-        steps = args["steps"]
-        for i, step in enumerate(steps):
-            if SESSION_PLACEHOLDER in step["prompt"]:
-                raise InvalidRequest(
-                    f"chain step {i + 1} uses {SESSION_PLACEHOLDER}, but chains keep no "
-                    "sessions; only {{previous}} is available", field=f"steps[{i}].prompt")
-        check_backends([(s["backend"], f"steps[{i}].backend") for i, s in enumerate(steps)])
-        dry_run = bool(args.get("dry_run"))
-        chain = [ChainStep(prompt_request(s, ephemeral=True, session_id=None,
-                                          dry_run=dry_run),
-                           name=s.get("name"))
-                 for s in steps]
-        report = run_chain(gw.engine, chain, stop_on_failure=bool(args.get("stop_on_failure")),
-                           pass_working_dir=bool(args.get("pass_working_dir")))
-        failed = [o.index + 1 for o in report.outcomes if o.status not in (RunStatus.OK, SKIPPED)]
-        return ok(dump(ChainResponseSchema, {
-            "total_steps": len(steps),
-            "completed_steps": report.completed,
-            "failed_step": failed[-1] if failed else None,
-            "total_duration_ms": report.total_duration_ms,
-            "results": [task_data(o, step=o.index + 1) for o in report.outcomes],
-        }))
+        return _run_or_submit(args, JobKind.CHAIN, ChainResponseSchema)
 
 
 @blp.route("/compare")
 class Compare(MethodView):
     @blp.arguments(CompareRequestSchema())
     @blp.response(200, CompareEnvelope, description="One result per backend, in order.")
+    @blp.alt_response(202, schema=JobEnvelope, description=_BACKGROUND_202)
     @blp.doc(operationId="executeCompare", summary="Ask several backends the same prompt")
-    @documents_errors(400, 413, 415, 500)
+    @documents_errors(400, 413, 415, 429, 500)
     def post(self, args: dict[str, Any]) -> Response:
         """Send one prompt to several backends, concurrently unless `sequential`.
 
         Each result carries the model that was actually used. Always ephemeral.
         """
-        gw = current_gateway()
-        backends = [b.strip().lower() for b in args["backends"]]
-        check_backends([(b, f"backends[{i}]") for i, b in enumerate(backends)])
-        base = prompt_request(args, ephemeral=True, session_id=None)
-        report = run_compare(gw.engine, base, backends,
-                             sequential=bool(args.get("sequential")))
-        return ok(dump(CompareResponseSchema, {
-            "prompt": args["prompt"],
-            "backends": backends,
-            **_counts(report),
-            "total_duration_ms": report.total_duration_ms,
-            "results": [task_data(o) for o in report.outcomes],
-        }))
+        return _run_or_submit(args, JobKind.COMPARE, CompareResponseSchema)
 
 
 # --------------------------------------------------------------------------- backends

@@ -8,33 +8,20 @@ from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import TokenUsage
 from clinvk.server import compat
 
+NOUN = "content part"
+
 
 def _content_text(content: Any, where: str, role: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise InvalidRequest(f"{where} must be a string or an array of content parts",
-                             field=where)
-    texts = []
-    for j, part in enumerate(content):
-        here = f"{where}[{j}]"
-        if not isinstance(part, dict):
-            raise InvalidRequest(f"{here} must be a content part object", field=here)
+    def read_part(part: dict[str, Any], here: str) -> str:
         kind = part.get("type")
         if kind == "text" or (kind == "refusal" and role == "assistant"):
-            text = part.get(kind)
-            if not isinstance(text, str):
-                raise InvalidRequest(f"{here}.{kind} must be a string", field=f"{here}.{kind}")
-            texts.append(text)
-        elif kind in ("image_url", "input_image", "image"):
+            return compat.part_string(part, kind, here)
+        if kind in ("image_url", "input_image", "image"):
             raise InvalidRequest(f"{here}: image content parts are not supported (the "
                                  "backends take text prompts only)", field=here)
-        else:
-            raise InvalidRequest(f"{here}: content parts of type {kind!r} are not supported; "
-                                 "only text parts are", field=here)
-    return "\n".join(texts)
+        raise compat.unsupported_part(here, NOUN, kind)
+
+    return "" if content is None else compat.text_of_parts(content, where, NOUN, read_part)
 
 
 def conversation(messages: list[dict[str, Any]]) -> tuple[str, str | None]:

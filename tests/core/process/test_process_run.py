@@ -10,19 +10,8 @@ import time
 import pytest
 
 from clinvk.core.errors import BackendUnavailable
-from clinvk.core.process import (
-    CANCELLED,
-    EXITED,
-    IDLE_TIMEOUT,
-    LINE_LIMIT,
-    OUTPUT_LIMIT,
-    TIMEOUT,
-    Limits,
-    ProcessRun,
-    active_runs,
-    marked_pids,
-    terminate_all,
-)
+from clinvk.core.process import Limits, ProcessRun, active_runs, marked_pids, terminate_all
+from clinvk.core.types import EndReason
 
 PY = sys.executable
 
@@ -52,7 +41,7 @@ def grandchild_script(pidfile: str) -> str:
 def test_lines_exit_code_and_stderr_tail():
     run = ProcessRun(["bash", "-c", "echo a; echo b; echo oops >&2; exit 3"])
     assert list(run.lines()) == ["a", "b"]
-    assert run.outcome.exit_code == 3 and run.outcome.reason == EXITED
+    assert run.outcome.exit_code == 3 and run.outcome.reason == EndReason.EXITED
     assert "oops" in run.outcome.stderr_tail
 
 
@@ -68,7 +57,7 @@ def test_timeout_kills_group_with_sigterm_ignoring_grandchild(tmp_path):
     started = time.monotonic()
     assert list(run.lines()) == ["started"]
     elapsed = time.monotonic() - started
-    assert run.outcome.reason == TIMEOUT
+    assert run.outcome.reason == EndReason.TIMEOUT
     assert elapsed < 1 + 2, elapsed  # gone within 2 s of the timeout
     grandchild = int(open(pidfile).read())
     deadline = time.monotonic() + 2
@@ -81,16 +70,16 @@ def test_timeout_kills_group_with_sigterm_ignoring_grandchild(tmp_path):
 def test_idle_watchdog():
     run = ProcessRun(["bash", "-c", "echo x; sleep 30"], limits=Limits(idle_timeout=0.5))
     assert list(run.lines()) == ["x"]
-    assert run.outcome.reason == IDLE_TIMEOUT
+    assert run.outcome.reason == EndReason.IDLE_TIMEOUT
 
 
 def test_output_and_line_caps():
     big = ProcessRun([PY, "-c", "print('z' * 3_000_000)"], limits=Limits(max_line_bytes=100_000))
-    assert list(big.lines()) == [] and big.outcome.reason == LINE_LIMIT
+    assert list(big.lines()) == [] and big.outcome.reason == EndReason.LINE_LIMIT
     many = ProcessRun([PY, "-c", "import sys\nfor _ in range(10**6): print('line')"],
                       limits=Limits(max_output_bytes=50_000))
     lines = list(many.lines())
-    assert many.outcome.reason == OUTPUT_LIMIT and len(lines) < 20_000
+    assert many.outcome.reason == EndReason.OUTPUT_LIMIT and len(lines) < 20_000
 
 
 def test_cancel_from_another_thread():
@@ -98,7 +87,7 @@ def test_cancel_from_another_thread():
     threading.Timer(0.2, run.cancel).start()
     started = time.monotonic()
     assert list(run.lines()) == []
-    assert run.outcome.reason == CANCELLED
+    assert run.outcome.reason == EndReason.CANCELLED
     assert time.monotonic() - started < 2
 
 
@@ -107,7 +96,7 @@ def test_consumer_stopping_early_kills_the_group():
     lines = run.lines()
     assert next(lines) == "1"
     lines.close()
-    assert run.outcome.reason == CANCELLED
+    assert run.outcome.reason == EndReason.CANCELLED
     assert not pid_alive(run.outcome.pid)
 
 
@@ -115,7 +104,7 @@ def test_leftover_grandchild_after_normal_exit_is_removed(tmp_path):
     script = "(sleep 30) & echo $! > {}; echo done".format(tmp_path / "pid")
     run = ProcessRun(["bash", "-c", script])
     assert list(run.lines()) == ["done"]
-    assert run.outcome.reason == EXITED and run.outcome.exit_code == 0
+    assert run.outcome.reason == EndReason.EXITED and run.outcome.exit_code == 0
     leftover = int((tmp_path / "pid").read_text())
     deadline = time.monotonic() + 2
     while pid_alive(leftover) and time.monotonic() < deadline:
@@ -181,7 +170,7 @@ def test_terminate_all_reaches_every_active_run():
     assert terminate_all() >= 3
     for t in threads:
         t.join(5)
-    assert all(r.outcome and r.outcome.reason == CANCELLED for r in runs)
+    assert all(r.outcome and r.outcome.reason == EndReason.CANCELLED for r in runs)
     assert not [r for r in active_runs() if r in runs]
 
 
@@ -198,7 +187,7 @@ def test_timeout_also_kills_descendants_that_left_the_group(tmp_path):
     script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & echo started; sleep 60"
     run = ProcessRun(["bash", "-c", script], limits=Limits(timeout=1))
     assert list(run.lines()) == ["started"]
-    assert run.outcome.reason == TIMEOUT
+    assert run.outcome.reason == EndReason.TIMEOUT
     escaped = int(pidfile.read_text())
     assert os.getpgid(escaped) != run.outcome.pid if pid_alive(escaped) else True
     deadline = time.monotonic() + 2
@@ -233,7 +222,7 @@ def test_normal_end_kills_descendants_that_left_the_group(tmp_path):
 
     run = ProcessRun(["bash", "-c", escaping_script(tmp_path / "b.pid")])
     assert list(run.lines()) == ["done"]
-    assert run.outcome.reason == EXITED and run.outcome.exit_code == 0
+    assert run.outcome.reason == EndReason.EXITED and run.outcome.exit_code == 0
     escaped = int((tmp_path / "b.pid").read_text())
     assert wait_for_leftover_sweeps(5)
     assert wait_dead(escaped)
@@ -241,7 +230,7 @@ def test_normal_end_kills_descendants_that_left_the_group(tmp_path):
 
     still_running.cancel()
     list(lines)
-    assert still_running.outcome.reason == CANCELLED
+    assert still_running.outcome.reason == EndReason.CANCELLED
     assert wait_dead(kept)
 
 

@@ -50,6 +50,8 @@ from clinvk.core.store.sqlite.rows import (
     row_to_session,
     session_to_row,
 )
+from clinvk.core.store.sqlite.usage import SqliteUsageTable
+from clinvk.core.types import SessionStatus
 
 __all__ = ["SqliteStore"]
 
@@ -59,6 +61,7 @@ class SqliteStore(SessionReads):
 
     _jobs: SqliteJobStore | None = None
     _responses: SqliteResponseTable | None = None
+    _usage: SqliteUsageTable | None = None
 
     @property
     def jobs(self) -> SqliteJobStore:
@@ -74,6 +77,13 @@ class SqliteStore(SessionReads):
             self._responses = SqliteResponseTable(self.path, busy_timeout=self.busy_timeout)
         return self._responses
 
+    @property
+    def usage(self) -> SqliteUsageTable:
+        """The usage ledger's rows in this same database (opened on first use)."""
+        if self._usage is None:
+            self._usage = SqliteUsageTable(self.path, busy_timeout=self.busy_timeout)
+        return self._usage
+
     def close(self) -> None:
         if self._jobs is not None:
             self._jobs.close()
@@ -81,6 +91,9 @@ class SqliteStore(SessionReads):
         if self._responses is not None:
             self._responses.close()
             self._responses = None
+        if self._usage is not None:
+            self._usage.close()
+            self._usage = None
         super().close()
 
     def create(
@@ -93,7 +106,7 @@ class SqliteStore(SessionReads):
         tags: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
         parent_id: str | None = None,
-        status: str = "active",
+        status: str = SessionStatus.ACTIVE,
         backend_session_id: str | None = None,
         lease: Lease | None = None,
         owner: str | None = None,
@@ -203,8 +216,8 @@ class SqliteStore(SessionReads):
 
         Adds 1 turn and ``usage``, sets ``last_used`` to now, and overwrites
         ``backend_session_id``/``status``/``error_message``/``model`` only when given. A
-        non-error ``status`` without an ``error_message`` clears the previous error (the
-        Go tool left stale errors on completed sessions, upstream BUG-19). ``turns=0``
+        non-error ``status`` without an ``error_message`` clears the previous error (a
+        completed session never shows the error of an earlier turn). ``turns=0``
         amends the last turn instead (the engine records a turn when the CLI printed its
         result and corrects it if the exit disagrees). ``release`` gives that turn's lease
         back in the same write (only if it is still that lease's).
@@ -351,7 +364,7 @@ class SqliteStore(SessionReads):
     def cleanup(self, *, older_than_seconds: float, dry_run: bool = False) -> list[Session]:
         """Delete (or with ``dry_run`` just list) sessions unused for longer than the age.
 
-        The age must be > 0: "0 days" meaning "delete everything" was upstream BUG-13;
+        The age must be > 0, so a mistyped "0 days" can never delete everything;
         callers map "keep forever" to not calling this. Sessions with a running turn are
         kept. Returned most recently used first.
         """
