@@ -5,6 +5,7 @@ SQLite file of the clinvk home is never created."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -92,3 +93,18 @@ def test_a_job_is_cancelled_from_the_other_worker(gateway: ServerProcess, tmp_pa
     with requests.get(job_url + "/events", stream=True, timeout=30) as resp:
         body = b"".join(resp.iter_content(None))
     assert resp.status_code == 200 and b'"type": "job_end"' in body.replace(b'":"', b'": "')
+
+
+def test_only_the_workers_hold_connections_never_the_master(
+        gateway: ServerProcess, database: str) -> None:
+    for _ in range(6):  # a few requests, so that both workers have used the store
+        data(requests.get(gateway.url("/api/v1/sessions"), timeout=10))
+    with psycopg.connect(database) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name LIKE 'clinvk:%'")]
+    pids = {int(name.rsplit(":", 1)[1]) for name in names}
+    workers = set(map(int, Path(f"/proc/{gateway.proc.pid}/task/{gateway.proc.pid}/children")
+                      .read_text().split()))
+    assert pids and pids <= workers, (pids, workers)  # the master (proc.pid) has none
+    assert gateway.proc.pid not in pids

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def application_name() -> str:
+    """How this process's connections show in ``pg_stat_activity``: host and pid."""
+    return f"clinvk:{socket.gethostname()[:40]}:{os.getpid()}"
+
+
 def _shared_pool(url: str, settings: PoolSettings) -> ConnectionPool:
     key = (os.getpid(), url, settings)
     pool = _POOLS.get(key)
@@ -78,7 +84,8 @@ def _shared_pool(url: str, settings: PoolSettings) -> ConnectionPool:
                 timeout=settings.timeout_secs, open=False, name="clinvk-store",
                 # a connection that died with a server restart is replaced, not handed out
                 check=ConnectionPool.check_connection,
-                kwargs={"connect_timeout": settings.connect_timeout_secs})
+                kwargs={"connect_timeout": settings.connect_timeout_secs,
+                        "application_name": application_name()})
             pool.open(wait=False)
             _POOLS[key] = pool
     return pool
@@ -141,8 +148,8 @@ class PostgresDatabase:
     def _migrate(self) -> None:
         """Bring the schema to this clinvk's version, once per database and process."""
         try:
-            with psycopg.connect(self.url, connect_timeout=self.settings.connect_timeout_secs
-                                 ) as conn:
+            with psycopg.connect(self.url, connect_timeout=self.settings.connect_timeout_secs,
+                                 application_name=application_name() + ":migrate") as conn:
                 self._apply_migrations(conn)
         except StoreError:
             raise
