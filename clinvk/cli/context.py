@@ -6,11 +6,15 @@ loaded until a command asks for it, so ``--help`` and usage errors touch no file
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from clinvk.core.config import Config, clinvk_home, load_config
-from clinvk.core.engine import Engine
 from clinvk.core.store import Store, configured_store
+
+if TYPE_CHECKING:
+    from clinvk.core.engine import Engine
 
 
 class AppContext:
@@ -38,6 +42,9 @@ class AppContext:
     def engine(self, *, with_store: bool = True) -> Engine:
         """The engine; ``with_store=False`` for runs that must leave no session behind."""
         if with_store not in self._engines:
+            # loaded here, not at import: commands without runs (serve's master) never load it
+            from clinvk.core.engine import Engine
+
             self._engines[with_store] = Engine(self.config,
                                                self.store if with_store else None)
         return self._engines[with_store]

@@ -7,13 +7,21 @@ when it fails with one, 124 timeout, 130 interrupted (Ctrl-C or SIGTERM).
 from __future__ import annotations
 
 import enum
+import json
+import sys
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from clinvk.cli.render import print_json
 from clinvk.core.errors import ClinvkError, ConfigError, InvalidRequest
 from clinvk.core.types import RunStatus
+
+
+def print_json(data: Any, stream: IO[str] | None = None) -> None:
+    """Pretty JSON on ``stream`` (stdout): the ``--json`` form of every command."""
+    out = stream or sys.stdout
+    out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    out.flush()
 
 if TYPE_CHECKING:
     from clinvk.core.engine import RunResult

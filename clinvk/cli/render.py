@@ -83,12 +83,6 @@ def one_line(text: str, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
-def print_json(data: Any, stream: IO[str] | None = None) -> None:
-    out = stream or sys.stdout
-    out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-    out.flush()
-
-
 # ---------------------------------------------------------------------------- sessions
 
 

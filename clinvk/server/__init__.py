@@ -3,45 +3,22 @@
 ``create_app`` (in :mod:`clinvk.server.app`) builds the app; ``clinvk serve``
 (:mod:`clinvk.server.runtime.serve`) runs it under gunicorn. Handlers are thin: they parse a
 request into an engine call and render what comes back.
+
+Importing this package imports nothing else: the gunicorn master of ``clinvk serve`` loads
+only :mod:`clinvk.server.runtime`, and each worker builds the app (see docs/performance.md,
+idle memory).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-from flask import current_app
-
-if TYPE_CHECKING:
-    from clinvk.core.config import Config
-    from clinvk.core.engine import Engine
-    from clinvk.core.jobs import JobService
-    from clinvk.core.store import Store
-
-EXTENSION_KEY = "clinvk"
+from typing import Any
 
 
-@dataclass
-class Gateway:
-    """Per-app state shared by every blueprint (one engine per app; it is thread-safe)."""
-
-    config: Config
-    store: Store
-    engine: Engine
-    jobs: JobService | None = None
-    started: float = field(default_factory=time.monotonic)
-
-
-def current_gateway() -> Gateway:
-    return current_app.extensions[EXTENSION_KEY]
-
-
-def create_app(*args, **kwargs):  # noqa: ANN002, ANN003 - see clinvk.server.app.create_app
-    """Build the Flask app (lazy import keeps ``import clinvk.server`` light)."""
+def create_app(*args: Any, **kwargs: Any) -> Any:
+    """Build the Flask app (see :func:`clinvk.server.app.create_app`)."""
     from clinvk.server.app import create_app as factory
 
     return factory(*args, **kwargs)
 
 
-__all__ = ["EXTENSION_KEY", "Gateway", "create_app", "current_gateway"]
+__all__ = ["create_app"]

@@ -27,8 +27,8 @@ from clinvk.core.engine import Engine
 from clinvk.core.errors import StoreError
 from clinvk.core.jobs import JobLimits, JobService
 from clinvk.core.store import Store, configured_store
-from clinvk.server import EXTENSION_KEY, Gateway
 from clinvk.server import errors as error_handling
+from clinvk.server.gateway import EXTENSION_KEY, Gateway
 from clinvk.server.native.schemas import ApiErrorSchema
 
 log = logging.getLogger("clinvk.server")

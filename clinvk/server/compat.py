@@ -29,8 +29,8 @@ from marshmallow import ValidationError, fields
 
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import Event
-from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException
+from clinvk.server.gateway import current_gateway
 
 # marshmallow error messages shared by both vendors' schemas.
 REQUIRED = {"required": "is required", "null": "is required and must not be null"}

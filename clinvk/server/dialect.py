@@ -24,8 +24,8 @@ from flask import Response, request
 
 from clinvk.core.engine import PromptRequest, RunHandle, RunResult
 from clinvk.core.types import RunOrigin, RunStatus
-from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException, register_error_format, request_id
+from clinvk.server.gateway import current_gateway
 from clinvk.server.parsing import Blueprint, check_body_request
 from clinvk.server.responses import json_response
 from clinvk.server.security import identify

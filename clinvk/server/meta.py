@@ -19,7 +19,7 @@ from flask.views import MethodView
 from clinvk import __version__
 from clinvk.core.errors import ClinvkError
 from clinvk.core.types import BrokerState, HealthStatus
-from clinvk.server import current_gateway
+from clinvk.server.gateway import current_gateway
 from clinvk.server.native.schemas import HealthSchema
 from clinvk.server.parsing import Blueprint
 from clinvk.server.responses import json_response

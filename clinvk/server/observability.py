@@ -17,41 +17,27 @@ Metrics (``server.metrics_enabled``) come from prometheus-flask-exporter plus th
   Celery queue) and ``clinvk_agent_hosts`` (live agent hosts), read from Redis when
   ``/metrics`` is scraped.
 
-Several gunicorn workers: prometheus_client's multiprocess mode. The gunicorn hooks of
-:func:`gunicorn_settings` give the master a fresh ``PROMETHEUS_MULTIPROC_DIR`` before
-the first worker forks (a private temporary directory, or the operator's own, emptied),
-mark exited workers dead and remove the temporary directory on exit; ``/metrics`` on any
-worker then aggregates every worker. prometheus_client reads that variable when it is
-first imported, so nothing here imports it before the hooks ran.
-
-Logs: :func:`log_handler` gives clinvk's loggers a handler whose lines carry the request
-id (``rid=...`` in text, ``request_id`` in JSON, ``server.log_format``);
-:class:`JsonGunicornLogger` makes gunicorn's access and error logs JSON too.
+Several gunicorn workers: prometheus_client's multiprocess mode, set up by the master
+(:mod:`clinvk.server.runtime.multiprocess`). Log lines get the current request's id from
+:func:`request_id_of_current_request` (the formats live in :mod:`clinvk.server.runtime.logs`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import logging
 import os
-import shutil
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 from flask import Flask, Request, g, has_request_context, request
-from gunicorn.glogging import Logger as GunicornLogger
 
 from clinvk.core.config import Config
 from clinvk.core.engine import EngineHooks
 from clinvk.core.usage import UsageRow
+from clinvk.server.runtime import logs
+from clinvk.server.runtime.multiprocess import MULTIPROC_ENV
 
 log = logging.getLogger("clinvk.server.observability")
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
 PREFIX = "clinvk"
 UNMATCHED = "<unmatched>"
@@ -156,6 +142,7 @@ def init_app(app: Flask) -> None:
 
     Runs before the security layer so that requests it refuses are timed and counted.
     """
+    logs.use_request_ids(request_id_of_current_request)
     gateway = app.extensions["clinvk"]
     config: Config = gateway.config
     if not config.server.metrics_enabled:
@@ -224,60 +211,10 @@ def _document(app: Flask, config: Config) -> None:
         api.spec.path(rule=rule, operations={"get": operation})
 
 
-# --------------------------------------------------------------------------- gunicorn hooks
-
-_metrics_dir: dict[str, Any] = {"path": None, "owned": False}
+# --------------------------------------------------------------------------- request ids
 
 
-def prepare_multiprocess_dir() -> str:
-    """Master, once: a usable ``PROMETHEUS_MULTIPROC_DIR`` before any worker forks."""
-    if _metrics_dir["path"] is not None:
-        return _metrics_dir["path"]
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        directory = Path(given)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):  # values of a previous run would be summed in
-            stale.unlink(missing_ok=True)
-        _metrics_dir.update(path=str(directory), owned=False)
-    else:
-        _metrics_dir.update(path=tempfile.mkdtemp(prefix="clinvk-metrics-"), owned=True)
-        os.environ[MULTIPROC_ENV] = _metrics_dir["path"]
-    return _metrics_dir["path"]
-
-
-def _pre_fork(server: Any, worker: Any) -> None:
-    prepare_multiprocess_dir()
-
-
-def _child_exit(server: Any, worker: Any) -> None:
-    if _metrics_dir["path"] is None:
-        return
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
-
-
-def _on_exit(server: Any) -> None:
-    if _metrics_dir["owned"] and _metrics_dir["path"]:
-        shutil.rmtree(_metrics_dir["path"], ignore_errors=True)
-        _metrics_dir.update(path=None, owned=False)
-
-
-def gunicorn_settings(config: Config) -> dict[str, Any]:
-    """gunicorn settings of this layer (merged by clinvk.server.runtime.serve.gunicorn_settings)."""
-    settings: dict[str, Any] = {}
-    if config.server.metrics_enabled:
-        settings.update(pre_fork=_pre_fork, child_exit=_child_exit, on_exit=_on_exit)
-    json_lines = config.server.log_format == "json"
-    settings["logger_class"] = JsonGunicornLogger if json_lines else RedactingGunicornLogger
-    return settings
-
-
-# --------------------------------------------------------------------------- logging
-
-
-def current_request_id() -> str:
+def request_id_of_current_request() -> str:
     if has_request_context():
         from clinvk.server.errors import request_id
 
@@ -286,128 +223,3 @@ def current_request_id() -> str:
         except Exception:  # noqa: BLE001 - logging must never fail a request
             return g.get("request_id") or "-"
     return "-"
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds ``record.request_id``: the current request's id, ``-`` outside requests."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "request_id", None):
-            record.request_id = current_request_id()
-        return True
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, pid, request_id, message (+ fields)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = _dt.datetime.fromtimestamp(record.created, _dt.UTC)
-        entry: dict[str, Any] = {
-            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "request_id": getattr(record, "request_id", None) or current_request_id(),
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            for key, value in fields.items():
-                entry.setdefault(key, value)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s " \
-              "rid=%(request_id)s"
-TEXT_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
-
-
-def log_formatter(log_format: str) -> logging.Formatter:
-    if log_format == "json":
-        return JsonFormatter()
-    return logging.Formatter(TEXT_FORMAT, TEXT_DATEFMT)
-
-
-def log_handler(config: Config, stream: Any = None) -> logging.Handler:
-    """The handler for clinvk's loggers: ``server.log_format`` with the request id."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(log_formatter(config.server.log_format))
-    handler.addFilter(RequestIdFilter())
-    return handler
-
-
-# Query parameters whose values never reach a log line (compared case-insensitively).
-SECRET_QUERY_PARAMS = frozenset({
-    "api_key", "apikey", "api-key", "key", "token", "access_token", "refresh_token",
-    "id_token", "auth", "authorization", "password", "passwd", "secret", "client_secret",
-    "signature", "sig", "x-api-key",
-})
-REDACTED = "[redacted]"
-
-
-def redact_query(query: str) -> str:
-    """``query`` with the value of every secret parameter replaced by ``[redacted]``."""
-    if not query:
-        return query
-    parts = []
-    for item in query.split("&"):
-        name, sep, _ = item.partition("=")
-        if unquote_plus(name).strip().lower() in SECRET_QUERY_PARAMS:
-            item = f"{name}={REDACTED}"
-        parts.append(item)
-    return "&".join(parts)
-
-
-class RedactingGunicornLogger(GunicornLogger):
-    """gunicorn's logger, with secret query parameters redacted from access lines."""
-
-    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any
-              ) -> dict[str, Any]:
-        atoms = super().atoms(resp, req, environ, request_time)
-        query = environ.get("QUERY_STRING", "")
-        if query:
-            safe = redact_query(query)
-            atoms["q"] = safe
-            atoms["r"] = (f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI', '')}"
-                          .split("?", 1)[0] + f"?{safe} {environ.get('SERVER_PROTOCOL')}")
-        return atoms
-
-
-class JsonGunicornLogger(RedactingGunicornLogger):
-    """gunicorn's logger with JSON lines (``server.log_format: json``).
-
-    Access lines carry method, path (no query string), status, bytes, duration_ms,
-    remote_addr and the request id the app answered with; never request headers.
-    """
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        for logger in (self.error_log, self.access_log):
-            for handler in logger.handlers:
-                handler.setFormatter(JsonFormatter())
-
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.access_log_enabled:
-            return
-        request_id = "-"
-        for name, value in getattr(resp, "headers", None) or []:
-            if name.lower() == "x-request-id":
-                request_id = value
-        status = getattr(resp, "status_code", None)
-        if status is None:
-            status = str(getattr(resp, "status", "") or "").partition(" ")[0] or None
-        fields = {
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "status": int(status) if str(status or "").isdigit() else status,
-            "bytes": getattr(resp, "sent", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 3),
-            "remote_addr": environ.get("REMOTE_ADDR"),
-        }
-        try:
-            self.access_log.info("request", extra={"fields": fields,
-                                                   "request_id": request_id})
-        except Exception:  # noqa: BLE001 - a log line must not break the response
-            self.error("access log line failed")

@@ -16,7 +16,7 @@ from clinvk.core.store.sqlite import SqliteStore
 from clinvk.core.store.sqlite.database import split_script
 from clinvk.core.types import RunOrigin, StoreDialect
 from clinvk.core.usage import UsageLedger, UsageRow, parse_budget, parse_query
-from clinvk.core.usage.budgets import check_budgets
+from clinvk.core.usage.budgets import check_budgets, counter_item
 
 KEY_A = "a" * 24
 KEY_B = "b" * 24
@@ -129,8 +129,9 @@ def test_bad_query_names_the_field(params: dict, field: str) -> None:
 
 def test_budget_text_parses_and_bad_text_is_explained() -> None:
     runs, cost = parse_budget("runs 3 per 2 seconds; cost_usd 0.5/day")
-    assert (runs.metric, runs.item.amount, runs.item.get_expiry()) == ("runs", 3, 2)
-    assert (cost.name, cost.item.amount) == ("cost_usd 0.5/day", 500_000)
+    assert (runs.metric, runs.units, counter_item(runs).get_expiry()) == ("runs", 3, 2)
+    assert (cost.name, cost.units, counter_item(cost).amount) == ("cost_usd 0.5/day", 500_000,
+                                                                    500_000)
     assert "METRIC AMOUNT/WINDOW" in (check_budgets({"default": "lots"}) or "")
     assert "runs must be a whole number" in (check_budgets({"default": "runs 1.5/hour"}) or "")
     assert "never the key" in (check_budgets({"sk-secret": "runs 1/hour"}) or "")

@@ -132,7 +132,8 @@ def test_forwarded_for_counts_only_through_trusted_proxies(limited) -> None:
 
 
 def test_limit_helpers() -> None:
-    from clinvk.server.security import client_ip_from, parse_networks, rate_limit_string
+    from clinvk.server.security import client_ip_from, parse_networks
+    from clinvk.server.security.limiter import rate_limit_string
 
     assert rate_limit_string(10, 20) == "20 per 2 second"
     assert rate_limit_string(10, 0) == "20 per 2 second"  # burst 0 = twice the rate

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from clinvk.cli.context import AppContext, pass_app
 from clinvk.cli.options import complete_config_keys, json_option
-from clinvk.cli.render import make_console, print_json
+from clinvk.cli.output import print_json
+from clinvk.cli.render import make_console
 from clinvk.core.config import resolve_config_path, set_config_value
 from clinvk.core.errors import InvalidRequest
 

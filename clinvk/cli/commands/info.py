@@ -8,7 +8,7 @@ from click.shell_completion import get_completion_class
 from clinvk import __version__
 from clinvk.cli.context import AppContext, pass_app
 from clinvk.cli.options import json_option
-from clinvk.cli.render import print_json
+from clinvk.cli.output import print_json
 from clinvk.core.backends import Registry
 
 

@@ -9,8 +9,8 @@ import click
 
 from clinvk.cli.context import AppContext, pass_app
 from clinvk.cli.options import backend_choice, complete_sessions, json_option
-from clinvk.cli.output import note
-from clinvk.cli.render import make_console, print_json, session_details, sessions_table
+from clinvk.cli.output import note, print_json
+from clinvk.cli.render import make_console, session_details, sessions_table
 from clinvk.core.store import STATUSES
 
 

@@ -22,7 +22,8 @@ from rich.table import Table
 
 from clinvk.cli.context import AppContext, pass_app
 from clinvk.cli.options import json_option
-from clinvk.cli.render import make_console, print_json, seconds
+from clinvk.cli.output import print_json
+from clinvk.cli.render import make_console, seconds
 from clinvk.core.ownership import LOCAL, Principal
 from clinvk.core.usage import UsageLedger, parse_query
 from clinvk.core.usage.rows import GROUPS, MAX_RECENT

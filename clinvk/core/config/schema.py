@@ -41,7 +41,7 @@ from clinvk.core.types import (
     UnknownModelPolicy,
     values,
 )
-from clinvk.core.usage.budgets import check_budgets
+from clinvk.core.usage.budget_spec import check_budgets
 
 KNOWN_BACKENDS: tuple[str, ...] = values(BackendName)
 APPROVAL_MODES: tuple[str, ...] = values(ApprovalMode)

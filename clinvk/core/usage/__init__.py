@@ -8,7 +8,8 @@ The engine writes a row for every finished run, whichever edge started it; see
 docs/usage.md.
 """
 
-from clinvk.core.usage.budgets import Budget, BudgetKeeper, parse_budget
+from clinvk.core.usage.budget_spec import Budget, parse_budget
+from clinvk.core.usage.budgets import BudgetKeeper
 from clinvk.core.usage.ledger import UsageLedger
 from clinvk.core.usage.rows import UsageQuery, UsageRow, parse_query
 

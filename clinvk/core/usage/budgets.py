@@ -19,86 +19,39 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-
-from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from typing import TYPE_CHECKING
 
 from clinvk.core.errors import BudgetExceeded
-from clinvk.core.types import BudgetMetric, values
+from clinvk.core.types import BudgetMetric
+from clinvk.core.usage.budget_spec import DEFAULT_ENTRY, MICRO, Budget, parse_budget
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
 
 log = logging.getLogger("clinvk.core.usage")
 
-METRICS: tuple[str, ...] = values(BudgetMetric)
-DEFAULT_ENTRY = "default"
-MICRO = 1_000_000
-_ITEM = re.compile(
-    r"\s*(?P<metric>[a-z_]+)\s+(?P<amount>\d+(?:\.\d+)?)\s*(?:/|\s+per\s+)\s*"
-    r"(?P<window>(?:\d+\s+)?(?:second|minute|hour|day)s?)\s*", re.IGNORECASE)
 
+def counter_item(budget: Budget) -> RateLimitItem:
+    """The fixed-window item of ``limits`` counting ``budget`` in its own namespace."""
+    from limits import parse  # loaded only where budgets are configured (see BudgetKeeper)
 
-@dataclass(frozen=True)
-class Budget:
-    """One limit: ``amount`` of ``metric`` per window (``item`` counts in storage units)."""
-
-    metric: str
-    amount: float
-    window: str
-    item: RateLimitItem
-
-    @property
-    def name(self) -> str:
-        shown = f"{self.amount:g}"
-        return f"{self.metric} {shown}/{self.window}"
-
-
-def parse_budget(text: str) -> tuple[Budget, ...]:
-    """``runs 30/minute; cost_usd 5/day`` -> budgets; raises ValueError with the reason."""
-    budgets = []
-    for part in (p for p in text.split(";") if p.strip()):
-        match = _ITEM.fullmatch(part)
-        if not match:
-            raise ValueError(f"{part.strip()!r} is not METRIC AMOUNT/WINDOW, e.g. "
-                             "'runs 30/minute' or 'tokens 100000 per 2 hours'")
-        metric = match["metric"].lower()
-        if metric not in METRICS:
-            raise ValueError(f"budget metric must be one of {', '.join(METRICS)}, "
-                             f"got {metric!r}")
-        amount = float(match["amount"])
-        if metric != BudgetMetric.COST_USD and not amount.is_integer():
-            raise ValueError(f"{metric} must be a whole number, got {match['amount']}")
-        window = " ".join(match["window"].lower().split())
-        units = round(amount * MICRO) if metric == BudgetMetric.COST_USD else int(amount)
-        if units < 1:
-            raise ValueError(f"{part.strip()!r}: the amount must be positive")
-        shape = parse(f"1 per {window}")
-        item = type(shape)(units, shape.multiples, namespace="clinvk-budget")
-        budgets.append(Budget(metric, amount, window, item))
-    return tuple(budgets)
-
-
-def check_budgets(entries: Mapping[str, str]) -> str | None:
-    """The config check of ``server.budgets``: names and every budget text."""
-    for name, text in entries.items():
-        if name != DEFAULT_ENTRY and not re.fullmatch(r"[0-9a-f]{24}", name):
-            return (f"entry {name[:30]!r} must be 'default' or a key id (24 hex digits, as "
-                    "`clinvk keys id` prints), never the key itself")
-        try:
-            parse_budget(text)
-        except ValueError as exc:
-            return f"entry {name!r}: {exc}"
-    return None
+    shape = parse(f"1 per {budget.window}")
+    return type(shape)(budget.units, shape.multiples, namespace="clinvk-budget")
 
 
 class BudgetKeeper:
     """Admission and charging of budgets for the keys of one gateway."""
 
     def __init__(self, entries: Mapping[str, str], storage_uri: str) -> None:
+        # The limits library (~11 MB resident) is loaded only by a gateway with budgets.
+        from limits.storage import storage_from_string
+        from limits.strategies import FixedWindowRateLimiter
+
         self.budgets = {name: parse_budget(text) for name, text in entries.items()}
+        self._items = {budget: counter_item(budget)
+                       for budgets in self.budgets.values() for budget in budgets}
         options = {}
         if storage_uri.startswith(("redis://", "rediss://", "redis+")):
             options = {"socket_connect_timeout": 2, "socket_timeout": 2}
@@ -119,13 +72,15 @@ class BudgetKeeper:
         try:
             for budget in budgets:
                 if budget.metric != BudgetMetric.RUNS:
-                    stats = self.limiter.get_window_stats(budget.item, key_id, budget.metric)
+                    item = self._items[budget]
+                    stats = self.limiter.get_window_stats(item, key_id, budget.metric)
                     if stats.remaining <= 0:
                         self._refuse(budget, stats.reset_time)
             for budget in budgets:
                 if budget.metric == BudgetMetric.RUNS and not self.limiter.hit(
-                        budget.item, key_id, budget.metric):
-                    stats = self.limiter.get_window_stats(budget.item, key_id, budget.metric)
+                        self._items[budget], key_id, budget.metric):
+                    item = self._items[budget]
+                    stats = self.limiter.get_window_stats(item, key_id, budget.metric)
                     self._refuse(budget, stats.reset_time)
         except BudgetExceeded:
             raise
@@ -139,7 +94,7 @@ class BudgetKeeper:
         try:
             for budget in self.for_key(key_id):
                 assert key_id is not None
-                stats = self.limiter.get_window_stats(budget.item, key_id, budget.metric)
+                stats = self.limiter.get_window_stats(self._items[budget], key_id, budget.metric)
                 if stats.remaining <= 0:
                     self._refuse(budget, stats.reset_time)
         except BudgetExceeded:
@@ -157,7 +112,7 @@ class BudgetKeeper:
                 amount = spent.get(BudgetMetric(budget.metric), 0)
                 if amount > 0:
                     assert key_id is not None
-                    self.limiter.hit(budget.item, key_id, budget.metric, cost=amount)
+                    self.limiter.hit(self._items[budget], key_id, budget.metric, cost=amount)
         except Exception as exc:
             log.warning("budget storage failed, a run's usage was not counted: %s",
                         type(exc).__name__)

@@ -19,7 +19,7 @@ from clinvk.core.errors import InvalidRequest, StoreError
 from clinvk.core.jobs import Job, JobKind, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
-from clinvk.server import current_gateway
+from clinvk.server.gateway import current_gateway
 from clinvk.server.native.plans import PLAN_BUILDERS
 from clinvk.server.native.run_requests import prompt_request
 from clinvk.server.native.schemas import (

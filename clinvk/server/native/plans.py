@@ -8,7 +8,7 @@ from typing import Any
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.plans import OrchestrationPlan
 from clinvk.core.types import JobKind
-from clinvk.server import current_gateway
+from clinvk.server.gateway import current_gateway
 from clinvk.server.native.run_requests import prompt_request
 
 SESSION_PLACEHOLDER = "{{session}}"

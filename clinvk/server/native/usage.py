@@ -16,7 +16,7 @@ from marshmallow import Schema, fields
 from clinvk.core.errors import StoreError
 from clinvk.core.usage import UsageLedger, parse_query
 from clinvk.core.usage.rows import GROUPS, MAX_RECENT
-from clinvk.server import current_gateway
+from clinvk.server.gateway import current_gateway
 from clinvk.server.native.schemas import envelope
 from clinvk.server.native.views import URL_PREFIX, ok
 from clinvk.server.parsing import Blueprint

@@ -18,8 +18,8 @@ from marshmallow import Schema
 from clinvk.core.engine import RunResult
 from clinvk.core.plans import run_plan
 from clinvk.core.types import JobKind, RunStatus
-from clinvk.server import current_gateway
 from clinvk.server.errors import ApiError, ApiException
+from clinvk.server.gateway import current_gateway
 from clinvk.server.native.plans import PLAN_BUILDERS
 from clinvk.server.native.run_requests import prompt_request
 from clinvk.server.native.schemas import (

@@ -25,7 +25,8 @@ from clinvk.core.jobs.model import JOB_END
 from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.core.ownership import Principal
 from clinvk.core.store.interface import ResponseTable
-from clinvk.server import compat, current_gateway
+from clinvk.server import compat
+from clinvk.server.gateway import current_gateway
 from clinvk.server.openai.shapes import ResponseShape
 from clinvk.server.responses import json_response
 from clinvk.server.streaming import SSE_MIMETYPE, STREAM_HEADERS

@@ -32,7 +32,7 @@ from gunicorn.app.base import BaseApplication
 
 from clinvk.core import process as runner
 from clinvk.core.config import Config
-from clinvk.server import observability, security
+from clinvk.server.runtime import binding, logs, multiprocess
 from clinvk.server.runtime.worker import worker_class
 
 log = logging.getLogger("clinvk.server")
@@ -43,26 +43,21 @@ ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 # --------------------------------------------------------------------------- banner
 
 
-def _endpoint_lines() -> list[tuple[str, str]]:
-    from clinvk.server.app import API_BLUEPRINTS
-
-    lines = [
-        ("Custom API", "/api/v1/prompt, /api/v1/parallel, /api/v1/chain, /api/v1/compare"),
-        ("Sessions", "/api/v1/sessions, /api/v1/backends"),
-    ]
-    if any(p.startswith("clinvk.server.openai.views:") for p in API_BLUEPRINTS):
-        lines.append(("OpenAI", "/openai/v1/models, /openai/v1/chat/completions, "
-                                "/openai/v1/responses"))
-    if any(p.startswith("clinvk.server.anthropic.views:") for p in API_BLUEPRINTS):
-        lines.append(("Anthropic", "/anthropic/v1/messages"))
-    lines += [("Docs", "/openapi.json, /docs"), ("Health", "/health")]
-    return lines
+#: The banner's list of routes (the master prints it without building the app).
+ENDPOINT_LINES: tuple[tuple[str, str], ...] = (
+    ("Custom API", "/api/v1/prompt, /api/v1/parallel, /api/v1/chain, /api/v1/compare"),
+    ("Sessions", "/api/v1/sessions, /api/v1/backends"),
+    ("OpenAI", "/openai/v1/models, /openai/v1/chat/completions, /openai/v1/responses"),
+    ("Anthropic", "/anthropic/v1/messages"),
+    ("Docs", "/openapi.json, /docs"),
+    ("Health", "/health"),
+)
 
 
 def banner(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     out = [f"clinvk API server starting on http://{shown}:{port}", "", "Available endpoints:"]
-    out += [f"  {label + ':':<16}{paths}" for label, paths in _endpoint_lines()]
+    out += [f"  {label + ':':<16}{paths}" for label, paths in ENDPOINT_LINES]
     out += ["", "Press Ctrl+C to stop"]
     return "\n".join(out) + "\n"
 
@@ -172,7 +167,7 @@ def gunicorn_settings(
 ) -> dict[str, Any]:
     """gunicorn settings for the gateway; ``None`` arguments come from ``server.*``."""
     srv = config.server
-    observability_settings = observability.gunicorn_settings(config)
+    observability_settings = multiprocess.gunicorn_settings(config)
     metrics_child_exit = observability_settings.pop("child_exit", None)
 
     def child_exit(server: Any, worker: Any) -> None:  # gunicorn checks: two arguments
@@ -204,7 +199,7 @@ def gunicorn_settings(
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
         # bind refusal, closing refused uploads; metrics directory, JSON gunicorn logs
-        **security.gunicorn_settings(config),
+        **binding.gunicorn_settings(config),
         **observability_settings,
         "child_exit": child_exit,
     }
@@ -212,7 +207,7 @@ def gunicorn_settings(
 
 def configure_logging(config: Config) -> None:
     """clinvk's own log lines (gunicorn keeps its own): level and text/json format."""
-    handler = observability.log_handler(config, sys.stderr)  # text or JSON, with request id
+    handler = logs.log_handler(config, sys.stderr)  # text or JSON, with request id
     logger = logging.getLogger("clinvk")
     logger.handlers[:] = [handler]
     logger.setLevel(config.server.log_level.upper())

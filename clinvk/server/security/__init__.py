@@ -27,12 +27,14 @@ silently runs open. Keys are compared in constant time against every configured 
 (SHA-256 digests, so neither the length nor the position of a match leaks).
 
 :func:`check_bind` refuses to start a server reachable from other machines without keys
-(unless ``server.allow_unauthenticated_remote``); :func:`gunicorn_settings` wires it into
-gunicorn's start-up so it holds for ``clinvk serve`` and ``gunicorn -c gunicorn.conf.py``.
+(unless ``server.allow_unauthenticated_remote``); ``runtime.binding.gunicorn_settings``
+wires it into gunicorn's start-up so it holds for ``clinvk serve`` and
+``gunicorn -c gunicorn.conf.py``.
 
 One module per concern: :mod:`.identity` (keys, authentication), :mod:`.clients` (client
 address, rate limit), :mod:`.cors`, :mod:`.bodies` (size limit, connection close),
-:mod:`.binding` (bind refusal); :func:`init_app` below wires them in their order.
+:mod:`clinvk.server.runtime.binding` (bind refusal, run by the gunicorn master);
+:func:`init_app` below wires them in their order.
 """
 
 from __future__ import annotations
@@ -41,21 +43,15 @@ from flask import Flask
 
 from clinvk.core.config import Config
 from clinvk.core.keys import KeyStore
-from clinvk.server.security.binding import check_bind, exposed_addresses, gunicorn_settings
+from clinvk.server.runtime.binding import check_bind, exposed_addresses
 from clinvk.server.security.bodies import check_body_size
-from clinvk.server.security.clients import (
-    client_ip_from,
-    init_limiter,
-    parse_networks,
-    rate_limit_string,
-    resolve_client,
-)
+from clinvk.server.security.clients import client_ip_from, parse_networks, resolve_client
 from clinvk.server.security.cors import init_cors
 from clinvk.server.security.identity import Identity, authenticate, identify
 from clinvk.server.security.state import EXTENSION, SecurityState
 
 __all__ = ["Identity", "check_bind", "client_ip_from", "exposed_addresses",
-           "gunicorn_settings", "identify", "init_app", "parse_networks", "rate_limit_string"]
+           "identify", "init_app", "parse_networks"]
 
 
 def init_app(app: Flask) -> None:
@@ -75,7 +71,10 @@ def init_app(app: Flask) -> None:
     # before_request runs (it also meters refused requests), then authentication, then
     # the body-size check.
     app.before_request(resolve_client)
-    state.limiter = init_limiter(app, config)
+    if srv.rate_limit_enabled:  # flask-limiter is loaded only when it has work to do
+        from clinvk.server.security.limiter import init_limiter
+
+        state.limiter = init_limiter(app, config)
     app.before_request(authenticate)
     app.before_request(check_body_size)
     _document(app, state)

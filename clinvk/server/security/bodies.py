@@ -4,12 +4,11 @@ draining a refused upload."""
 from __future__ import annotations
 
 import io
-import threading
-from typing import Any
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from clinvk.server.runtime.connection import close_after_response
 from clinvk.server.security.cors import is_preflight
 from clinvk.server.security.state import state
 
@@ -62,24 +61,3 @@ def _buffer_chunked_body(limit: int) -> None:
     environ["wsgi.input"] = io.BytesIO(bytes(data))
     environ["CONTENT_LENGTH"] = str(len(data))
     environ["wsgi.input_terminated"] = True
-
-
-_gunicorn_request = threading.local()
-
-
-def remember_request(worker: Any, req: Any) -> None:
-    """gunicorn ``pre_request`` hook: lets the app ask for the connection to be closed."""
-    _gunicorn_request.current = req
-
-
-def close_after_response() -> None:
-    """Close the connection after this response instead of draining an unread body.
-
-    gunicorn would otherwise read (and discard) the rest of a refused upload before the
-    next request on the connection; a client declaring gigabytes could keep a thread busy.
-    """
-    req = getattr(_gunicorn_request, "current", None)
-    if req is not None and hasattr(req, "must_close"):
-        req.must_close = True
-
-

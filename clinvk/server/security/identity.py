@@ -9,7 +9,8 @@ from flask import g, request
 from clinvk.core.keys import GOPASS_RETRY_SECS, KeyStore, KeysUnavailable, fingerprint
 from clinvk.core.ownership import Principal
 from clinvk.server.errors import ApiError, ApiException
-from clinvk.server.security.bodies import close_after_response, large_unread_body
+from clinvk.server.runtime.connection import close_after_response
+from clinvk.server.security.bodies import large_unread_body
 from clinvk.server.security.cors import is_preflight
 from clinvk.server.security.state import state
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
-from flask_limiter import Limiter
 
 from clinvk.core.keys import KeyStore
+
+if TYPE_CHECKING:
+    from flask_limiter import Limiter
 
 EXTENSION = "clinvk.security"
 

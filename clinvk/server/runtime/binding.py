@@ -1,7 +1,9 @@
-"""The bind refusal: no server reachable from other machines without API keys."""
+"""The bind refusal: no server reachable from other machines without API keys (checked by
+the gunicorn master before it listens)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from collections.abc import Iterable, Mapping
@@ -10,10 +12,24 @@ from typing import Any
 from clinvk.core.config import Config
 from clinvk.core.errors import ConfigError
 from clinvk.core.keys import keys_configured
-from clinvk.server.security.bodies import remember_request
-from clinvk.server.security.clients import ip_of
+from clinvk.server.runtime.connection import remember_request
 
 log = logging.getLogger("clinvk.server.security")
+
+def ip_of(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
 
 def _is_loopback_host(host: str) -> bool:
     if host in ("localhost", "localhost.", "ip6-localhost"):
@@ -63,7 +79,7 @@ def check_bind(addresses: Iterable[Any], config: Config,
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
-    """gunicorn hooks of this layer, for :func:`clinvk.server.runtime.serve.gunicorn_settings`."""
+    """The bind check and the request holder (merged by ``serve.gunicorn_settings``)."""
 
     def on_starting(server: Any) -> None:
         check_bind(server.cfg.address, config)

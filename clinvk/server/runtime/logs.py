@@ -1,0 +1,163 @@
+"""Log lines of the server: request ids, text or JSON, secrets kept out.
+
+clinvk's own loggers get :func:`log_handler` (``rid=...`` in text, ``request_id`` in JSON,
+``server.log_format``); gunicorn's access and error logs get :func:`gunicorn_logger` (JSON
+too when asked; secret query parameters redacted from access lines). The current request
+id comes from the app once a worker built it (:func:`use_request_ids`): the gunicorn
+master never imports Flask and logs ``-``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote_plus
+
+from gunicorn.glogging import Logger as GunicornLogger
+
+from clinvk.core.config import Config
+
+_request_id_source: list[Callable[[], str]] = [lambda: "-"]
+
+
+def use_request_ids(source: Callable[[], str]) -> None:
+    """Where log lines find the current request's id (installed by the app)."""
+    _request_id_source[0] = source
+
+
+def current_request_id() -> str:
+    return _request_id_source[0]()
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id``: the current request's id, ``-`` outside requests."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = current_request_id()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, pid, request_id, message (+ fields)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = _dt.datetime.fromtimestamp(record.created, _dt.UTC)
+        entry: dict[str, Any] = {
+            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "request_id": getattr(record, "request_id", None) or current_request_id(),
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(key, value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s " \
+              "rid=%(request_id)s"
+TEXT_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
+
+
+def log_formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter()
+    return logging.Formatter(TEXT_FORMAT, TEXT_DATEFMT)
+
+
+def log_handler(config: Config, stream: Any = None) -> logging.Handler:
+    """The handler for clinvk's loggers: ``server.log_format`` with the request id."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(log_formatter(config.server.log_format))
+    handler.addFilter(RequestIdFilter())
+    return handler
+
+
+# Query parameters whose values never reach a log line (compared case-insensitively).
+SECRET_QUERY_PARAMS = frozenset({
+    "api_key", "apikey", "api-key", "key", "token", "access_token", "refresh_token",
+    "id_token", "auth", "authorization", "password", "passwd", "secret", "client_secret",
+    "signature", "sig", "x-api-key",
+})
+REDACTED = "[redacted]"
+
+
+def redact_query(query: str) -> str:
+    """``query`` with the value of every secret parameter replaced by ``[redacted]``."""
+    if not query:
+        return query
+    parts = []
+    for item in query.split("&"):
+        name, sep, _ = item.partition("=")
+        if unquote_plus(name).strip().lower() in SECRET_QUERY_PARAMS:
+            item = f"{name}={REDACTED}"
+        parts.append(item)
+    return "&".join(parts)
+
+
+class RedactingGunicornLogger(GunicornLogger):
+    """gunicorn's logger, with secret query parameters redacted from access lines."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any
+              ) -> dict[str, Any]:
+        atoms = super().atoms(resp, req, environ, request_time)
+        query = environ.get("QUERY_STRING", "")
+        if query:
+            safe = redact_query(query)
+            atoms["q"] = safe
+            atoms["r"] = (f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI', '')}"
+                          .split("?", 1)[0] + f"?{safe} {environ.get('SERVER_PROTOCOL')}")
+        return atoms
+
+
+class JsonGunicornLogger(RedactingGunicornLogger):
+    """gunicorn's logger with JSON lines (``server.log_format: json``).
+
+    Access lines carry method, path (no query string), status, bytes, duration_ms,
+    remote_addr and the request id the app answered with; never request headers.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                handler.setFormatter(JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        request_id = "-"
+        for name, value in getattr(resp, "headers", None) or []:
+            if name.lower() == "x-request-id":
+                request_id = value
+        status = getattr(resp, "status_code", None)
+        if status is None:
+            status = str(getattr(resp, "status", "") or "").partition(" ")[0] or None
+        fields = {
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": int(status) if str(status or "").isdigit() else status,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 3),
+            "remote_addr": environ.get("REMOTE_ADDR"),
+        }
+        try:
+            self.access_log.info("request", extra={"fields": fields,
+                                                   "request_id": request_id})
+        except Exception:  # noqa: BLE001 - a log line must not break the response
+            self.error("access log line failed")
+
+
+def gunicorn_logger(log_format: str) -> type[GunicornLogger]:
+    """gunicorn's ``logger_class`` for ``server.log_format``."""
+    return JsonGunicornLogger if log_format == "json" else RedactingGunicornLogger
