@@ -16,7 +16,8 @@ from clinvk.core.store.sqlite import SqliteStore
 from clinvk.core.store.sqlite.database import split_script
 from clinvk.core.types import RunOrigin, StoreDialect
 from clinvk.core.usage import UsageLedger, UsageRow, parse_budget, parse_query
-from clinvk.core.usage.budgets import check_budgets, counter_item
+from clinvk.core.usage.budget_spec import check_budgets
+from clinvk.core.usage.budgets import counter_item
 
 KEY_A = "a" * 24
 KEY_B = "b" * 24
