@@ -28,6 +28,7 @@ from common import RESULTS, pcts  # noqa: E402
 
 from clinvk.core.events import TokenUsage, utc_timestamp  # noqa: E402
 from clinvk.core.store import STATUSES, Session, derive_title
+from clinvk.core.store.cursor import encode_cursor
 from clinvk.core.store.sqlite import SqliteStore  # noqa: E402
 
 BACKENDS = ("claude", "codex", "gemini")
@@ -138,6 +139,11 @@ def run(n: int, repeats: int = 200, fresh: bool = False, seed: int = 1) -> dict:
     def pick() -> str:
         return rng.choice(ids)
 
+    # The cursor a client holds after paging down to depth N/2 (found once, untimed).
+    middle = conn.execute("SELECT last_used, id FROM sessions ORDER BY last_used DESC, id DESC "
+                          "LIMIT 1 OFFSET ?", (n // 2 - 1,)).fetchone()
+    deep_cursor = encode_cursor(tuple(middle))
+
     checks: list[tuple[str, Callable[[], object]]] = [
         ("list: first page (`limit=100`)", lambda: store.list(limit=100)),
         ("list: `backend=...`", lambda: store.list(backend="codex")),
@@ -147,6 +153,8 @@ def run(n: int, repeats: int = 200, fresh: bool = False, seed: int = 1) -> dict:
         ("list: `working_dir=...` (2 % of sessions)",
          lambda: store.list(working_dir="/srv/repos/project-7")),
         ("list: deep page (`offset=N/2`)", lambda: store.list(offset=n // 2)),
+        ("list: deep page by cursor (depth N/2, `limit=100`)",
+         lambda: store.list(limit=100, cursor=deep_cursor)),
         ("get: full id", lambda: store.get(pick())),
         ("get: 8-character prefix", lambda: store.get(pick()[:8])),
         ("latest(backend, working_dir)",

@@ -19,8 +19,6 @@ FUNCTION_LINES = 60
 LARGE_MODULES: dict[str, str] = {
     "core/store/sqlite/sessions.py": "the store's write half (reads are in reads.py); its "
     "write path is being reworked for speed (docs/performance.md), split after that",
-    "server/observability.py": "metrics, access log and log formatters, each small; being "
-    "reworked for request-path speed (docs/performance.md), split after that",
 }
 
 # "path::qualified name" -> why it is longer than FUNCTION_LINES

@@ -21,13 +21,12 @@ from clinvk.cli.options import (
     run_options,
     stdin_text,
 )
-from clinvk.cli.output import ExitCode, note
+from clinvk.cli.output import ExitCode, note, print_json
 from clinvk.cli.render import (
     ProgressView,
     compare_table,
     make_console,
     one_line,
-    print_json,
     print_outputs,
     seconds,
     summary_line,

@@ -20,6 +20,7 @@ result, the workers exit and the master exits 0.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -256,4 +257,17 @@ def run_server(
         logging.getLogger("clinvk.server").warning(
             "killed %d backend process group(s) left running by a previous server", killed)
     settings = gunicorn_settings(config, host=host, port=port, workers=workers, threads=threads)
+    if settings["workers"] > 1:
+        share_app_code()
     GatewayServer(config, settings).run()
+
+
+def share_app_code() -> None:
+    """Several workers: import the app's modules (never build the app: no store, no
+    threads) in the master before it forks, so the workers share those pages instead of
+    each loading its own copy. One worker has nothing to share it with, so the master
+    stays small (measured in docs/performance.md, idle memory)."""
+    from clinvk.server import app
+
+    for path in (*app.API_BLUEPRINTS, *app.PLAIN_BLUEPRINTS, *app.EXTENSIONS):
+        importlib.import_module(path.partition(":")[0])
