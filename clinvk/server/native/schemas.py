@@ -29,7 +29,15 @@ from marshmallow import (
 from clinvk.core.backends.base import APPROVAL_MODES, SANDBOX_MODES
 from clinvk.core.jobs.model import JobStatus
 from clinvk.core.store import MAX_LIST_LIMIT, STATUSES
-from clinvk.core.types import BrokerState, HealthStatus, JobKind, RunStatus, TaskState, values
+from clinvk.core.types import (
+    BrokerState,
+    HealthStatus,
+    JobKind,
+    RunStatus,
+    TaskState,
+    WebhookState,
+    values,
+)
 
 OUTPUT_FORMATS = ("default", "text", "json", "stream-json")
 RUN_STATUSES = values(RunStatus)
@@ -159,6 +167,8 @@ def _metadata_field(description: str) -> fields.Dict:
 
 
 _BACKGROUND = "Run as a job: answer 202 with the job object at once (docs/jobs.md)."
+_CALLBACK = ("Jobs only (with background, or on POST /jobs): an http(s) URL on the server's "
+             "webhook allow-list that gets the signed job object when the job finishes.")
 
 
 class PromptRequestSchema(RunOptionsSchema):
@@ -176,6 +186,8 @@ class PromptRequestSchema(RunOptionsSchema):
                         "CLI.")
     metadata = _metadata_field("Stored on the session.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = fields.String(validate=validate.Length(min=1, max=2048),
+                                 metadata={"description": _CALLBACK})
 
     @validates_schema
     def _backend_unless_session(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -208,6 +220,8 @@ class ParallelRequestSchema(RequestSchema):
     fail_fast = _opt_bool("Cancel running and queued tasks after the first failure.")
     dry_run = _opt_bool("Dry-run every task.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = fields.String(validate=validate.Length(min=1, max=2048),
+                                 metadata={"description": _CALLBACK})
 
 
 class ChainStepSchema(RunOptionsSchema):
@@ -231,6 +245,8 @@ class ChainRequestSchema(RequestSchema):
     persist_sessions = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     dry_run = _opt_bool("Dry-run every step.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = fields.String(validate=validate.Length(min=1, max=2048),
+                                 metadata={"description": _CALLBACK})
 
 
 class CompareRequestSchema(RunOptionsSchema):
@@ -244,6 +260,8 @@ class CompareRequestSchema(RunOptionsSchema):
     sequential = _opt_bool("Run one backend after the other instead of concurrently.")
     dry_run = _opt_bool("Dry-run every backend.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = fields.String(validate=validate.Length(min=1, max=2048),
+                                 metadata={"description": _CALLBACK})
 
 
 class SessionListQuerySchema(Schema):
@@ -484,6 +502,17 @@ SessionDeletedEnvelope = envelope("SessionDeletedEnvelope", SessionDeletedSchema
 _INSTANCES: dict[type[Schema], Schema] = {}
 
 
+class WebhookSchema(Schema):
+    url = fields.String()
+    state = fields.String(metadata={"enum": values(WebhookState)})
+    attempts = fields.Integer(metadata={"description": "Attempts made so far."})
+    last_status = fields.Integer(allow_none=True, metadata={
+        "description": "HTTP status of the last attempt (null: no answer)."})
+    last_error = fields.String(allow_none=True, metadata={
+        "description": "Why the last attempt failed (timeout, refused, HTTP status)."})
+    delivered_at = fields.String(allow_none=True, metadata={"description": "RFC 3339 UTC."})
+
+
 class JobSchema(Schema):
     id = fields.String()
     kind = fields.String(metadata={"enum": list(JobKind)})
@@ -497,6 +526,8 @@ class JobSchema(Schema):
     error = fields.String()
     result = fields.Dict(metadata={"description": "The run's result once finished."})
     usage = fields.Dict()
+    webhook = fields.Nested(WebhookSchema, metadata={
+        "description": "Present when the job was submitted with a callback_url."})
 
 
 JobEnvelope = envelope("JobEnvelope", JobSchema)
