@@ -10,7 +10,7 @@ import click
 
 from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
-from clinvk.core.store import Store, default_store_path, open_store
+from clinvk.core.store import Store, configured_store
 
 
 class AppContext:
@@ -32,7 +32,7 @@ class AppContext:
     def store(self) -> Store:
         if self._store is None:
             _ = self.config  # a broken or missing --config fails every command, not only runs
-            self._store = open_store(default_store_path(clinvk_home()))
+            self._store = configured_store(self.config, clinvk_home())
         return self._store
 
     def engine(self, *, with_store: bool = True) -> Engine:

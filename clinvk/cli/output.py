@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 
 class ExitCode(enum.IntEnum):
+    """The CLI's own exit codes (a failed backend run exits with the backend's code instead)."""
+
     OK = 0
     FAILURE = 1
     USAGE = 2

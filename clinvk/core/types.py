@@ -181,6 +181,21 @@ class JobKind(StrEnum):
     COMPARE = "compare"
 
 
+class JobStatus(StrEnum):
+    """Where a job stands; a job's run ends in a :class:`RunStatus`, the job in one of these."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the server running it died; never re-run (agents have side effects)
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
 class WebhookState(StrEnum):
     """Where a job's webhook delivery stands (the job's ``webhook.state``)."""
 

@@ -23,7 +23,7 @@ from clinvk.core.config import Config, clinvk_home
 from clinvk.core.engine import Engine
 from clinvk.core.keys import KeyStore, KeysUnavailable, key_id
 from clinvk.core.ownership import LOCAL, Principal
-from clinvk.core.store import Store, default_store_path, open_store
+from clinvk.core.store import Store, configured_store
 from clinvk.mcp.tools import register
 
 log = logging.getLogger("clinvk.mcp")
@@ -70,7 +70,7 @@ class McpApp:
 
 
 def build(config: Config, *, http: bool) -> McpApp:
-    store = open_store(default_store_path(clinvk_home()))
+    store = configured_store(config, clinvk_home())
     engine = Engine(config, store, server_mode=True)
     server = MCPServer(name="clinvk", version=__version__, instructions=INSTRUCTIONS)
     app = McpApp(config, server, store, KeyStore(config) if http else None)

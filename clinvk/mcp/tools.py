@@ -87,18 +87,31 @@ def _request(task: Task | None, principal: Principal, **fields: Any) -> PromptRe
     return PromptRequest(principal=principal, origin=RunOrigin.MCP, **fields)
 
 
-def register(server: MCPServer, engine: Engine, store: Store,
-             principal_of: Callable[[Context], Principal]) -> None:
+PrincipalOf = Callable[[Context], Principal]
+
+
+async def guarded(ctx: Context, work: Callable[[ToolRun], CallToolResult]) -> CallToolResult:
+    """Run ``work`` off the event loop for one tool call; an engine error is a tool error."""
+    run = ToolRun(ctx)
+    try:
+        return await run(lambda: work(run))
+    except ClinvkError as exc:
+        raise ToolError(exc.message) from None
+
+
+def updates(tool: ToolRun) -> Callable[[int, str, Any], None]:
+    """An orchestration's task updates as the tool call's progress notifications."""
+    return lambda index, state, _outcome: tool.progress(f"task {index + 1}: {state}")
+
+
+def register(server: MCPServer, engine: Engine, store: Store, principal_of: PrincipalOf) -> None:
     """Add clinvk's tools to ``server``."""
+    _register_run(server, engine, principal_of)
+    _register_orchestration(server, engine, principal_of)
+    _register_sessions(server, store, principal_of)
 
-    async def guarded(ctx: Context, work: Callable[[ToolRun], CallToolResult]
-                      ) -> CallToolResult:
-        run = ToolRun(ctx)
-        try:
-            return await run(lambda: work(run))
-        except ClinvkError as exc:
-            raise ToolError(exc.message) from None
 
+def _register_run(server: MCPServer, engine: Engine, principal_of: PrincipalOf) -> None:
     @server.tool(description=(
         "Run one prompt on a coding agent (Claude Code, Codex or Gemini CLI) and return its "
         "answer. The agent can read and change files in the working directory. Pass "
@@ -114,9 +127,9 @@ def register(server: MCPServer, engine: Engine, store: Store,
                        workdir=workdir, session_id=session_id, timeout_secs=timeout_secs)
         return await guarded(ctx, lambda tool: _run_result(tool.prompt(engine, req)))
 
-    def updates(tool: ToolRun) -> Callable[[int, str, Any], None]:
-        return lambda index, state, _outcome: tool.progress(f"task {index + 1}: {state}")
 
+def _register_orchestration(server: MCPServer, engine: Engine, principal_of: PrincipalOf
+                            ) -> None:
     @server.tool(description=(
         "Run several independent prompts at once, each on its own agent, and return every "
         "result in input order. Use it to split work or to try alternatives side by side."))
@@ -178,6 +191,8 @@ def register(server: MCPServer, engine: Engine, store: Store,
 
         return await guarded(ctx, work)
 
+
+def _register_sessions(server: MCPServer, store: Store, principal_of: PrincipalOf) -> None:
     @server.tool(description=(
         "List stored clinvk sessions (most recently used first), to find one to continue "
         "with run(session_id=...)."))

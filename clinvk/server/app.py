@@ -26,7 +26,7 @@ from clinvk.core.config import Config, clinvk_home, load_config
 from clinvk.core.engine import Engine
 from clinvk.core.errors import StoreError
 from clinvk.core.jobs import JobLimits, JobService
-from clinvk.core.store import Store, default_store_path, open_store
+from clinvk.core.store import Store, configured_store
 from clinvk.server import EXTENSION_KEY, Gateway
 from clinvk.server import errors as error_handling
 from clinvk.server.native.schemas import ApiErrorSchema
@@ -83,7 +83,7 @@ def create_app(config: Config | None = None, *, store: Store | None = None) -> F
     if config is None:
         config = load_config()
     if store is None:
-        store = open_store(default_store_path(clinvk_home()))
+        store = configured_store(config, clinvk_home())
     engine = Engine(config, store, server_mode=True)
 
     app = Flask("clinvk.server", static_folder=None)

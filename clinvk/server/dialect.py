@@ -25,15 +25,9 @@ from flask import Response, request
 from clinvk.core.engine import PromptRequest, RunHandle, RunResult
 from clinvk.core.types import RunOrigin, RunStatus
 from clinvk.server import current_gateway
-from clinvk.server.errors import (
-    ApiError,
-    ApiException,
-    Blueprint,
-    check_body_request,
-    json_response,
-    register_error_format,
-    request_id,
-)
+from clinvk.server.errors import ApiError, ApiException, register_error_format, request_id
+from clinvk.server.parsing import Blueprint, check_body_request
+from clinvk.server.responses import json_response
 from clinvk.server.security import identify
 from clinvk.server.streaming import (
     SSE_MIMETYPE,

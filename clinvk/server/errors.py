@@ -25,11 +25,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import flask_smorest
 from flask import Flask, Response, current_app, g, request
 from marshmallow import ValidationError
-from webargs import core as webargs_core
-from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from clinvk.core.errors import (
@@ -44,7 +41,7 @@ from clinvk.core.errors import (
     SessionBusy,
     StoreError,
 )
-from clinvk.server import jsonbody
+from clinvk.server.responses import envelope_enabled, json_response
 
 log = logging.getLogger("clinvk.server")
 
@@ -319,11 +316,6 @@ def request_id() -> str:
     return rid
 
 
-def envelope_enabled() -> bool:
-    state = current_app.extensions.get("clinvk")
-    return bool(state is None or state.config.server.response_envelope)
-
-
 def native_error_body(err: ApiError) -> dict[str, Any]:
     """The native body: envelope ``{success, error, code, details?, data?}`` or bare Go form."""
     if envelope_enabled():
@@ -341,15 +333,6 @@ def native_error_body(err: ApiError) -> dict[str, Any]:
     if err.data is not None:
         body["data"] = err.data
     return body
-
-
-def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-                  ) -> Response:
-    text = current_app.json.dumps(body, separators=(",", ":")) + "\n"
-    response = current_app.response_class(text, status=status, mimetype="application/json")
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
 
 
 def native_error_response(err: ApiError) -> Response:
@@ -397,56 +380,3 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ValidationError, _handle_validation)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)
-
-
-# --------------------------------------------------------------------------- request parsing
-
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-def is_json_mimetype(mimetype: str) -> bool:
-    return webargs_core.is_json(mimetype)
-
-
-class JsonParser(FlaskParser):
-    """webargs parser with the gateway's rules for JSON bodies.
-
-    * a missing ``Content-Type`` is read as JSON (as the Go server did), any non-JSON type
-      is a 415, an empty body is a 400 naming ``body``;
-    * validation failures are 400 (not webargs' default 422), rendered by this module.
-    """
-
-    DEFAULT_VALIDATION_STATUS = 400
-
-    def _raw_load_json(self, req: Any) -> Any:
-        if req.mimetype and not is_json_mimetype(req.mimetype):
-            abort(415)
-        data = req.get_data(cache=True)
-        if not data.strip():
-            raise ApiException(ApiError(400, "invalid_request", "request body is required",
-                                        field="body"))
-        gateway = current_app.extensions.get("clinvk")  # absent in a bare test app
-        max_depth = gateway.config.server.max_json_depth if gateway else jsonbody.DEFAULT_DEPTH
-        try:
-            value = webargs_core.parse_json(data)
-        except RecursionError:
-            raise jsonbody.too_deep(max_depth) from None
-        except ValueError as exc:  # e.g. an integer literal longer than Python converts
-            raise ApiException(ApiError(400, "invalid_json", f"request body is not valid "
-                                        f"JSON: {exc}", field="body")) from None
-        jsonbody.check_value(value, max_depth)
-        return value
-
-
-class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest blueprint that parses with :class:`JsonParser`."""
-
-    ARGUMENTS_PARSER = JsonParser()
-
-
-def check_body_request() -> None:
-    """``before_request`` for API blueprints: reject a non-JSON body early with 415."""
-    if request.method in _BODY_METHODS:
-        mimetype = request.mimetype
-        if mimetype and not is_json_mimetype(mimetype):
-            abort(415)

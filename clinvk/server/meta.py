@@ -20,8 +20,9 @@ from clinvk import __version__
 from clinvk.core.errors import ClinvkError
 from clinvk.core.types import BrokerState, HealthStatus
 from clinvk.server import current_gateway
-from clinvk.server.errors import Blueprint, json_response
 from clinvk.server.native.schemas import HealthSchema, dump
+from clinvk.server.parsing import Blueprint
+from clinvk.server.responses import json_response
 
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = STATIC_DIR / "swagger-ui"

@@ -160,13 +160,12 @@ def event_frames(
                     continue
                 sequence = max(sequence, event.sequence)
                 terminal = terminal or event.is_terminal
-                rendered = render(event)
-                if rendered is None:
+                frames = _frames(render(event))
+                if not frames:
                     continue
-                chunks = [rendered] if isinstance(rendered, bytes | str) else list(rendered)
-                for chunk in chunks:
+                for frame in frames:
                     last_write = time.monotonic()
-                    yield _encode(chunk)
+                    yield frame
                 if watch.gone(min_interval=DISCONNECT_POLL_SECS):
                     return
         except GeneratorExit:
@@ -176,14 +175,18 @@ def event_frames(
                 log.exception("stream of a %s run failed", handle.prepared.backend.name)
             if not terminal:
                 terminal = True
-                rendered = render(error_event(handle, exc, sequence + 1))
-                if rendered is not None:
-                    chunks = [rendered] if isinstance(rendered, bytes | str) else list(rendered)
-                    for chunk in chunks:
-                        yield _encode(chunk)
+                yield from _frames(render(error_event(handle, exc, sequence + 1)))
     finally:
         stream.close()  # records an interrupted run and kills its process group
         handle.close()
+
+
+def _frames(rendered: bytes | str | Iterable[bytes | str] | None) -> list[bytes]:
+    """What a renderer returned for one event, as the frames to write (none for ``None``)."""
+    if rendered is None:
+        return []
+    chunks = [rendered] if isinstance(rendered, bytes | str) else rendered
+    return [_encode(chunk) for chunk in chunks]
 
 
 def ndjson_frame(event: Event) -> bytes:

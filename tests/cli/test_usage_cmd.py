@@ -26,7 +26,7 @@ def test_local_ledger_as_json_and_as_a_table(cli) -> None:
         proc = cli("-b", backend, fake("hi", reply="ok"))
         assert proc.returncode == 0, proc.stderr
     store = cli.store()
-    store.usage.insert(_ledger_row("k" * 24, "gemini", 10**6))
+    store.usage.insert(_ledger_row("c" * 24, "gemini", 10**6))
     store.close()
     report = cli.json("usage", "--json", "-g", "backend,origin", "--recent", "5")
     by_backend = {g["backend"]: g for g in report["groups"]}
@@ -38,7 +38,7 @@ def test_local_ledger_as_json_and_as_a_table(cli) -> None:
     assert [r["backend"] for r in report["recent"]][0] == "gemini"  # newest first
     assert report["sees_all"] is True
 
-    only = cli.json("usage", "--json", "--key", "k" * 24)
+    only = cli.json("usage", "--json", "--key", "c" * 24)
     assert [(g["runs"], g["input_tokens"]) for g in only["groups"]] == [(1, 10**6)]
 
     table = cli("usage", "--group-by", "backend", "--recent", "2")
@@ -46,7 +46,7 @@ def test_local_ledger_as_json_and_as_a_table(cli) -> None:
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["BACKEND", "RUNS", "FAILED"]
     assert any(line.split()[:2] == ["gemini", "1"] and "0.2500" in line for line in lines)
-    assert "recent runs" in table.stdout and "k" * 24 in table.stdout
+    assert "recent runs" in table.stdout and "c" * 24 in table.stdout
 
 
 def test_an_empty_range_and_bad_questions(cli) -> None:
@@ -57,7 +57,9 @@ def test_an_empty_range_and_bad_questions(cli) -> None:
         proc = cli("usage", *args)
         assert proc.returncode == 2, (args, proc.stdout)
         assert field in proc.stderr and "Traceback" not in proc.stderr
-    both = cli("usage", "--url", "http://127.0.0.1:9", "--key", "k" * 24)
+    pasted = cli("usage", "--key", KEY)  # the key itself, not its id
+    assert pasted.returncode == 2 and "key id" in pasted.stderr and KEY not in pasted.stderr
+    both = cli("usage", "--url", "http://127.0.0.1:9", "--key", "a" * 24)
     assert both.returncode == 2 and "--key" in both.stderr
     down = cli("usage", "--url", "http://127.0.0.1:9")
     assert down.returncode == 1 and "cannot reach" in down.stderr

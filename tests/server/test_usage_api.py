@@ -18,7 +18,8 @@ ADMIN = "sk-usage-admin-0123456789ab"
 NATIVE_KEY = "sk-budget-native-0123456789"
 OPENAI_KEY = "sk-budget-openai-0123456789"
 ANTHROPIC_KEY = "sk-budget-anthro-0123456789"
-KEYS = (KEY_A, KEY_B, ADMIN, NATIVE_KEY, OPENAI_KEY, ANTHROPIC_KEY)
+JOB_KEY = "sk-budget-jobs-0123456789ab"
+KEYS = (KEY_A, KEY_B, ADMIN, NATIVE_KEY, OPENAI_KEY, ANTHROPIC_KEY, JOB_KEY)
 
 
 def _h(key: str) -> dict[str, str]:
@@ -30,6 +31,7 @@ def client(app_factory, monkeypatch):
     monkeypatch.setenv("CLINVK_API_KEYS", ",".join(KEYS))
     budgets = {key_id(k): "runs 1 per 2 seconds"
                for k in (NATIVE_KEY, OPENAI_KEY, ANTHROPIC_KEY)}
+    budgets[key_id(JOB_KEY)] = "runs 1 per 30 seconds"
     app = app_factory({"server.admin_key_ids": [key_id(ADMIN)], "server.budgets": budgets,
                        "server.metrics_enabled": True})
     return app.test_client()
@@ -112,6 +114,33 @@ def test_budget_stops_the_second_run_in_every_dialect_until_the_window_resets(
     time.sleep(2.1)
     for call in calls.values():
         assert call().status_code == 200
+
+
+def test_a_job_of_a_key_past_its_budget_is_refused_at_submit(client, tmp_path) -> None:
+    def submit() -> Any:
+        return client.post("/api/v1/jobs", headers=_h(JOB_KEY), json={
+            "backend": "codex", "prompt": fake("hi", reply="ok"), "workdir": str(tmp_path)})
+
+    first = submit()
+    assert first.status_code == 202, first.get_json()
+    job_id = first.get_json()["data"]["id"]
+    deadline = time.monotonic() + 20
+    while (job := client.get(f"/api/v1/jobs/{job_id}", headers=_h(JOB_KEY)).get_json()["data"]
+           )["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    assert job["status"] == "succeeded", job  # the queued job was counted when it started
+    refused = submit()
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 30
+    body = refused.get_json()
+    assert body["code"] == "budget_exceeded" and "runs 1/30 seconds" in body["error"]
+    parallel = client.post("/api/v1/jobs", headers=_h(JOB_KEY), json={
+        "kind": "parallel", "tasks": [{"backend": "claude", "prompt": "one",
+                                       "workdir": str(tmp_path)}]})
+    assert parallel.status_code == 429, parallel.get_json()
+    listed = client.get("/api/v1/jobs", headers=_h(JOB_KEY)).get_json()["data"]["jobs"]
+    assert [j["id"] for j in listed] == [job_id]  # nothing was queued
 
 
 def test_usage_metrics_count_tokens_and_cost_with_bounded_labels(client, tmp_path) -> None:

@@ -171,5 +171,11 @@ def postgres_server(directory: Path) -> Iterator[str]:
                         "-U", "clinvk", "clinvk"], check=True, capture_output=True)
         yield f"postgresql://clinvk@127.0.0.1:{port}/clinvk"
     finally:
-        _stop(proc, signal.SIGINT)  # fast shutdown
+        # Fast shutdown, sent to the whole group: runuser does not pass SIGINT on, and a
+        # postmaster left running would outlive the tests.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        _stop(proc, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of the group still there
         shutil.rmtree(home, ignore_errors=True)

@@ -1,8 +1,10 @@
 """Scale-out on Celery: a gateway (two gunicorn workers) in front of two agent hosts.
 
-One real redis-server is the broker and carries the run streams; two ``clinvk worker``
-processes stand for two hosts (own HOME, so each has its own CLI session files, and own
-host name); the fakes log every run per host. The last test stops redis (broker outage).
+One real redis-server is the broker and carries the run streams; a real PostgreSQL holds
+the gateways' sessions and jobs (the shared store of a multi-host deployment); two
+``clinvk worker`` processes stand for two hosts (own HOME, so each has its own CLI session
+files, and own host name); the fakes log every run per host.
+The last test stops redis (broker outage).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from support.http import bound_session
 from support.procs import pids_alive, wait_until
 from support.server_process import ServerProcess
 from support.services import redis_server
+from support.stores import pg_database
 
 LOST_AFTER = 3
 PROMPT = "/api/v1/prompt"
@@ -32,6 +35,7 @@ PROMPT = "/api/v1/prompt"
 @dataclass
 class Topology:
     broker_url: str
+    store_url: str
     hosts: dict[str, AgentHost]
     gateway: ServerProcess
     workdir: Path
@@ -48,10 +52,11 @@ class Topology:
 
 
 @pytest.fixture(scope="module")
-def topo(tmp_path_factory, server_factory) -> Iterator[Topology]:
+def topo(tmp_path_factory, server_factory, postgres_url) -> Iterator[Topology]:
     base = tmp_path_factory.mktemp("scaleout")
     workdir = base / "work"
     workdir.mkdir()
+    store_url = pg_database(postgres_url, "scaleout")
     with redis_server(base) as url:
         timing = {"CLINVK_EXECUTION_LOST_AFTER_SECS": str(LOST_AFTER)}  # as the gateway's
         hosts = {name: AgentHost(base / name, name, url, concurrency=2, env=timing)
@@ -63,8 +68,9 @@ def topo(tmp_path_factory, server_factory) -> Iterator[Topology]:
                 "execution": {"mode": "celery", "broker_url": url, "heartbeat_secs": 1,
                               "lost_after_secs": LOST_AFTER},
                 "server": {"metrics_enabled": True, "queue_timeout_secs": 10},
+                "store": {"url": store_url},
             }, args=("--workers", "2"))
-            yield Topology(url, hosts, gateway, workdir)
+            yield Topology(url, store_url, hosts, gateway, workdir)
         finally:
             for host in hosts.values():
                 host.stop()
@@ -207,6 +213,7 @@ def test_rate_limits_hold_across_two_gateways(topo: Topology, server_factory) ->
         "execution": {"mode": "celery", "broker_url": topo.broker_url},
         "server": {"rate_limit_enabled": True, "rate_limit_rps": 1, "rate_limit_burst": burst,
                    "rate_limit_storage_uri": topo.broker_url + "/1"},
+        "store": {"url": topo.store_url},
     }
     gateways = [server_factory(limited), server_factory(limited)]
     try:
@@ -214,6 +221,17 @@ def test_rate_limits_hold_across_two_gateways(topo: Topology, server_factory) ->
         codes = Counter(client.get(gateways[i % 2].url("/api/v1/sessions"), timeout=10
                                    ).status_code for i in range(2 * burst))
         assert codes == {200: burst, 429: burst}, codes  # one window, not one per gateway
+        # The gateways share one store: a session made through one resumes through another.
+        word = marker()
+        sid = topo.prompt(f"shared {word}").json()["data"]["session_id"]
+        other = bound_session("127.0.0.62")
+        seen = other.get(gateways[1].url(f"/api/v1/sessions/{sid}"), timeout=10)
+        assert seen.status_code == 200 and seen.json()["data"]["turn_count"] == 1
+        again = other.post(gateways[0].url(PROMPT), timeout=60, json={
+            "backend": "claude", "prompt": f"again {word}x", "session_id": sid,
+            "workdir": str(topo.workdir)})
+        assert again.json()["data"]["output"] == "Hello from stub (turn 2)", again.text
+        assert topo.host_of(f"{word}x") == topo.host_of(f"shared {word}")
     finally:
         for gateway in gateways:
             gateway.stop(timeout=10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -122,6 +123,9 @@ def _recent_table(rows: list[dict[str, Any]]) -> Table:
 def usage_cmd(app: AppContext, since: str | None, until: str | None, group_by: str | None,
               recent: int, key_id: str | None, url: str | None, as_json: bool) -> None:
     """Runs, tokens and cost from the usage ledger, summed by key, backend, model or day."""
+    if key_id is not None and not re.fullmatch(r"[0-9a-f]{24}", key_id):
+        raise click.BadParameter("must be a key id (24 hex digits, as `clinvk keys id` "
+                                 "prints), never the key itself", param_hint="--key")
     if url and key_id:
         raise click.UsageError("--key reads the local ledger; a server shows the rows of "
                                "the key in CLINVK_API_KEY (an admin key: all)")

@@ -7,6 +7,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 #: A check returns None when the (already type-correct) value is fine, else the reason.
 Check = Callable[[Any], "str | None"]
@@ -59,6 +60,30 @@ def storage_uri(v: str) -> str | None:
     if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://\S*", v):
         return None
     return f"must be a storage URI such as 'memory://' or 'redis://host:6379', got {v!r}"
+
+
+def mask_url_password(url: str, mask: str = "***") -> str:
+    """``url`` with the password of its user info (``scheme://user:pw@host``) masked."""
+    parts = urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{mask}@{host}"))
+
+
+def store_url(v: str) -> str | None:
+    """'' (the SQLite file in the clinvk home), a path, sqlite:///path or postgresql://…"""
+    if v == "" or v.startswith("/") or re.fullmatch(r"sqlite:///\S+", v):
+        return None
+    if re.fullmatch(r"postgres(ql)?://[^\s/]*(/[^\s/?]+)?(\?\S*)?", v):
+        return None
+    return ("must be empty (the SQLite file in the clinvk home), an absolute path, "
+            f"'sqlite:///path' or 'postgresql://user@host:5432/db', got "
+            f"{mask_url_password(v)!r}")
 
 
 def broker_url(v: str) -> str | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clinvk.core.config.checks import mask_url_password
 from clinvk.core.config.coerce import Invalid, coerce, merge_aliases, parse_text, type_name
 from clinvk.core.config.problems import Problem, origin_text, raise_problems
 from clinvk.core.config.schema import (
@@ -20,6 +21,7 @@ from clinvk.core.config.schema import (
     ParallelConfig,
     ServerConfig,
     SessionConfig,
+    StoreConfig,
     UnifiedFlagsConfig,
     default_backends,
 )
@@ -45,6 +47,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     #: The file that was read (None if no file was read).
     path: Path | None = field(default=None, compare=False)
@@ -94,6 +97,9 @@ class Config:
                 value = MASK
             elif isinstance(value, tuple):
                 value = list(value)
+            elif mask_secrets and isinstance(value, str) and (
+                    key.endswith("_url") or key == "store.url"):
+                value = mask_url_password(value, MASK)
             elif isinstance(value, dict):
                 value = dict(value)
                 if mask_secrets and key.endswith(".env"):
@@ -184,6 +190,10 @@ def _cross_checks(flat: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...], s
         out.append(("execution.lost_after_secs",
                     ("execution.lost_after_secs", "execution.heartbeat_secs"),
                     f"must be at least twice execution.heartbeat_secs ({beat}), got {lost}"))
+    if flat["store.pool_min_size"] > flat["store.pool_max_size"]:
+        out.append(("store.pool_min_size", ("store.pool_min_size", "store.pool_max_size"),
+                    f"must not exceed store.pool_max_size ({flat['store.pool_max_size']}), "
+                    f"got {flat['store.pool_min_size']}"))
     default = flat["default_backend"]
     enabled_key = f"backends.{default}.enabled"
     if not flat[enabled_key]:

@@ -27,6 +27,7 @@ from clinvk.core.config.checks import (
     one_of,
     queue_word,
     storage_uri,
+    store_url,
 )
 from clinvk.core.types import (
     ApprovalMode,
@@ -303,6 +304,25 @@ class ExecutionConfig:
     concurrency: int = _key(4, "CLI runs at once on this agent host.", check=between(1, 256))
 
 
+@dataclass(frozen=True)
+class StoreConfig:
+    """``store.*``: where sessions, jobs and stored responses live (docs/deployment.md)."""
+
+    url: str = _key("", "Where the store lives: '' = the SQLite file in the clinvk home, an "
+                    "absolute path or sqlite:///path = that SQLite file, postgresql://… = a "
+                    "shared PostgreSQL database (needs the postgres extra).", check=store_url)
+    pool_min_size: int = _key(1, "PostgreSQL: connections each process keeps open.",
+                              check=between(0, 100))
+    pool_max_size: int = _key(10, "PostgreSQL: most connections one process opens (size it to "
+                              "the server threads; see docs/deployment.md).",
+                              check=between(1, 1000))
+    pool_timeout_secs: int = _key(10, "PostgreSQL: how long a request waits for a free "
+                                  "connection before it fails with a store error.",
+                                  check=between(1, 600))
+    connect_timeout_secs: int = _key(5, "PostgreSQL: how long opening one connection may take.",
+                                     check=between(1, 120))
+
+
 def _default_backend_config(name: str) -> BackendConfig:
     return BackendConfig(command=name, aliases=dict(BUILTIN_ALIASES[name]))
 
@@ -318,9 +338,10 @@ SECTION_CLASSES: dict[str, type] = {
     "output": OutputConfig,
     "parallel": ParallelConfig,
     "execution": ExecutionConfig,
+    "store": StoreConfig,
 }
 
 
 #: Top-level mappings of the file (everything else at the top is a plain key).
 SECTIONS = ("server", "backends", "unified_flags", "session", "output", "parallel",
-            "execution")
+            "execution", "store")

@@ -74,7 +74,7 @@ def _build_specs() -> dict[str, Spec]:
     specs += _field_specs(ServerConfig, "server", ServerConfig())
     for name, backend in default_backends().items():
         specs += _field_specs(BackendConfig, f"backends.{name}", backend)
-    for section in ("unified_flags", "session", "output", "parallel", "execution"):
+    for section in ("unified_flags", "session", "output", "parallel", "execution", "store"):
         cls = SECTION_CLASSES[section]
         specs += _field_specs(cls, section, cls())
     return {s.key: s for s in specs}

@@ -17,7 +17,7 @@ from clinvk.core.usage import BudgetKeeper, UsageLedger, UsageRow
 
 if TYPE_CHECKING:
     from clinvk.core.config import Config
-    from clinvk.core.engine.requests import PreparedRun, RunResult
+    from clinvk.core.engine.requests import PreparedRun, PromptRequest, RunResult
     from clinvk.core.engine.slots import EngineHooks
     from clinvk.core.store import Store
 
@@ -53,8 +53,26 @@ class UsageAccounting:
         try:
             self.budgets.admit(key_id)
         except BudgetExceeded as exc:
-            self._hooks().budget_rejected(key_id or "", exc.details["budget"])
+            self._refused(key_id, exc, "run")
             raise
+
+    def check(self, request: PromptRequest) -> None:
+        """Raise ``BudgetExceeded`` when the caller's key has spent a budget, counting
+        nothing (a job queued now is admitted, and counted, when it starts)."""
+        if self.budgets is None or request.dry_run:
+            return
+        key_id = request.principal.key_id
+        try:
+            self.budgets.check(key_id)
+        except BudgetExceeded as exc:
+            self._refused(key_id, exc, "job")
+            raise
+
+    def _refused(self, key_id: str | None, exc: BudgetExceeded, what: str) -> None:
+        """Tell metrics and the operator (by key id, never the key) which budget refused."""
+        budget = exc.details["budget"]
+        self._hooks().budget_rejected(key_id or "", budget)
+        log.warning("budget %s of key id %s is spent: %s refused", budget, key_id, what)
 
     def account(self, prepared: PreparedRun, result: RunResult) -> None:
         """Write the ledger row of a finished run and charge its budgets."""

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from clinvk.core.types import JobKind
+from clinvk.core.types import JobKind, JobStatus
 
 __all__ = ["EVENTS_DROPPED", "JOB_END", "TASK_END", "Job", "JobKind", "JobStatus"]
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    LOST = "lost"  # the server running it died; never re-run (agents have side effects)
-
-    @property
-    def finished(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 #: Event types the job log adds to the run's unified events.

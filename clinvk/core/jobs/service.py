@@ -98,6 +98,7 @@ class JobService:
         """Validate now (a bad request is refused before it is queued), run later."""
         webhook = self._webhook_record(callback_url)
         prepared = self.engine.prepare(req)
+        self.engine.accounting.check(req)  # a spent budget: 429 now, not a failed job
         body = dataclasses.asdict(req)  # the principal travels as a plain dict
         return self._queue(JobKind.PROMPT, body, req.principal, prepared.backend.name, webhook)
 
@@ -105,6 +106,7 @@ class JobService:
         """A parallel, chain or compare run as a job; refused now if its shape is."""
         webhook = self._webhook_record(callback_url)
         check_plan(self.engine, plan)
+        self.engine.accounting.check(plan.requests[0])  # one caller for every task
         names = set(plan.backend_names())
         return self._queue(plan.kind, plan.to_dict(), plan.principal,
                            names.pop() if len(names) == 1 else None, webhook)

@@ -1,9 +1,9 @@
 """What the engine, the job service and the edges need from a store, and nothing more.
 
 One implementation per database: :class:`clinvk.core.store.sqlite.SqliteStore` (embedded,
-the default) today; a PostgreSQL one plugs in beside it under ``clinvk/core/store/`` with
-its own ``sql/postgresql`` migrations. Callers open a store with
-:func:`clinvk.core.store.open_store` and see only these protocols.
+the default) and :class:`clinvk.core.store.postgresql.PostgresStore` (shared by several
+gateways), each with its own ``sql/<dialect>`` migrations. Callers open a store with
+:func:`clinvk.core.store.open_store` (or ``configured_store``) and see only these protocols.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ are fixed windows of the ``limits`` library in the rate limiter's storage
 (``server.rate_limit_storage_uri``: memory, or redis for several workers and gateways),
 so a window has one exact reset time to put in ``Retry-After``.
 
-Protocol: :meth:`BudgetKeeper.admit` before a run (refuses a key whose tokens or cost
+Protocol: :meth:`BudgetKeeper.check` when a job is queued (refuses a key with a spent
+budget, counts nothing); :meth:`BudgetKeeper.admit` before a run (refuses a key whose tokens or cost
 counter is spent, then counts the run itself, atomically across workers);
 :meth:`BudgetKeeper.charge` after it with the tokens and cost the CLI reported. A run in
 flight always finishes, so tokens and cost may overshoot by what the runs in flight use.
@@ -130,6 +131,21 @@ class BudgetKeeper:
             raise
         except Exception as exc:  # storage down: the run goes ahead, the operator is told
             log.warning("budget storage failed, budgets not enforced for this run: %s",
+                        type(exc).__name__)
+
+    def check(self, key_id: str | None) -> None:
+        """Raise ``BudgetExceeded`` when any of the key's budgets is spent, counting
+        nothing: a queued job is refused at submit, and counted when it starts."""
+        try:
+            for budget in self.for_key(key_id):
+                assert key_id is not None
+                stats = self.limiter.get_window_stats(budget.item, key_id, budget.metric)
+                if stats.remaining <= 0:
+                    self._refuse(budget, stats.reset_time)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:  # storage down: fail open, as admit() does
+            log.warning("budget storage failed, budgets not checked for this job: %s",
                         type(exc).__name__)
 
     def charge(self, key_id: str | None, *, tokens: int, cost_usd: float | None) -> None:

@@ -6,7 +6,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from clinvk.server import compat
 from clinvk.server.anthropic.errors import ERROR_TYPES
-from clinvk.server.native.schemas import StrictBoolean, StrictInteger, StrictNumber
+from clinvk.server.fields import StrictBoolean, StrictInteger, StrictNumber
 
 
 class AnthropicErrorDetailSchema(Schema):

@@ -37,7 +37,8 @@ from clinvk.server.anthropic.schemas import (
 from clinvk.server.anthropic.stream import PING, EventRenderer
 from clinvk.server.anthropic.translate import check_unsupported, conversation, message_object
 from clinvk.server.dialect import Dialect, start_run
-from clinvk.server.errors import ApiError, ApiException, json_response, request_id
+from clinvk.server.errors import ApiError, ApiException, request_id
+from clinvk.server.responses import json_response
 from clinvk.server.streaming import SSE_MIMETYPE
 
 REQUEST_ID_HEADER = "request-id"

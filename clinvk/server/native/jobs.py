@@ -20,7 +20,6 @@ from clinvk.core.jobs import Job, JobKind, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.server import current_gateway
-from clinvk.server.errors import Blueprint, check_body_request
 from clinvk.server.native.plans import PLAN_BUILDERS
 from clinvk.server.native.run_requests import prompt_request
 from clinvk.server.native.schemas import (
@@ -33,6 +32,7 @@ from clinvk.server.native.schemas import (
     envelope,
 )
 from clinvk.server.native.views import URL_PREFIX, ok, submitted_job
+from clinvk.server.parsing import Blueprint, check_body_request
 from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, SSE_MIMETYPE, STREAM_HEADERS
 

@@ -17,9 +17,9 @@ from clinvk.core.errors import StoreError
 from clinvk.core.usage import UsageLedger, parse_query
 from clinvk.core.usage.rows import GROUPS, MAX_RECENT
 from clinvk.server import current_gateway
-from clinvk.server.errors import Blueprint
 from clinvk.server.native.schemas import envelope
 from clinvk.server.native.views import URL_PREFIX, ok
+from clinvk.server.parsing import Blueprint
 from clinvk.server.security import identify
 
 blp = Blueprint("usage", __name__, url_prefix=URL_PREFIX,

@@ -20,14 +20,7 @@ from clinvk.core.errors import InvalidRequest
 from clinvk.core.plans import run_plan
 from clinvk.core.types import JobKind, RunStatus
 from clinvk.server import current_gateway
-from clinvk.server.errors import (
-    ApiError,
-    ApiException,
-    Blueprint,
-    check_body_request,
-    envelope_enabled,
-    json_response,
-)
+from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.native.plans import PLAN_BUILDERS
 from clinvk.server.native.run_requests import prompt_request
 from clinvk.server.native.schemas import (
@@ -53,6 +46,8 @@ from clinvk.server.native.schemas import (
     SessionSchema,
     dump,
 )
+from clinvk.server.parsing import Blueprint, check_body_request
+from clinvk.server.responses import envelope_enabled, json_response
 from clinvk.server.security import identify
 from clinvk.server.streaming import NDJSON_MIMETYPE, ndjson_response, run_to_completion
 

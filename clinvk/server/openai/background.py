@@ -26,8 +26,8 @@ from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.core.ownership import Principal
 from clinvk.core.store.interface import ResponseTable
 from clinvk.server import compat, current_gateway
-from clinvk.server.errors import json_response
 from clinvk.server.openai.shapes import ResponseShape
+from clinvk.server.responses import json_response
 from clinvk.server.streaming import SSE_MIMETYPE, STREAM_HEADERS
 
 _BACKGROUND_ID = re.compile(r"^resp_j([0-9a-f]{32})$")

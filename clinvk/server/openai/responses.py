@@ -26,7 +26,7 @@ from clinvk.core.types import RunStatus
 from clinvk.server import compat
 from clinvk.server.dialect import Run, start_run
 from clinvk.server.errors import ApiError, ApiException
-from clinvk.server.native.schemas import StrictBoolean
+from clinvk.server.fields import StrictBoolean
 from clinvk.server.openai import background
 from clinvk.server.openai.schemas import ERRORS, OpenAIErrorSchema
 from clinvk.server.openai.shapes import ResponseShape

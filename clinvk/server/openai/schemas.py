@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from clinvk.server import compat
-from clinvk.server.native.schemas import StrictBoolean, StrictInteger, StrictNumber
+from clinvk.server.fields import StrictBoolean, StrictInteger, StrictNumber
 
 
 class OpenAIErrorDetailSchema(Schema):

@@ -20,7 +20,7 @@ from flask.views import MethodView
 
 from clinvk.server import compat
 from clinvk.server.dialect import Dialect, start_run
-from clinvk.server.errors import ApiError, json_response
+from clinvk.server.errors import ApiError
 from clinvk.server.openai.schemas import (
     ERRORS,
     OK_DOC,
@@ -33,6 +33,7 @@ from clinvk.server.openai.schemas import (
 )
 from clinvk.server.openai.stream import ChunkRenderer
 from clinvk.server.openai.translate import check_unsupported, conversation, usage_body
+from clinvk.server.responses import json_response
 from clinvk.server.streaming import SSE_MIMETYPE
 
 # HTTP status -> OpenAI error `type`.

@@ -252,9 +252,9 @@ def run_server(
     here rather than a worker that fails to boot.
     """
     from clinvk.core.config import clinvk_home
-    from clinvk.core.store import default_store_path, open_store
+    from clinvk.core.store import configured_store
 
-    open_store(default_store_path(clinvk_home())).close()
+    configured_store(config, clinvk_home()).close()
     configure_logging(config)
     killed = kill_left_behind()
     if killed:

@@ -16,8 +16,7 @@ from clinvk.core.jobs import JobKind, JobLimits, JobService, JobStatus
 from clinvk.core.jobs.model import EVENTS_DROPPED, JOB_END
 from clinvk.core.jobs.service import LOST_ERROR
 from clinvk.core.ownership import LOCAL, Principal
-from clinvk.core.store import JobTable
-from clinvk.core.store.sqlite import SqliteStore
+from clinvk.core.store import JobTable, Store
 
 pytestmark = pytest.mark.usefixtures("fake_path")
 
@@ -40,45 +39,46 @@ class ManualExecutor:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JobTable:
-    return SqliteStore(tmp_path / "sessions.db").jobs
+def jobs(store: Store) -> JobTable:
+    """The job tables of the store under test (SQLite or PostgreSQL)."""
+    return store.jobs
 
 
-def test_the_event_cap_drops_the_oldest_and_readers_get_one_marker(store: JobTable) -> None:
-    job = store.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
+def test_the_event_cap_drops_the_oldest_and_readers_get_one_marker(jobs: JobTable) -> None:
+    job = jobs.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
     assert job is not None
     for i in range(10):
-        store.append_event(job.id, {"type": "message", "content": {"i": i}}, cap=4)
-    events = store.events_after(job.id, 0)
+        jobs.append_event(job.id, {"type": "message", "content": {"i": i}}, cap=4)
+    events = jobs.events_after(job.id, 0)
     assert events[0]["type"] == EVENTS_DROPPED
     assert events[0]["content"] == {"dropped_from": 1, "dropped_through": 6}
     assert [e["sequence"] for e in events] == [6, 7, 8, 9, 10]
-    assert [e["sequence"] for e in store.events_after(job.id, 7)] == [8, 9, 10]
+    assert [e["sequence"] for e in jobs.events_after(job.id, 7)] == [8, 9, 10]
 
 
-def test_the_queue_cap_refuses_with_a_clear_message(tmp_path: Path, store: JobTable) -> None:
+def test_the_queue_cap_refuses_with_a_clear_message(tmp_path: Path, jobs: JobTable) -> None:
     engine = make_engine(tmp_path)
-    service = JobService(engine, store, JobLimits(max_queued=1), ManualExecutor())
+    service = JobService(engine, jobs, JobLimits(max_queued=1), ManualExecutor())
     service.submit_prompt(PromptRequest("one", backend="claude"))
     with pytest.raises(JobQueueFull, match="1 jobs are already queued"):
         service.submit_prompt(PromptRequest("two", backend="claude"))
 
 
-def test_jobs_belong_to_their_key(tmp_path: Path, store: JobTable) -> None:
-    service = JobService(make_engine(tmp_path), store, JobLimits(), ManualExecutor())
+def test_jobs_belong_to_their_key(tmp_path: Path, jobs: JobTable) -> None:
+    service = JobService(make_engine(tmp_path), jobs, JobLimits(), ManualExecutor())
     job = service.submit_prompt(PromptRequest("mine", backend="claude", principal=ALICE))
     assert service.get(job.id, ALICE).id == job.id
     assert service.get(job.id, ADMIN).id == job.id
     assert service.get(job.id, LOCAL).id == job.id
     with pytest.raises(NotFound):
         service.get(job.id, BOB)
-    assert store.list(owner=BOB.owner, sees_all=False) == []
-    assert [j.id for j in store.list(owner=ALICE.owner, sees_all=False)] == [job.id]
+    assert jobs.list(owner=BOB.owner, sees_all=False) == []
+    assert [j.id for j in jobs.list(owner=ALICE.owner, sees_all=False)] == [job.id]
 
 
-def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, store: JobTable) -> None:
+def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, jobs: JobTable) -> None:
     executor = ManualExecutor()
-    service = JobService(make_engine(tmp_path), store, JobLimits(), executor)
+    service = JobService(make_engine(tmp_path), jobs, JobLimits(), executor)
     job = service.submit_prompt(PromptRequest("hi", backend="claude", principal=ALICE))
     with pytest.raises(JobNotFinished):
         service.delete(job.id, ALICE)
@@ -89,66 +89,66 @@ def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, store: J
     events = list(service.follow(job.id, ALICE, 0, heartbeat=None))
     assert events[-1]["type"] == JOB_END
     service.run(job.id)  # a second claim of the same job does nothing
-    assert store.get(job.id).last_sequence == events[-1]["sequence"]
+    assert jobs.get(job.id).last_sequence == events[-1]["sequence"]
 
 
 def test_recovery_marks_dead_runners_lost_and_requeues_waiting_jobs(
-        tmp_path: Path, store: JobTable) -> None:
+        tmp_path: Path, jobs: JobTable) -> None:
     executor = ManualExecutor()
-    service = JobService(make_engine(tmp_path), store, JobLimits(), executor)
+    service = JobService(make_engine(tmp_path), jobs, JobLimits(), executor)
     running = service.submit_prompt(PromptRequest("was running", backend="claude"))
     waiting = service.submit_prompt(PromptRequest("was waiting", backend="claude"))
     executor.pending.clear()
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if store.claim(running.id, os.getpid()) else 1)
+        os._exit(0 if jobs.claim(running.id, os.getpid()) else 1)
     assert os.waitpid(pid, 0)[1] == 0
     ours = service.submit_prompt(PromptRequest("ours", backend="claude"))
-    assert store.claim(ours.id, os.getpid())  # a live runner is not lost
+    assert jobs.claim(ours.id, os.getpid())  # a live runner is not lost
     executor.pending.clear()
     service.recover()
-    assert store.get(running.id).status is JobStatus.LOST
-    assert store.get(running.id).error == LOST_ERROR
-    assert store.get(ours.id).status is JobStatus.RUNNING
+    assert jobs.get(running.id).status is JobStatus.LOST
+    assert jobs.get(running.id).error == LOST_ERROR
+    assert jobs.get(ours.id).status is JobStatus.RUNNING
     assert executor.pending == [waiting.id]
 
 
 def test_cancel_of_a_queued_job_is_immediate_and_idempotent(
-        tmp_path: Path, store: JobTable) -> None:
-    service = JobService(make_engine(tmp_path), store, JobLimits(), ManualExecutor())
+        tmp_path: Path, jobs: JobTable) -> None:
+    service = JobService(make_engine(tmp_path), jobs, JobLimits(), ManualExecutor())
     job = service.submit_prompt(PromptRequest("never", backend="claude"))
     assert service.cancel(job.id, LOCAL).status is JobStatus.CANCELLED
     assert service.cancel(job.id, LOCAL).status is JobStatus.CANCELLED
     service.run(job.id)  # the executor's late call does not start it
-    assert store.get(job.id).status is JobStatus.CANCELLED
-    assert wait_until(lambda: store.get(job.id).finished_at is not None, 1)
+    assert jobs.get(job.id).status is JobStatus.CANCELLED
+    assert wait_until(lambda: jobs.get(job.id).finished_at is not None, 1)
 
 
-def test_retention_prunes_by_count_keeping_unfinished(store: JobTable) -> None:
+def test_retention_prunes_by_count_keeping_unfinished(jobs: JobTable) -> None:
     ids = []
     for _ in range(5):
-        job = store.create(JobKind.PROMPT, {}, owner=None, backend=None, max_queued=0)
+        job = jobs.create(JobKind.PROMPT, {}, owner=None, backend=None, max_queued=0)
         ids.append(job.id)
-        store.finish(job.id, JobStatus.SUCCEEDED)
-    live = store.create(JobKind.PROMPT, {}, owner=None, backend=None, max_queued=0)
-    assert store.prune(max_age_secs=3600, max_count=2) == 3
-    left = {j.id for j in store.list(owner=None, sees_all=True)}
+        jobs.finish(job.id, JobStatus.SUCCEEDED)
+    live = jobs.create(JobKind.PROMPT, {}, owner=None, backend=None, max_queued=0)
+    assert jobs.prune(max_age_secs=3600, max_count=2) == 3
+    left = {j.id for j in jobs.list(owner=None, sees_all=True)}
     assert left == {ids[-1], ids[-2], live.id}
 
 
-def test_a_webhook_record_is_kept_and_replaced_per_attempt(store: JobTable) -> None:
+def test_a_webhook_record_is_kept_and_replaced_per_attempt(jobs: JobTable) -> None:
     record = {"url": "https://hooks.example/x", "state": "pending", "attempts": 0,
               "last_status": None, "last_error": None, "delivered_at": None}
-    job = store.create(JobKind.CHAIN, {}, owner=None, backend=None, max_queued=0,
+    job = jobs.create(JobKind.CHAIN, {}, owner=None, backend=None, max_queued=0,
                        webhook=record)
     assert job is not None and job.callback_url == "https://hooks.example/x"
     assert job.to_dict()["webhook"] == record and job.kind == JobKind.CHAIN
-    store.set_webhook(job.id, {**record, "attempts": 1, "last_status": 503,
+    jobs.set_webhook(job.id, {**record, "attempts": 1, "last_status": 503,
                                "last_error": "HTTP 503"})
-    again = store.get(job.id)
+    again = jobs.get(job.id)
     assert again is not None and again.webhook is not None
     assert again.webhook["attempts"] == 1 and again.webhook["last_status"] == 503
     assert "webhook" not in again.to_dict(webhook=False)
-    plain = store.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
+    plain = jobs.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
     assert plain is not None and plain.callback_url is None
     assert "webhook" not in plain.to_dict()

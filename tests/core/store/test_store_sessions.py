@@ -1,4 +1,5 @@
-"""Session store tests: real SQLite files, real threads, real processes (docs/sessions.md)."""
+"""Session store tests over every implementation (SQLite file, PostgreSQL server): real
+threads, real processes. Tests of SQLite's own mechanics take ``sqlite_store``."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.stores import FakeClock, open_at, sql
 
 from clinvk.core.errors import AmbiguousPrefix, InvalidRequest, NotFound, SessionBusy, StoreError
 from clinvk.core.events import TokenUsage, utc_timestamp
-from clinvk.core.store import STATUSES, Session, SessionPage, default_store_path, derive_title
+from clinvk.core.store import (
+    STATUSES,
+    Session,
+    SessionPage,
+    Store,
+    default_store_path,
+    derive_title,
+)
 from clinvk.core.store.migrations import latest_version
 from clinvk.core.store.sqlite import SqliteStore
 from clinvk.core.types import StoreDialect
@@ -25,31 +34,6 @@ SCHEMA_VERSION = latest_version(StoreDialect.SQLITE)
 
 TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 WD = "/srv/project"
-
-
-class FakeClock:
-    """Deterministic time so ordering, expiry and retention need no sleeping."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: FakeClock):
-    s = SqliteStore(tmp_path / "home" / "sessions.db", clock=clock)
-    yield s
-    s.close()
 
 
 def record(sid: str, *, last_used: float = 1_800_000_000.0, **kw) -> Session:
@@ -73,7 +57,7 @@ def record(sid: str, *, last_used: float = 1_800_000_000.0, **kw) -> Session:
 # --------------------------------------------------------------------------- create/get
 
 
-def test_create_and_get_roundtrip(store: SqliteStore, clock: FakeClock) -> None:
+def test_create_and_get_roundtrip(store: Store, clock: FakeClock) -> None:
     s = store.create(
         backend="claude",
         working_dir=WD,
@@ -107,7 +91,7 @@ def test_create_and_get_roundtrip(store: SqliteStore, clock: FakeClock) -> None:
     }  # fmt: skip
 
 
-def test_create_optional_fields(store: SqliteStore) -> None:
+def test_create_optional_fields(store: Store) -> None:
     parent = store.create(backend="codex", working_dir=WD)
     child = store.create(
         backend="codex",
@@ -140,7 +124,7 @@ def test_create_optional_fields(store: SqliteStore) -> None:
         ({"initial_prompt": None}, "initial_prompt"),
     ],
 )
-def test_create_validation(store: SqliteStore, kwargs: dict, field: str) -> None:
+def test_create_validation(store: Store, kwargs: dict, field: str) -> None:
     args = {"backend": "claude", "working_dir": WD, **kwargs}
     with pytest.raises(InvalidRequest) as exc:
         store.create(**args)
@@ -167,7 +151,7 @@ def test_default_store_path(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- prefix lookup
 
 
-def test_get_by_prefix(store: SqliteStore) -> None:
+def test_get_by_prefix(store: Store) -> None:
     store._insert_many(
         [record("abcd" + "0" * 28), record("abcd" + "1" * 28), record("abce" + "2" * 28)]
     )
@@ -187,7 +171,7 @@ def test_get_by_prefix(store: SqliteStore) -> None:
         store.get("f" * 32)
 
 
-def test_ambiguous_prefix_lists_a_few(store: SqliteStore) -> None:
+def test_ambiguous_prefix_lists_a_few(store: Store) -> None:
     store._insert_many([record(f"beef{i:028x}") for i in range(20)])
     with pytest.raises(AmbiguousPrefix) as exc:
         store.get("beef")
@@ -196,14 +180,14 @@ def test_ambiguous_prefix_lists_a_few(store: SqliteStore) -> None:
 
 
 @pytest.mark.parametrize("bad", ["abc", "", "abcg", "../etc", "ab/cd", "a" * 33, "12 34"])
-def test_get_invalid_id(store: SqliteStore, bad: str) -> None:
+def test_get_invalid_id(store: Store, bad: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         store.get(bad)
     assert exc.value.field == "session_id"
     assert not isinstance(exc.value, NotFound)
 
 
-def test_get_non_string(store: SqliteStore) -> None:
+def test_get_non_string(store: Store) -> None:
     with pytest.raises(InvalidRequest):
         store.get(1234)  # type: ignore[arg-type]
 
@@ -211,7 +195,7 @@ def test_get_non_string(store: SqliteStore) -> None:
 # --------------------------------------------------------------------------- list
 
 
-def _populate(store: SqliteStore, clock: FakeClock) -> list[Session]:
+def _populate(store: Store, clock: FakeClock) -> list[Session]:
     made = []
     for i in range(12):
         clock.advance(1)
@@ -227,7 +211,7 @@ def _populate(store: SqliteStore, clock: FakeClock) -> list[Session]:
     return made
 
 
-def test_list_sorted_newest_first_with_total(store: SqliteStore, clock: FakeClock) -> None:
+def test_list_sorted_newest_first_with_total(store: Store, clock: FakeClock) -> None:
     made = _populate(store, clock)
     page = store.list()
     assert isinstance(page, SessionPage)
@@ -236,7 +220,7 @@ def test_list_sorted_newest_first_with_total(store: SqliteStore, clock: FakeCloc
     assert page.to_dict()["sessions"][0]["id"] == made[-1].id
 
 
-def test_list_tiebreak_by_id(store: SqliteStore) -> None:
+def test_list_tiebreak_by_id(store: Store) -> None:
     ids = [uuid.uuid4().hex for _ in range(6)]
     store._insert_many([record(i, last_used=1_800_000_000.0) for i in ids])
     assert [s.id for s in store.list().sessions] == sorted(ids, reverse=True)
@@ -245,7 +229,7 @@ def test_list_tiebreak_by_id(store: SqliteStore) -> None:
     assert seen == sorted(ids, reverse=True)
 
 
-def test_list_filters(store: SqliteStore, clock: FakeClock) -> None:
+def test_list_filters(store: Store, clock: FakeClock) -> None:
     made = _populate(store, clock)
 
     def expect(pred) -> list[str]:
@@ -274,7 +258,7 @@ def test_list_filters(store: SqliteStore, clock: FakeClock) -> None:
         assert [s.id for s in small.sessions] == expect(pred)[1:2], kwargs
 
 
-def test_list_pagination(store: SqliteStore, clock: FakeClock) -> None:
+def test_list_pagination(store: Store, clock: FakeClock) -> None:
     made = list(reversed(_populate(store, clock)))
     got = []
     for offset in range(0, 12, 5):
@@ -286,7 +270,7 @@ def test_list_pagination(store: SqliteStore, clock: FakeClock) -> None:
     assert beyond.sessions == [] and beyond.total == 12
 
 
-def _walk_by_cursor(store: SqliteStore, limit: int, **kwargs) -> list[str]:
+def _walk_by_cursor(store: Store, limit: int, **kwargs) -> list[str]:
     """Every id of a listing, page by page through ``next_cursor``."""
     seen: list[str] = []
     page = store.list(limit=limit, **kwargs)
@@ -297,7 +281,7 @@ def _walk_by_cursor(store: SqliteStore, limit: int, **kwargs) -> list[str]:
         page = store.list(limit=limit, cursor=page.next_cursor, **kwargs)
 
 
-def test_list_by_cursor_matches_each_filter_shape(store: SqliteStore, clock: FakeClock) -> None:
+def test_list_by_cursor_matches_each_filter_shape(store: Store, clock: FakeClock) -> None:
     made = list(reversed(_populate(store, clock)))
     shapes = [{}, {"backend": "codex"}, {"tag": "odd"}, {"tag": "odd", "backend": "gemini"},
               {"working_dir": "/w/0"}, {"tag": "even", "working_dir": "/w/0"}]
@@ -311,7 +295,7 @@ def test_list_by_cursor_matches_each_filter_shape(store: SqliteStore, clock: Fak
         assert deep.total == len(full), kwargs  # the total ignores the position
 
 
-def test_list_by_cursor_through_ties(store: SqliteStore) -> None:
+def test_list_by_cursor_through_ties(store: Store) -> None:
     ids = [uuid.uuid4().hex for _ in range(7)]
     store._insert_many([record(i, last_used=1_800_000_000.0) for i in ids])
     assert _walk_by_cursor(store, 2) == sorted(ids, reverse=True)
@@ -323,7 +307,7 @@ def test_list_by_cursor_through_ties(store: SqliteStore) -> None:
 
 @pytest.mark.parametrize("bad", ["x", "!!!", "bnVsbA", "WzEsMl0", "WyJhIiwiYiJd",
                                  "W3RydWUsImEiXQ", "A" * 600])
-def test_list_refuses_a_foreign_cursor(store: SqliteStore, bad: str) -> None:
+def test_list_refuses_a_foreign_cursor(store: Store, bad: str) -> None:
     with pytest.raises(InvalidRequest) as err:
         store.list(cursor=bad)
     assert err.value.field == "cursor"
@@ -340,21 +324,21 @@ def test_list_refuses_a_foreign_cursor(store: SqliteStore, bad: str) -> None:
         ({"status": "bogus"}, "status"),
     ],
 )
-def test_list_validation(store: SqliteStore, kwargs: dict, field: str) -> None:
+def test_list_validation(store: Store, kwargs: dict, field: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         store.list(**kwargs)
     assert exc.value.field == field
 
 
-def test_list_limit_bounds_accepted(store: SqliteStore) -> None:
+def test_list_limit_bounds_accepted(store: Store) -> None:
     assert store.list(limit=1).limit == 1
     assert store.list(limit=1000).limit == 1000
 
 
-def test_list_query_plans_use_indexes(store: SqliteStore, clock: FakeClock) -> None:
+def test_list_query_plans_use_indexes(sqlite_store: SqliteStore, clock: FakeClock) -> None:
     """Every listing shape must be an index range scan: no sort of the whole table."""
-    _populate(store, clock)
-    conn = store._conn()
+    _populate(sqlite_store, clock)
+    conn = sqlite_store._conn()
     captured: list[str] = []
     conn.set_trace_callback(captured.append)
     for kwargs in (
@@ -370,7 +354,7 @@ def test_list_query_plans_use_indexes(store: SqliteStore, clock: FakeClock) -> N
         {"working_dir": "/w/0"},
         {"working_dir": "/w/0", "backend": "codex"},
     ):
-        store.list(limit=2, **kwargs)
+        sqlite_store.list(limit=2, **kwargs)
     conn.set_trace_callback(None)
     selects = [q for q in captured if q.lstrip().startswith("SELECT s.id")]
     assert len(selects) == 11
@@ -383,7 +367,7 @@ def test_list_query_plans_use_indexes(store: SqliteStore, clock: FakeClock) -> N
 # --------------------------------------------------------------------------- latest
 
 
-def test_latest(store: SqliteStore, clock: FakeClock) -> None:
+def test_latest(store: Store, clock: FakeClock) -> None:
     assert store.latest() is None
     a = store.create(backend="claude", working_dir="/a", backend_session_id="x")
     clock.advance(1)
@@ -404,7 +388,7 @@ def test_latest(store: SqliteStore, clock: FakeClock) -> None:
 # --------------------------------------------------------------------------- record_turn
 
 
-def test_record_turn_accumulates(store: SqliteStore, clock: FakeClock) -> None:
+def test_record_turn_accumulates(store: Store, clock: FakeClock) -> None:
     s = store.create(backend="claude", working_dir=WD, model="sonnet")
     clock.advance(5)
     r1 = store.record_turn(
@@ -431,7 +415,7 @@ def test_record_turn_accumulates(store: SqliteStore, clock: FakeClock) -> None:
     assert store.get(s.id) == r4
 
 
-def test_record_turn_error_then_success(store: SqliteStore) -> None:
+def test_record_turn_error_then_success(store: Store) -> None:
     s = store.create(backend="codex", working_dir=WD)
     r = store.record_turn(s.id, status="error", error_message="exit status 2")
     assert (r.status, r.error_message) == ("error", "exit status 2")
@@ -443,7 +427,7 @@ def test_record_turn_error_then_success(store: SqliteStore) -> None:
     assert r.error_message == "warning"
 
 
-def test_record_turn_errors(store: SqliteStore) -> None:
+def test_record_turn_errors(store: Store) -> None:
     s = store.create(backend="codex", working_dir=WD)
     with pytest.raises(NotFound):
         store.record_turn("0" * 32)
@@ -461,7 +445,7 @@ def test_record_turn_errors(store: SqliteStore) -> None:
 # --------------------------------------------------------------------------- update
 
 
-def test_update_fields(store: SqliteStore, clock: FakeClock) -> None:
+def test_update_fields(store: Store, clock: FakeClock) -> None:
     s = store.create(backend="gemini", working_dir=WD, tags=["a"], metadata={"k": "v"})
     clock.advance(10)
     u = store.update(
@@ -499,19 +483,19 @@ def test_update_fields(store: SqliteStore, clock: FakeClock) -> None:
         ({"title": "x" * 201}, "title"),
     ],
 )
-def test_update_validation(store: SqliteStore, fields: dict, field: str) -> None:
+def test_update_validation(store: Store, fields: dict, field: str) -> None:
     s = store.create(backend="gemini", working_dir=WD)
     with pytest.raises(InvalidRequest) as exc:
         store.update(s.id, **fields)
     assert exc.value.field == field
 
 
-def test_update_missing(store: SqliteStore) -> None:
+def test_update_missing(store: Store) -> None:
     with pytest.raises(NotFound):
         store.update("1" * 32, status="paused")
 
 
-def test_tag_listing_follows_last_used(store: SqliteStore, clock: FakeClock) -> None:
+def test_tag_listing_follows_last_used(store: Store, clock: FakeClock) -> None:
     a = store.create(backend="claude", working_dir=WD, tags=["t"])
     clock.advance(1)
     b = store.create(backend="claude", working_dir=WD, tags=["t"])
@@ -527,7 +511,7 @@ def test_tag_listing_follows_last_used(store: SqliteStore, clock: FakeClock) -> 
 # --------------------------------------------------------------------------- delete/count
 
 
-def test_delete(store: SqliteStore) -> None:
+def test_delete(store: Store) -> None:
     s = store.create(backend="claude", working_dir=WD, tags=["x"])
     other = store.create(backend="claude", working_dir=WD)
     assert store.count() == 2
@@ -539,23 +523,20 @@ def test_delete(store: SqliteStore) -> None:
         store.delete(s.id)
     assert store.count() == 1
     assert store.list(tag="x").total == 0
-    assert store._conn().execute("SELECT COUNT(*) FROM session_tags").fetchone()[0] == 0
+    assert sql(store, "SELECT COUNT(*) FROM session_tags") == [(0,)]
     assert store.get(other.id).id == other.id
 
 
-def test_count_matches_table(store: SqliteStore, clock: FakeClock) -> None:
+def test_count_matches_table(store: Store, clock: FakeClock) -> None:
     made = _populate(store, clock)
     store.update(made[0].id, status="error")
     store.record_turn(made[1].id, status="completed")
     store.delete(made[2].id)
-    conn = store._conn()
-    assert store.count() == 11 == conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+    assert store.count() == 11 == sql(store, "SELECT COUNT(*) FROM sessions")[0][0]
     for backend in ("claude", "codex", "gemini"):
         for status in STATUSES:
-            real = conn.execute(
-                "SELECT COUNT(*) FROM sessions WHERE backend = ? AND status = ?",
-                (backend, status),
-            ).fetchone()[0]
+            real = sql(store, "SELECT COUNT(*) FROM sessions WHERE backend = ? AND status = ?",
+                       (backend, status))[0][0]
             assert store.count(backend=backend, status=status) == real
             assert store.list(backend=backend, status=status).total == real
     store.update(made[3].id, tags=["odd", "new"])
@@ -580,12 +561,12 @@ def test_count_matches_table(store: SqliteStore, clock: FakeClock) -> None:
                 assert offset_page.total == len(want)
 
 
-def test_count_reads_no_session_rows(store: SqliteStore, clock: FakeClock) -> None:
-    _populate(store, clock)
-    conn = store._conn()
+def test_count_reads_no_session_rows(sqlite_store: SqliteStore, clock: FakeClock) -> None:
+    _populate(sqlite_store, clock)
+    conn = sqlite_store._conn()
     captured: list[str] = []
     conn.set_trace_callback(captured.append)
-    store.count()
+    sqlite_store.count()
     conn.set_trace_callback(None)
     assert captured and all("FROM sessions" not in q for q in captured)
 
@@ -593,7 +574,7 @@ def test_count_reads_no_session_rows(store: SqliteStore, clock: FakeClock) -> No
 # --------------------------------------------------------------------------- cleanup
 
 
-def test_cleanup(store: SqliteStore, clock: FakeClock) -> None:
+def test_cleanup(store: Store, clock: FakeClock) -> None:
     old = store.create(backend="claude", working_dir=WD, tags=["x"])
     clock.advance(10)
     older_busy = store.create(backend="claude", working_dir=WD)
@@ -619,7 +600,7 @@ def test_cleanup(store: SqliteStore, clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("age", [0, -1, math.nan, math.inf, "30", True])
-def test_cleanup_rejects_bad_age(store: SqliteStore, age) -> None:
+def test_cleanup_rejects_bad_age(store: Store, age) -> None:
     store.create(backend="claude", working_dir=WD)
     with pytest.raises(InvalidRequest) as exc:
         store.cleanup(older_than_seconds=age)
@@ -630,7 +611,7 @@ def test_cleanup_rejects_bad_age(store: SqliteStore, age) -> None:
 # --------------------------------------------------------------------------- busy guard
 
 
-def test_busy_same_thread(store: SqliteStore) -> None:
+def test_busy_same_thread(store: Store) -> None:
     s = store.create(backend="claude", working_dir=WD)
     with store.busy(s.id) as lease:
         assert lease.held and lease.session_id == s.id
@@ -647,7 +628,7 @@ def test_busy_same_thread(store: SqliteStore) -> None:
 
 
 def test_a_session_created_with_a_lease_is_busy_until_its_turn_is_recorded(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     lease = store.new_lease(ttl_seconds=60)
     s = store.create(backend="claude", working_dir=WD, lease=lease)
@@ -671,7 +652,7 @@ def test_a_session_created_with_a_lease_is_busy_until_its_turn_is_recorded(
         store.new_lease().acquire()  # only create() takes it
 
 
-def test_busy_released_on_exception(store: SqliteStore) -> None:
+def test_busy_released_on_exception(store: Store) -> None:
     s = store.create(backend="claude", working_dir=WD)
     with pytest.raises(RuntimeError):
         with store.busy(s.id):
@@ -680,7 +661,7 @@ def test_busy_released_on_exception(store: SqliteStore) -> None:
         pass
 
 
-def test_busy_unknown_and_invalid(store: SqliteStore) -> None:
+def test_busy_unknown_and_invalid(store: Store) -> None:
     with pytest.raises(NotFound):
         with store.busy("a" * 32):
             pass
@@ -691,7 +672,7 @@ def test_busy_unknown_and_invalid(store: SqliteStore) -> None:
         store.busy("a" * 32, ttl_seconds=0)
 
 
-def test_busy_other_thread(store: SqliteStore) -> None:
+def test_busy_other_thread(store: Store) -> None:
     s = store.create(backend="claude", working_dir=WD)
     held, done = threading.Event(), threading.Event()
     outcome: list[str] = []
@@ -721,7 +702,7 @@ def test_busy_other_thread(store: SqliteStore) -> None:
     assert outcome == ["busy", "acquired"]
 
 
-def test_busy_only_one_of_many_threads_wins(store: SqliteStore) -> None:
+def test_busy_only_one_of_many_threads_wins(store: Store) -> None:
     s = store.create(backend="claude", working_dir=WD)
     barrier = threading.Barrier(8)
     results: list[bool] = []
@@ -748,7 +729,7 @@ def test_busy_only_one_of_many_threads_wins(store: SqliteStore) -> None:
     assert sorted(results) == [False] * 7 + [True]
 
 
-def test_busy_expiry_and_renew(store: SqliteStore, clock: FakeClock) -> None:
+def test_busy_expiry_and_renew(store: Store, clock: FakeClock) -> None:
     s = store.create(backend="claude", working_dir=WD)
     first = store.busy(s.id, ttl_seconds=60).acquire()
     clock.advance(59)
@@ -769,7 +750,7 @@ def test_busy_expiry_and_renew(store: SqliteStore, clock: FakeClock) -> None:
     store.busy(s.id).acquire().release()
 
 
-def test_busy_default_ttl_is_one_hour(store: SqliteStore, clock: FakeClock) -> None:
+def test_busy_default_ttl_is_one_hour(store: Store, clock: FakeClock) -> None:
     s = store.create(backend="claude", working_dir=WD)
     lease = store.busy(s.id).acquire()
     assert lease.expires_at == clock.now + 3600
@@ -778,7 +759,7 @@ def test_busy_default_ttl_is_one_hour(store: SqliteStore, clock: FakeClock) -> N
 
 
 def _hold_lease(path: str, sid: str, ttl: float, held, release, crash: bool) -> None:
-    store = SqliteStore(path)
+    store = open_at(path)
     lease = store.busy(sid, ttl_seconds=ttl).acquire()
     held.set()
     if crash:
@@ -787,9 +768,9 @@ def _hold_lease(path: str, sid: str, ttl: float, held, release, crash: bool) -> 
     lease.release()
 
 
-def test_busy_other_process_and_crash_expiry(tmp_path: Path) -> None:
-    path = str(tmp_path / "sessions.db")
-    store = SqliteStore(path)
+def test_busy_other_process_and_crash_expiry(location: str) -> None:
+    path = location
+    store = open_at(path)
     s = store.create(backend="claude", working_dir=WD)
     ctx = mp.get_context("spawn")
 
@@ -817,9 +798,8 @@ def test_busy_other_process_and_crash_expiry(tmp_path: Path) -> None:
         pass
 
     # A holder this host cannot check (another machine) keeps the lease until it expires.
-    store._conn().execute(
-        "UPDATE sessions SET lease_owner = 'elsewhere@1:4242:1:abc', lease_expires = ? "
-        "WHERE id = ?", (time.time() + 0.5, s.id))
+    sql(store, "UPDATE sessions SET lease_owner = 'elsewhere@1:4242:1:abc', "
+        "lease_expires = ? WHERE id = ?", (time.time() + 0.5, s.id))
     with pytest.raises(SessionBusy):
         store.busy(s.id).acquire()
     time.sleep(0.6)
@@ -841,7 +821,7 @@ def _usage_for(proc: int, thread: int, i: int) -> TokenUsage:
 
 def _hammer(path: str, ids: list[str], proc: int, start) -> None:
     """One worker process: 8 threads each recording many turns on a few sessions."""
-    store = SqliteStore(path)
+    store = open_at(path)
     start.wait(30)
     errors: list[BaseException] = []
 
@@ -862,9 +842,9 @@ def _hammer(path: str, ids: list[str], proc: int, start) -> None:
         raise SystemExit(f"worker {proc} failed: {errors[0]!r}")
 
 
-def test_no_lost_updates_8_threads_x_3_processes(tmp_path: Path) -> None:
-    path = str(tmp_path / "sessions.db")
-    store = SqliteStore(path)
+def test_no_lost_updates_8_threads_x_3_processes(location: str) -> None:
+    path = location
+    store = open_at(path)
     ids = [store.create(backend="claude", working_dir=WD).id for _ in range(3)]
 
     expected = {sid: [0, TokenUsage()] for sid in ids}
@@ -895,9 +875,9 @@ def test_no_lost_updates_8_threads_x_3_processes(tmp_path: Path) -> None:
     assert total == PROCESSES * THREADS * TURNS_PER_THREAD
 
 
-def test_concurrent_creates_all_visible(tmp_path: Path) -> None:
+def test_concurrent_creates_all_visible(location: str) -> None:
     """The Go store lost index entries when two processes created sessions (BUG-1)."""
-    store = SqliteStore(tmp_path / "sessions.db")
+    store = open_at(location)
     created: list[str] = []
     lock = threading.Lock()
 
@@ -917,13 +897,13 @@ def test_concurrent_creates_all_visible(tmp_path: Path) -> None:
     assert store.list(tag="t").total == 200
 
 
-def _use_inherited_store(store: SqliteStore, sid: str, queue) -> None:
+def _use_inherited_store(store: Store, sid: str, queue) -> None:
     queue.put(store.record_turn(sid).turn_count)
 
 
-def test_store_survives_fork(tmp_path: Path) -> None:
+def test_store_survives_fork(location: str) -> None:
     """A store opened before fork (gunicorn --preload) works in the child and the parent."""
-    store = SqliteStore(tmp_path / "sessions.db")
+    store = open_at(location)
     sid = store.create(backend="claude", working_dir=WD).id
     store.record_turn(sid)
     ctx = mp.get_context("fork")
@@ -936,14 +916,14 @@ def test_store_survives_fork(tmp_path: Path) -> None:
     assert store.record_turn(sid).turn_count == 3
 
 
-def test_connection_per_thread(store: SqliteStore) -> None:
+def test_connection_per_thread(sqlite_store: SqliteStore) -> None:
     conns = []
-    t = threading.Thread(target=lambda: conns.append(store._conn()))
+    t = threading.Thread(target=lambda: conns.append(sqlite_store._conn()))
     t.start()
     t.join()
-    assert conns[0] is not store._conn()
-    store.close()
-    assert store.count() == 0  # reopens lazily after close()
+    assert conns[0] is not sqlite_store._conn()
+    sqlite_store.close()
+    assert sqlite_store.count() == 0  # reopens lazily after close()
 
 
 # --------------------------------------------------------------------------- schema & errors
@@ -996,30 +976,30 @@ def test_store_error_newer_schema(tmp_path: Path) -> None:
         SqliteStore(path)
 
 
-def test_store_error_disk_full(store: SqliteStore) -> None:
+def test_store_error_disk_full(sqlite_store: SqliteStore) -> None:
     """A failing write (here: the file may not grow) surfaces as StoreError, not sqlite3."""
-    conn = store._conn()
+    conn = sqlite_store._conn()
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StoreError) as exc:
         for _ in range(200):
-            store.create(backend="claude", working_dir=WD, initial_prompt="x" * 4000)
-    assert str(store.path) in str(exc.value) and "full" in str(exc.value)
+            sqlite_store.create(backend="claude", working_dir=WD, initial_prompt="x" * 4000)
+    assert str(sqlite_store.path) in str(exc.value) and "full" in str(exc.value)
     assert not conn.in_transaction  # the failed write was rolled back
     with pytest.raises(StoreError, match="full"):  # same connection: same clean error
-        store.create(backend="claude", working_dir=WD, initial_prompt="x" * 4000)
-    assert store.count() >= 0
-    store.close()  # a fresh connection has no page cap
-    store.create(backend="claude", working_dir=WD)
+        sqlite_store.create(backend="claude", working_dir=WD, initial_prompt="x" * 4000)
+    assert sqlite_store.count() >= 0
+    sqlite_store.close()  # a fresh connection has no page cap
+    sqlite_store.create(backend="claude", working_dir=WD)
 
 
-def test_store_error_read_only_connection(store: SqliteStore) -> None:
-    s = store.create(backend="claude", working_dir=WD)
-    store._conn().execute("PRAGMA query_only = ON")
+def test_store_error_read_only_connection(sqlite_store: SqliteStore) -> None:
+    s = sqlite_store.create(backend="claude", working_dir=WD)
+    sqlite_store._conn().execute("PRAGMA query_only = ON")
     with pytest.raises(StoreError) as exc:
-        store.record_turn(s.id)
-    assert str(store.path) in str(exc.value)
-    assert store.get(s.id).turn_count == 0
+        sqlite_store.record_turn(s.id)
+    assert str(sqlite_store.path) in str(exc.value)
+    assert sqlite_store.get(s.id).turn_count == 0
 
 
 def test_lease_of_a_zombie_holder_is_taken_over(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass, field
 from typing import Any
 
 from clinvk.core.errors import AmbiguousPrefix, NotFound
@@ -12,6 +13,53 @@ from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.core.store.records import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Session, SessionPage
 from clinvk.core.store.sqlite.database import SqliteDatabase
 from clinvk.core.store.sqlite.rows import COLUMNS, SELECTED, row_to_session
+
+
+@dataclass
+class _ListQuery:
+    """The FROM, ORDER BY and filters of one session listing, chosen for the index that
+    yields its rows already in page order."""
+
+    source: str
+    order: str
+    alias: str
+    owner: str | None
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, backend: str | None, status: str | None, tag: str | None,
+              working_dir: str | None, owner: str | None) -> _ListQuery:
+        if tag and not working_dir:
+            # session_tags is the outer loop (the planner picks it unaided): its (tag[,
+            # backend][, status], last_used) indexes yield rows already in page order.
+            query = cls("session_tags AS t JOIN sessions AS s ON s.id = t.session_id",
+                        "t.last_used DESC, t.session_id DESC", "t", owner)
+            query.add("t.tag = ?", tag)
+        else:
+            # A working_dir narrows to one project's sessions: walk its index and check
+            # the tag per row (a primary-key probe) rather than walk every tagged session.
+            query = cls("sessions AS s", "s.last_used DESC, s.id DESC", "s", owner)
+            if working_dir:
+                # Unpinned, backend+status picks their index: 20x slower (docs/performance.md).
+                query.source += " INDEXED BY sessions_by_working_dir"
+                query.add("s.working_dir = ?", working_dir)
+            if tag:
+                query.add("EXISTS (SELECT 1 FROM session_tags AS t "
+                          "WHERE t.session_id = s.id AND t.tag = ?)", tag)
+        for column, value in (("backend", backend), ("status", status)):
+            if value:
+                query.add(f"{query.alias}.{column} = ?", value)
+        if owner is not None:
+            if not working_dir and not tag:
+                # Pinned for the same reason as the working_dir index above.
+                query.source = "sessions AS s INDEXED BY sessions_by_owner"
+            query.add("s.owner = ?", owner)
+        return query
+
+    def add(self, condition: str, value: Any) -> None:
+        self.where.append(condition)
+        self.params.append(value)
 
 __all__ = ["SessionReads"]
 
@@ -100,53 +148,17 @@ class SessionReads(SqliteDatabase):
         after = decode_cursor(cursor, (float, str)) if cursor else None
         if status:
             check_status(status)
-        where: list[str] = []
-        params: list[Any] = []
-        if tag and not working_dir:
-            # session_tags is the outer loop (the planner picks it unaided): its (tag[,
-            # backend][, status], last_used) indexes yield rows already in page order.
-            source = "session_tags AS t JOIN sessions AS s ON s.id = t.session_id"
-            order = "t.last_used DESC, t.session_id DESC"
-            alias = "t"
-            where.append("t.tag = ?")
-            params.append(tag)
-        else:
-            # A working_dir narrows to one project's sessions: walk its index and check
-            # the tag per row (a primary-key probe) rather than walk every tagged session.
-            source = "sessions AS s"
-            order = "s.last_used DESC, s.id DESC"
-            alias = "s"
-            if working_dir:
-                # Unpinned, backend+status picks their index: 20x slower (docs/performance.md).
-                source += " INDEXED BY sessions_by_working_dir"
-                where.append("s.working_dir = ?")
-                params.append(working_dir)
-            if tag:
-                where.append(
-                    "EXISTS (SELECT 1 FROM session_tags AS t "
-                    "WHERE t.session_id = s.id AND t.tag = ?)"
-                )
-                params.append(tag)
-        for column, value in (("backend", backend), ("status", status)):
-            if value:
-                where.append(f"{alias}.{column} = ?")
-                params.append(value)
-        owner = owner_filter(visible_to)
-        if owner is not None:
-            if not working_dir and not tag:
-                # Pinned for the same reason as the working_dir index above.
-                source = "sessions AS s INDEXED BY sessions_by_owner"
-            where.append("s.owner = ?")
-            params.append(owner)
+        query = _ListQuery.build(backend, status, tag, working_dir, owner_filter(visible_to))
+        source, order, where, params = query.source, query.order, query.where, query.params
         filtered = list(params)  # the count ignores the page position
         count_clause = f" WHERE {' AND '.join(where)}" if where else ""
         if after is not None:
             # Row values compare like the ORDER BY, so the index range starts at the cursor.
-            key_id = "t.session_id" if alias == "t" else "s.id"
-            where.append(f"({alias}.last_used, {key_id}) < (?, ?)")
+            key_id = "t.session_id" if query.alias == "t" else "s.id"
+            where.append(f"({query.alias}.last_used, {key_id}) < (?, ?)")
             params.extend(after)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        counted = not working_dir and owner is None  # the trigger-kept counters apply
+        counted = not working_dir and query.owner is None  # the trigger-kept counters apply
         with self._guard("list sessions"):
             conn = self._conn()
             with self._snapshot(conn):

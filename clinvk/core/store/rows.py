@@ -1,0 +1,116 @@
+"""Session rows as every store implementation keeps them: the column order and the
+conversions between a row (a tuple in that order) and a :class:`Session`.
+
+Timestamps are epoch seconds in the row and millisecond UTC strings in the record; tags
+and metadata are JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from clinvk.core.events import TokenUsage, utc_timestamp
+from clinvk.core.store.checks import dump_metadata, epoch
+from clinvk.core.store.records import Session
+
+__all__ = ["COLUMNS", "row_to_session", "session_to_row"]
+
+COLUMNS = (
+    "id",
+    "backend",
+    "backend_session_id",
+    "created_at",
+    "last_used",
+    "working_dir",
+    "model",
+    "initial_prompt",
+    "title",
+    "status",
+    "turn_count",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "tags",
+    "metadata",
+    "error_message",
+    "parent_id",
+    "owner",
+)
+
+def row_to_session(row: Sequence[Any]) -> Session:
+    (
+        sid,
+        backend,
+        backend_session_id,
+        created_at,
+        last_used,
+        working_dir,
+        model,
+        initial_prompt,
+        title,
+        status,
+        turn_count,
+        input_tokens,
+        output_tokens,
+        cached_tokens,
+        reasoning_tokens,
+        cost_usd,
+        tags,
+        metadata,
+        error_message,
+        parent_id,
+        owner,
+    ) = tuple(row)
+    return Session(
+        id=sid,
+        backend=backend,
+        backend_session_id=backend_session_id,
+        created_at=utc_timestamp(created_at),
+        last_used=utc_timestamp(last_used),
+        working_dir=working_dir,
+        model=model,
+        initial_prompt=initial_prompt,
+        title=title,
+        status=status,
+        turn_count=turn_count,
+        token_usage=TokenUsage(
+            input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd
+        ),
+        tags=json.loads(tags) if tags != "[]" else [],
+        metadata=json.loads(metadata) if metadata != "{}" else {},
+        error_message=error_message,
+        parent_id=parent_id,
+        owner=owner,
+    )
+
+
+def session_to_row(session: Session) -> tuple[Any, ...]:
+    usage = session.token_usage
+    return (
+        session.id,
+        session.backend,
+        session.backend_session_id,
+        epoch(session.created_at),
+        epoch(session.last_used),
+        session.working_dir,
+        session.model,
+        session.initial_prompt,
+        session.title,
+        session.status,
+        session.turn_count,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_tokens,
+        usage.reasoning_tokens,
+        usage.cost_usd,
+        json.dumps(list(session.tags), ensure_ascii=False),
+        dump_metadata(session.metadata),
+        session.error_message,
+        session.parent_id,
+        session.owner,
+    )
+
