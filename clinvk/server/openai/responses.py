@@ -28,9 +28,9 @@ from clinvk.server.dialect import Run, start_run
 from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.fields import StrictBoolean
 from clinvk.server.openai import background
+from clinvk.server.openai.blueprint import blp, dialect
 from clinvk.server.openai.schemas import ERRORS, OpenAIErrorSchema
 from clinvk.server.openai.shapes import ResponseShape
-from clinvk.server.openai.views import blp, dialect
 from clinvk.server.security import identify
 from clinvk.server.streaming import SSE_MIMETYPE
 

@@ -17,9 +17,9 @@ from clinvk.core.errors import InvalidRequest
 from clinvk.core.jobs.responses import ResponseRecord
 from clinvk.server import compat
 from clinvk.server.openai import background
+from clinvk.server.openai.blueprint import blp
 from clinvk.server.openai.responses import ResponseObjectSchema
 from clinvk.server.openai.schemas import OpenAIErrorSchema
-from clinvk.server.openai.views import blp
 from clinvk.server.responses import json_response
 from clinvk.server.security import identify
 

@@ -19,8 +19,8 @@ from flask import Response
 from flask.views import MethodView
 
 from clinvk.server import compat
-from clinvk.server.dialect import Dialect, start_run
-from clinvk.server.errors import ApiError
+from clinvk.server.dialect import start_run
+from clinvk.server.openai.blueprint import blp, dialect
 from clinvk.server.openai.schemas import (
     ERRORS,
     OK_DOC,
@@ -35,47 +35,6 @@ from clinvk.server.openai.stream import ChunkRenderer
 from clinvk.server.openai.translate import check_unsupported, conversation, usage_body
 from clinvk.server.responses import json_response
 from clinvk.server.streaming import SSE_MIMETYPE
-
-# HTTP status -> OpenAI error `type`.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    408: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    429: "requests",
-}
-# Our machine code -> the code OpenAI uses for the same situation.
-_ERROR_CODES = {
-    "unauthorized": "invalid_api_key",
-    "rate_limited": "rate_limit_exceeded",
-    "invalid_request": None,
-}
-
-
-def error_body(err: ApiError, status: int) -> dict[str, Any]:
-    """OpenAI's error body: message, type (by status), param (the field), code."""
-    param = err.field if err.field not in (None, "body") else None
-    return {"error": {
-        "message": err.message,
-        "type": _ERROR_TYPES.get(status, "server_error"),
-        "param": param,
-        "code": _ERROR_CODES.get(err.code, err.code),
-    }}
-
-
-dialect = Dialect(
-    "openai", __name__, url_prefix="/openai/v1",
-    description="OpenAI-compatible API: point the OpenAI SDKs' base_url at /openai/v1.",
-    request_id_header="x-request-id", error_body=error_body,
-    keepalive_frame=compat.KEEPALIVE_COMMENT)
-blp = dialect.blp
-
-
 
 
 @blp.route("/chat/completions")
@@ -146,6 +105,7 @@ class ModelItem(MethodView):
                                           compat.server_started_epoch()))
 
 
-# The Responses API lives in its own module and registers its routes on this blueprint.
+# The Responses API and its stored responses live in their own modules and register their
+# routes on the same blueprint, after the chat routes (importing this module loads them all).
 from clinvk.server.openai import responses as _responses  # noqa: E402,F401
 from clinvk.server.openai import stored as _stored  # noqa: E402,F401
