@@ -196,3 +196,14 @@ def test_config_show_masks_the_secret(server):
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "jobs_webhook_secret" in shown.stdout and SECRET not in shown.stdout
+
+
+def test_the_jobs_cli_submits_with_a_callback_url(server, receiver):
+    env = {**server.env, "CLINVK_URL": server.base_url}
+    done = subprocess.run([sys.executable, "-m", "clinvk.cli", "jobs", "submit", "-b", "codex",
+                           "--callback-url", receiver.url("/ok/cli"), "from the cli"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    assert settled(server, job_id)["webhook"]["state"] == "delivered"
+    assert verified(receiver.at("/ok/cli")[0])["id"] == job_id
