@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, Server, bench_env, children, cpu_seconds, gunicorn  # noqa: E402
@@ -176,7 +178,8 @@ ROUTES = (("GET /health", "/health", None),
 Row = tuple[str, tuple[float, float], tuple[float, float]]  # route, floor, clinvk (rps, µs)
 
 
-def run(duration: int, only: str | None = None) -> list[Row]:
+def run(duration: int, only: str | None = None,
+        server: dict[str, object] | None = None) -> list[Row]:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     with tempfile.TemporaryDirectory(prefix="clinvk-floor-") as tmp:
@@ -184,7 +187,7 @@ def run(duration: int, only: str | None = None) -> list[Row]:
         env = bench_env(root)
         fake = build_fake(root)
         config = {"backends": {"claude": {"command": str(fake)}},
-                  "server": {"max_concurrent_runs": 64}}
+                  "server": {"max_concurrent_runs": 64, **(server or {})}}
         results: dict[str, dict[str, tuple[float, float]]] = {}
         routes = [r for r in ROUTES if only is None or only in r[0]]
         with Server(root, env, config, name="clinvk") as server:
@@ -227,11 +230,15 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per route")
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     parser.add_argument("--only", help="only the routes whose label contains this text")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
+                        help="a server.* config key for clinvk, e.g. access_log=false")
     args = parser.parse_args()
-    if args.write and args.only:
-        parser.error("--write needs every route")
+    server = {key: yaml.safe_load(value)
+              for key, _, value in (item.partition("=") for item in args.set)}
+    if args.write and (args.only or args.set):
+        parser.error("--write needs every route on the defaults")
     load = os.getloadavg()[0]
-    rows = run(args.duration, args.only)
+    rows = run(args.duration, args.only, server)
     text = (f"wrk -t2 -c16, {args.duration} s per route, load average at start {load:.2f}, "
             f"{time.strftime('%Y-%m-%d')}\n\n" + table(rows))
     print(text)

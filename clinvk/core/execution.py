@@ -92,7 +92,7 @@ class LocalRunner:
                                            prepared.invocation.env)
 
     def available(self, backend: Backend) -> bool:
-        return backend.available
+        return backend.reported_available()
 
     def status(self) -> dict[str, Any] | None:
         return None

@@ -75,3 +75,19 @@ def test_a_cached_path_expires_and_is_looked_up_again_under_load(tmp_path: Path)
         thread.join(30)
     assert None not in results  # it was always somewhere on PATH
     assert backend.executable_path(ttl=0) == str(second / "gemini-moving")
+
+
+def test_a_report_remembers_a_miss_briefly_and_sees_the_cli_after(tmp_path: Path) -> None:
+    backend = GeminiBackend(command="gemini-report", env={"PATH": str(tmp_path)})
+    assert backend.reported_available(miss_ttl=0.3) is False
+    _make_binary(tmp_path / "gemini-report")
+    assert backend.available  # a run looks again at once: never the report's memory
+    time.sleep(0.35)
+    assert backend.reported_available(miss_ttl=0.3) is True
+
+
+def test_a_report_does_not_walk_path_while_it_remembers_a_miss(tmp_path: Path) -> None:
+    backend = GeminiBackend(command="gemini-gone", env={"PATH": str(tmp_path)})
+    assert backend.reported_available(miss_ttl=60) is False
+    _make_binary(tmp_path / "gemini-gone")
+    assert backend.reported_available(miss_ttl=60) is False  # inside the window: not asked

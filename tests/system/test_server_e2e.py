@@ -391,3 +391,12 @@ def test_gunicorn_conf_and_wsgi_serve_the_same_app(server_factory) -> None:
     resp = post(srv, PROMPT, {"backend": "codex", "prompt": "hi", "ephemeral": True})
     assert resp.status_code == 200 and resp.json()["data"]["output"]
     assert srv.stop() == 0
+
+
+def test_access_log_switch(server, server_factory) -> None:
+    on = requests.get(server.url("/health"), timeout=10).headers["X-Request-ID"]
+    assert wait_until(lambda: f"rid={on}" in server.log(), timeout=5), server.log()[-2000:]
+    quiet = server_factory({"server": {"access_log": False}})
+    off = requests.get(quiet.url("/health"), timeout=10).headers["X-Request-ID"]
+    time.sleep(0.3)  # gunicorn writes the access line just after the response
+    assert f"rid={off}" not in quiet.log() and '"GET /health' not in quiet.log()

@@ -25,6 +25,9 @@ from clinvk.core.types import ApprovalMode, SandboxMode, values
 APPROVAL_MODES = values(ApprovalMode)
 SANDBOX_MODES = values(SandboxMode)
 
+#: How long ``/health`` keeps reporting a backend missing before it looks again.
+REPORT_MISS_TTL_SECS = 1.0
+
 # The gateway's model aliases and the tier each names; every backend maps the three tiers to
 # models of its own (`backends.<name>.aliases` in the config is merged on top).
 ALIAS_TIERS = {
@@ -222,6 +225,7 @@ class Backend(ABC):
         self.aliases = {**self.builtin_aliases, **(aliases or {})}
         self.default_model = default_model or None
         self._availability: tuple[float, str | None] | None = None
+        self._reported_miss = 0.0  # monotonic time of the last miss a report saw
         self._version: str | None = None
         self._lock = threading.Lock()
 
@@ -307,12 +311,28 @@ class Backend(ABC):
             cached = self._availability
             if cached and now - cached[0] < ttl:
                 return cached[1]
-        path = shutil.which(self.command, path=self.child_env().get("PATH"))
+        path = shutil.which(self.command, path=self.search_path())
         if path is not None:
             with self._lock:
                 if self._availability is None or self._availability[0] <= now:
                     self._availability = (now, path)
         return path
+
+    def search_path(self) -> str | None:
+        """The PATH the CLI is looked up on: the backend's own ``env`` or the process's."""
+        return self.extra_env.get("PATH", os.environ.get("PATH"))
+
+    def reported_available(self, miss_ttl: float = REPORT_MISS_TTL_SECS) -> bool:
+        """Availability for reports (``/health``): a miss is remembered for ``miss_ttl``
+        seconds so a probe loop does not walk PATH on every call; a CLI that appears is
+        reported within that time. Runs never read this memory (see :meth:`executable_path`).
+        """
+        if time.monotonic() - self._reported_miss < miss_ttl:
+            return False
+        if self.executable_path() is not None:
+            return True
+        self._reported_miss = time.monotonic()
+        return False
 
     @property
     def available(self) -> bool:

@@ -132,6 +132,7 @@ class ServerConfig:
     max_json_depth: int = _key(64, "Deepest nesting of arrays and objects in a JSON body.",
                                check=between(2, 10_000))
     metrics_enabled: bool = _key(False, "Serve Prometheus metrics at /metrics.")
+    access_log: bool = _key(True, "One log line per request on stderr (gunicorn's access log).")
     metrics_require_auth: bool = _key(False, "Require an API key for /metrics.")
     api_keys_gopass_path: str = _key(
         "", "gopass entry holding comma-separated API keys (used when CLINVK_API_KEYS is unset).",

@@ -193,7 +193,7 @@ def gunicorn_settings(
         "keepalive": srv.idle_timeout_secs,
         "loglevel": srv.log_level,
         "errorlog": "-",
-        "accesslog": "-",
+        "accesslog": "-" if srv.access_log else None,
         "access_log_format": ACCESS_LOG_FORMAT,
         "proc_name": "clinvk",
         # gunicorn >= 25.1 opens a control socket at a fixed per-user path by default;
