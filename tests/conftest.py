@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from support.fakes import FAKE_BIN
 from support.server_process import ServerProcess, clean_environ, start_server
-from support.services import postgres_server, redis_server
+from support.services import install_missing, postgres_server, redis_server
 
 
 @pytest.fixture
@@ -133,3 +133,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
         yield url
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Install the servers the collected tests need before the first one starts (outside
+    every test's timeout)."""
+    wanted: set[str] = set()
+    for item in session.items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "postgres_url" in names:
+            wanted.add("postgresql")
+        module = getattr(item, "module", None)  # tests that start their own redis
+        if "redis_url" in names or (module is not None and "redis_server" in vars(module)):
+            wanted.add("redis")
+    if wanted and not session.config.option.collectonly:
+        install_missing(wanted)
+

@@ -21,23 +21,24 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from clinvk.core.types import TaskState
+from clinvk.core.types import RunStatus, SessionStatus, TaskState
 
 if TYPE_CHECKING:
     from clinvk.core.orchestrate import JobReport, TaskOutcome
 
-STATUS_STYLES = {
-    "ok": "green",
-    "completed": "green",
-    "running": "cyan",
-    "pending": "dim",
-    "active": "cyan",
-    "failed": "red",
-    "error": "red",
-    "timeout": "yellow",
-    "cancelled": "yellow",
-    "skipped": "dim",
-    "paused": "yellow",
+# Colours for run, task and session statuses (the values compare equal to the plain strings).
+STATUS_STYLES: dict[str, str] = {
+    RunStatus.OK: "green",
+    SessionStatus.COMPLETED: "green",
+    TaskState.RUNNING: "cyan",
+    TaskState.PENDING: "dim",
+    SessionStatus.ACTIVE: "cyan",
+    RunStatus.FAILED: "red",
+    SessionStatus.ERROR: "red",
+    RunStatus.TIMEOUT: "yellow",
+    RunStatus.CANCELLED: "yellow",
+    TaskState.SKIPPED: "dim",
+    SessionStatus.PAUSED: "yellow",
 }
 
 

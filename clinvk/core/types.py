@@ -196,6 +196,14 @@ class JobStatus(StrEnum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
+class WebhookState(StrEnum):
+    """Where a job's webhook delivery stands (the job's ``webhook.state``)."""
+
+    PENDING = "pending"  # the job has not finished, or a retry is due
+    DELIVERED = "delivered"  # a receiver answered 2xx
+    FAILED = "failed"  # every attempt was spent
+
+
 class BudgetMetric(StrEnum):
     """What a budget counts per key and window."""
 

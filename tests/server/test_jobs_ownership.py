@@ -70,3 +70,24 @@ def test_a_cursor_outlives_the_job_it_points_after(server) -> None:
     assert [j["id"] for j in second["jobs"]] == [ids[-2]]
     bad = call(server, "GET", "/api/v1/jobs?cursor=bm9wZQ", KEY_A)
     assert bad.status_code == 400 and bad.json()["details"]["field"] == "cursor"
+
+
+def test_a_background_parallel_belongs_to_its_key_and_so_do_its_ledger_rows(server) -> None:
+    def runs(key: str) -> int:
+        groups = call(server, "GET", "/api/v1/usage?group_by=origin", key
+                      ).json()["data"]["groups"]
+        return sum(g["runs"] for g in groups if g["origin"] == "job")
+
+    before_a, before_b = runs(KEY_A), runs(KEY_B)
+    resp = call(server, "POST", "/api/v1/parallel", KEY_A, json={"background": True, "tasks": [
+        {"backend": "claude", "prompt": "p1"}, {"backend": "gemini", "prompt": "p2"}]})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["data"]["id"]
+    assert call(server, "GET", f"/api/v1/jobs/{job_id}", KEY_B).status_code == 404
+    assert job_id not in listed(server, KEY_B) and job_id in listed(server, ADMIN)
+    events = call(server, "GET", f"/api/v1/jobs/{job_id}/events", KEY_A,
+                  headers={"Accept": "application/x-ndjson"})
+    assert '"job_end"' in events.text
+    assert call(server, "GET", f"/api/v1/jobs/{job_id}", KEY_A).json()["data"]["status"] \
+        == "succeeded"
+    assert runs(KEY_A) - before_a == 2 and runs(KEY_B) == before_b

@@ -126,6 +126,17 @@ def _postgres_bin() -> Path | None:
     return None
 
 
+def install_missing(wanted: set[str]) -> None:
+    """Install the servers in ``wanted`` ("redis", "postgresql") that are missing, before
+    any test runs: an install takes longer than one test may (pytest-timeout), so doing
+    it inside the first test's fixture would fail that test on a fresh machine. Failures
+    are left to :func:`require`, which reports them when a test asks for the server."""
+    if "redis" in wanted and not shutil.which("redis-server"):
+        apt_install("redis-server")
+    if "postgresql" in wanted and _postgres_bin() is None:
+        apt_install("postgresql")
+
+
 @contextlib.contextmanager
 def postgres_server(directory: Path) -> Iterator[str]:
     """A private PostgreSQL cluster (trust auth, loopback only); yields its URL.

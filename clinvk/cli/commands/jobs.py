@@ -108,14 +108,19 @@ def _submit_body(kind: str, backends: tuple[str, ...], prompt: str | None,
 @click.option("--body", "body_file", type=click.File("r"),
               help="JSON file (or -) with the route's request body: /prompt, /parallel, "
                    "/chain or /compare.")
+@click.option("--callback-url", help="Webhook URL (on the server's allow-list) that gets the "
+                                     "signed job object when the job finishes.")
 @click.option("-f", "--follow", is_flag=True, help="Follow the job's output until it ends.")
 @click.argument("prompt", required=False)
 @click.pass_context
 def submit(ctx: click.Context, backends: tuple[str, ...], kind: str, body_file: Any,
-           follow: bool, prompt: str | None) -> None:
+           callback_url: str | None, follow: bool, prompt: str | None) -> None:
     """Queue a job (PROMPT on -b BACKEND, or the --body of a kind's route); print its id
     (and follow it with -f)."""
-    job = _call(ctx, "POST", "/jobs", _submit_body(kind, backends, prompt, body_file))
+    body = _submit_body(kind, backends, prompt, body_file)
+    if callback_url:
+        body["callback_url"] = callback_url
+    job = _call(ctx, "POST", "/jobs", body)
     click.echo(job["id"])
     if follow:
         _follow(ctx.parent, job["id"], 0)  # type: ignore[arg-type]

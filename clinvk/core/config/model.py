@@ -93,7 +93,9 @@ class Config:
         """Plain nested dict (lists, not tuples) in the config file's shape."""
         out: dict[str, Any] = {}
         for key, value in self._flat().items():
-            if isinstance(value, tuple):
+            if mask_secrets and key.endswith("_secret") and value:
+                value = MASK
+            elif isinstance(value, tuple):
                 value = list(value)
             elif mask_secrets and isinstance(value, str) and (
                     key.endswith("_url") or key == "store.url"):

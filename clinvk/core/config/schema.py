@@ -174,6 +174,21 @@ class ServerConfig:
                                            "pruned at start.", check=at_least(1))
     jobs_threads: int = _key(8, "Threads per server process that run jobs (embedded executor).",
                              check=at_least(1))
+    jobs_webhook_allowed_hosts: tuple[str, ...] = _key(
+        (), "Host names a job's callback_url may name (exact, any port); empty = webhooks off, "
+        "nothing is ever called.", check=each(host_name))
+    jobs_webhook_secret: str = _key(
+        "", "HMAC-SHA256 key signing every webhook (X-Clinvk-Signature); needed for webhooks. "
+        "Masked in config show, never logged; prefer CLINVK_SERVER_JOBS_WEBHOOK_SECRET.")
+    jobs_webhook_attempts: int = _key(5, "Webhook attempts per finished job (first + retries).",
+                                      check=at_least(1))
+    jobs_webhook_backoff_secs: int = _key(
+        2, "Wait before the first webhook retry; it doubles for each later one (0 = retry "
+        "at once).", check=at_least(0))
+    jobs_webhook_timeout_secs: int = _key(10, "Bound on one webhook attempt (connect, send, "
+                                              "answer).", check=at_least(1))
+    jobs_webhook_threads: int = _key(2, "Threads per server process delivering webhooks "
+                                        "(apart from the job threads).", check=at_least(1))
     workers: int = _key(1, "gunicorn worker processes.", check=at_least(1))
     threads: int = _key(32, "Threads per gunicorn worker (gthread).", check=at_least(1))
     log_format: str = _key("text", "Log line format.", check=one_of(LOG_FORMATS), norm=lower)

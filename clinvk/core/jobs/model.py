@@ -33,10 +33,13 @@ class Job:
     cancel_requested: bool = False
     last_sequence: int = 0
     dropped_through: int = 0
+    callback_url: str | None = None
+    webhook: dict[str, Any] | None = None  # the delivery record (jobs/webhooks.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The public job object (the request body and owner stay inside)."""
+    def to_dict(self, *, webhook: bool = True) -> dict[str, Any]:
+        """The public job object (the request body and owner stay inside); ``webhook=False``
+        leaves out the delivery record (the webhook's own payload)."""
         data: dict[str, Any] = {
             "id": self.id,
             "kind": str(self.kind),
@@ -55,6 +58,8 @@ class Job:
             usage = _usage_of(self.result)
             if usage is not None:
                 data["usage"] = usage
+        if webhook and self.webhook is not None:
+            data["webhook"] = self.webhook
         return data
 
 

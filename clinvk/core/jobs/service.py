@@ -22,6 +22,7 @@ from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFou
 from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
 from clinvk.core.jobs.model import JOB_END, TASK_END, Job, JobKind, JobStatus
 from clinvk.core.jobs.responses import ResponseRecord
+from clinvk.core.jobs.webhooks import WebhookPolicy, WebhookSender, new_record
 from clinvk.core.orchestrate import Cancellation, JobReport, TaskOutcome
 from clinvk.core.ownership import Principal
 from clinvk.core.plans import (
@@ -71,6 +72,15 @@ def _status_of(result: RunResult) -> JobStatus:
     return JobStatus.FAILED
 
 
+def webhook_policy(engine: Engine) -> WebhookPolicy:
+    srv = engine.config.server
+    return WebhookPolicy(allowed_hosts=srv.jobs_webhook_allowed_hosts,
+                         secret=srv.jobs_webhook_secret, attempts=srv.jobs_webhook_attempts,
+                         backoff_secs=srv.jobs_webhook_backoff_secs,
+                         timeout_secs=srv.jobs_webhook_timeout_secs,
+                         threads=srv.jobs_webhook_threads)
+
+
 class JobService:
     def __init__(self, engine: Engine, store: JobTable, limits: JobLimits,
                  executor: JobExecutor | None = None,
@@ -80,31 +90,36 @@ class JobService:
         self.limits = limits
         self.executor = executor or EmbeddedExecutor(limits.threads)
         self.records = records
+        self.webhooks = WebhookSender(webhook_policy(engine), store)
 
     # -- submit and look up -------------------------------------------------------------------
 
-    def submit_prompt(self, req: PromptRequest) -> Job:
+    def submit_prompt(self, req: PromptRequest, callback_url: str | None = None) -> Job:
         """Validate now (a bad request is refused before it is queued), run later."""
+        webhook = self._webhook_record(callback_url)
         prepared = self.engine.prepare(req)
         self.engine.accounting.check(req)  # a spent budget: 429 now, not a failed job
         body = dataclasses.asdict(req)  # the principal travels as a plain dict
-        job = self.store.create(JobKind.PROMPT, body, owner=req.principal.owner,
-                                backend=prepared.backend.name, max_queued=self.limits.max_queued)
-        if job is None:
-            raise JobQueueFull(f"{self.limits.max_queued} jobs are already queued "
-                            "(server.jobs_max_queued); try again when some have started",
-                            retry_after=5)
-        self.executor.submit(job.id, self.run)
-        return job
+        return self._queue(JobKind.PROMPT, body, req.principal, prepared.backend.name, webhook)
 
-    def submit_plan(self, plan: OrchestrationPlan) -> Job:
+    def submit_plan(self, plan: OrchestrationPlan, callback_url: str | None = None) -> Job:
         """A parallel, chain or compare run as a job; refused now if its shape is."""
+        webhook = self._webhook_record(callback_url)
         check_plan(self.engine, plan)
         self.engine.accounting.check(plan.requests[0])  # one caller for every task
         names = set(plan.backend_names())
-        job = self.store.create(plan.kind, plan.to_dict(), owner=plan.principal.owner,
-                                backend=names.pop() if len(names) == 1 else None,
-                                max_queued=self.limits.max_queued)
+        return self._queue(plan.kind, plan.to_dict(), plan.principal,
+                           names.pop() if len(names) == 1 else None, webhook)
+
+    def _webhook_record(self, callback_url: str | None) -> dict[str, Any] | None:
+        if callback_url is None:
+            return None
+        return new_record(self.webhooks.policy.check(callback_url))
+
+    def _queue(self, kind: JobKind, body: dict[str, Any], principal: Principal,
+               backend: str | None, webhook: dict[str, Any] | None) -> Job:
+        job = self.store.create(kind, body, owner=principal.owner, backend=backend,
+                                max_queued=self.limits.max_queued, webhook=webhook)
         if job is None:
             raise JobQueueFull(f"{self.limits.max_queued} jobs are already queued "
                                "(server.jobs_max_queued); try again when some have started",
@@ -149,7 +164,7 @@ class JobService:
         self.store.request_cancel(job_id)
         if self.store.finish(job_id, JobStatus.CANCELLED, error="cancelled before it started",
                              only_from=(JobStatus.QUEUED,)):
-            self._end_log(job_id, JobStatus.CANCELLED)
+            self._finished(job_id, JobStatus.CANCELLED)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             job = self.get(job_id, principal)
@@ -201,7 +216,7 @@ class JobService:
             log.exception("job %s failed inside the gateway", job_id)
             status, result, error = JobStatus.FAILED, None, f"internal error: {type(exc).__name__}"
         self.store.finish(job_id, status, result=result, error=error)
-        self._end_log(job_id, status)
+        self._finished(job_id, status)
 
     def _run_prompt(self, job: Job) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
         req = request_from_dict(job.request, RunOrigin.JOB)
@@ -268,9 +283,14 @@ class JobService:
                 cancellation.cancel_all()
                 return
 
-    def _end_log(self, job_id: str, status: JobStatus) -> None:
+    def _finished(self, job_id: str, status: JobStatus) -> None:
+        """Once per job, by the one process that set its final status: close the log and
+        hand the webhook (if any) to the sender."""
         self.store.append_event(job_id, {"type": JOB_END, "content": {"status": str(status)}},
                                 cap=self.limits.max_events)
+        job = self.store.get(job_id)
+        if job is not None and job.callback_url:
+            self.webhooks.finished(job_id)
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -280,7 +300,7 @@ class JobService:
         for job_id in self.store.orphaned_running():
             if self.store.finish(job_id, JobStatus.LOST, error=LOST_ERROR,
                                  only_from=(JobStatus.RUNNING,)):
-                self._end_log(job_id, JobStatus.LOST)
+                self._finished(job_id, JobStatus.LOST)
         self.store.prune(max_age_secs=self.limits.retention_secs,
                          max_count=self.limits.retention_count)
         if self.records is not None:

@@ -122,10 +122,13 @@ class Jobs(MethodView):
     def post(self, args: dict[str, Any]) -> Response:
         """Queue a run; it keeps going when the client leaves. 429 when the queue is full."""
         kind, body = args["kind"], args["body"]
+        callback_url = body.pop("callback_url", None)
         if kind != JobKind.PROMPT:
-            return submitted_job(_service().submit_plan(PLAN_BUILDERS[kind](body)))
+            return submitted_job(_service().submit_plan(PLAN_BUILDERS[kind](body),
+                                                        callback_url=callback_url))
         body.pop("output_format", None)
-        return submitted_job(_service().submit_prompt(prompt_request(body, tags=["api", "job"])))
+        return submitted_job(_service().submit_prompt(prompt_request(body, tags=["api", "job"]),
+                                                      callback_url=callback_url))
 
     @blp.arguments(JobListQuerySchema(), location="query")
     @blp.response(200, JobListEnvelope)

@@ -16,6 +16,7 @@ from flask.views import MethodView
 from marshmallow import Schema
 
 from clinvk.core.engine import RunResult
+from clinvk.core.errors import InvalidRequest
 from clinvk.core.plans import run_plan
 from clinvk.core.types import JobKind, RunStatus
 from clinvk.server.errors import ApiError, ApiException
@@ -157,9 +158,11 @@ class Prompt(MethodView):
         """
         gw = current_gateway()
         engine = gw.engine
+        callback_url = args.pop("callback_url", None)
         if args.pop("background", False) and gw.jobs is not None:
             return submitted_job(gw.jobs.submit_prompt(
-                prompt_request(args, tags=[API_TAG, "job"])))
+                prompt_request(args, tags=[API_TAG, "job"]), callback_url=callback_url))
+        _no_callback_without_job(callback_url)
         req = prompt_request(args, tags=[API_TAG])
         prepared = engine.prepare(req)
         handle = engine.start(prepared)
@@ -173,13 +176,21 @@ class Prompt(MethodView):
 # --------------------------------------------------------------------------- orchestration
 
 
+def _no_callback_without_job(callback_url: str | None) -> None:
+    if callback_url is not None:
+        raise InvalidRequest("is only for jobs: add \"background\": true",
+                             field="callback_url")
+
+
 def _run_or_submit(args: dict[str, Any], kind: JobKind, schema: type[Schema]) -> Response:
     """Run the route's plan now, or (``background: true``) queue it as a job."""
     gw = current_gateway()
     background = args.pop("background", False)
+    callback_url = args.pop("callback_url", None)
     plan = PLAN_BUILDERS[kind](args)
     if background and gw.jobs is not None:
-        return submitted_job(gw.jobs.submit_plan(plan))
+        return submitted_job(gw.jobs.submit_plan(plan, callback_url=callback_url))
+    _no_callback_without_job(callback_url)
     _report, body = run_plan(gw.engine, plan)
     return ok(dump(schema, body))
 

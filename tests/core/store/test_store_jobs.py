@@ -134,3 +134,21 @@ def test_retention_prunes_by_count_keeping_unfinished(jobs: JobTable) -> None:
     assert jobs.prune(max_age_secs=3600, max_count=2) == 3
     left = {j.id for j in jobs.list(owner=None, sees_all=True)}
     assert left == {ids[-1], ids[-2], live.id}
+
+
+def test_a_webhook_record_is_kept_and_replaced_per_attempt(jobs: JobTable) -> None:
+    record = {"url": "https://hooks.example/x", "state": "pending", "attempts": 0,
+              "last_status": None, "last_error": None, "delivered_at": None}
+    job = jobs.create(JobKind.CHAIN, {}, owner=None, backend=None, max_queued=0,
+                       webhook=record)
+    assert job is not None and job.callback_url == "https://hooks.example/x"
+    assert job.to_dict()["webhook"] == record and job.kind == JobKind.CHAIN
+    jobs.set_webhook(job.id, {**record, "attempts": 1, "last_status": 503,
+                               "last_error": "HTTP 503"})
+    again = jobs.get(job.id)
+    assert again is not None and again.webhook is not None
+    assert again.webhook["attempts"] == 1 and again.webhook["last_status"] == 503
+    assert "webhook" not in again.to_dict(webhook=False)
+    plain = jobs.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
+    assert plain is not None and plain.callback_url is None
+    assert "webhook" not in plain.to_dict()

@@ -134,3 +134,11 @@ def test_every_listing_has_an_index_in_page_order(postgres_url: str) -> None:
                 f"EXPLAIN SELECT {SELECTED} FROM {source}{clause} ORDER BY "
                 f"{alias}.last_used DESC, {key_id} DESC LIMIT 100", params))
             assert "Sort" not in plan, (filters, plan)
+
+
+def test_both_dialects_have_the_same_numbered_migrations() -> None:
+    """A schema step added to one dialect's folder must be added to the other's too."""
+    from clinvk.core.store.migrations import migrations
+
+    names = {dialect: [m.name for m in migrations(dialect)] for dialect in StoreDialect}
+    assert names[StoreDialect.SQLITE] == names[StoreDialect.POSTGRESQL]

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["PostgresJobTable"]
 
 _COLUMNS = ("id, kind, status, owner, backend, request, created_at, started_at, finished_at, "
-            "session_id, result, error, cancel_requested, last_sequence, dropped_through")
+            "session_id, result, error, cancel_requested, last_sequence, dropped_through, "
+            "callback_url, webhook")
 _FINISHED = [str(s) for s in JobStatus if s.finished]
 
 
@@ -38,7 +39,8 @@ def _job(row: dict[str, Any]) -> Job:
         finished_at=row["finished_at"], session_id=row["session_id"],
         result=json.loads(row["result"]) if row["result"] else None, error=row["error"],
         cancel_requested=bool(row["cancel_requested"]), last_sequence=row["last_sequence"],
-        dropped_through=row["dropped_through"])
+        dropped_through=row["dropped_through"], callback_url=row["callback_url"],
+        webhook=json.loads(row["webhook"]) if row["webhook"] else None)
 
 
 class PostgresJobTable:
@@ -60,8 +62,10 @@ class PostgresJobTable:
         return int(self._db.run(action, lambda conn: conn.execute(sql, params).rowcount))
 
     def create(self, kind: JobKind, request: dict[str, Any], *, owner: str | None,
-               backend: str | None, max_queued: int) -> Job | None:
-        """A new queued job, or None when ``max_queued`` jobs are already waiting."""
+               backend: str | None, max_queued: int,
+               webhook: dict[str, Any] | None = None) -> Job | None:
+        """A new queued job, or None when ``max_queued`` jobs are already waiting;
+        ``webhook`` is its initial delivery record (its ``url`` the callback URL)."""
         job_id = "job_" + uuid.uuid4().hex
         now = time.time()
 
@@ -75,9 +79,11 @@ class PostgresJobTable:
                     return False
             conn.execute(
                 "INSERT INTO jobs (id, kind, status, owner, backend, request, created_at, "
-                "created_epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "created_epoch, callback_url, webhook) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (job_id, kind, JobStatus.QUEUED, owner, backend, json.dumps(request),
-                 utc_timestamp(now), now))
+                 utc_timestamp(now), now, webhook["url"] if webhook else None,
+                 json.dumps(webhook) if webhook else None))
             return True
 
         if not self._db.run("create a job", insert):
@@ -140,6 +146,11 @@ class PostgresJobTable:
             sql += " AND status = ANY(%s)"
             params.append([str(s) for s in only_from])
         return self._count("finish a job", sql, params) == 1
+
+    def set_webhook(self, job_id: str, record: dict[str, Any]) -> None:
+        """Replace the job's webhook delivery record (after each attempt)."""
+        self._count("record a webhook attempt", "UPDATE jobs SET webhook = %s WHERE id = %s",
+                    (json.dumps(record), job_id))
 
     def request_cancel(self, job_id: str) -> None:
         self._count("cancel a job", "UPDATE jobs SET cancel_requested = TRUE WHERE id = %s",

@@ -23,7 +23,8 @@ from clinvk.core.events import utc_timestamp
 from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobStatus
 
 _COLUMNS = ("id, kind, status, owner, backend, request, created_at, started_at, finished_at, "
-            "session_id, result, error, cancel_requested, last_sequence, dropped_through")
+            "session_id, result, error, cancel_requested, last_sequence, dropped_through, "
+            "callback_url, webhook")
 
 
 def process_start_time(pid: int) -> str | None:
@@ -45,7 +46,8 @@ def _job(row: sqlite3.Row) -> Job:
         finished_at=row["finished_at"], session_id=row["session_id"],
         result=json.loads(row["result"]) if row["result"] else None, error=row["error"],
         cancel_requested=bool(row["cancel_requested"]), last_sequence=row["last_sequence"],
-        dropped_through=row["dropped_through"])
+        dropped_through=row["dropped_through"], callback_url=row["callback_url"],
+        webhook=json.loads(row["webhook"]) if row["webhook"] else None)
 
 
 class SqliteJobStore:
@@ -87,8 +89,10 @@ class SqliteJobStore:
     # -- rows ---------------------------------------------------------------------------------
 
     def create(self, kind: JobKind, request: dict[str, Any], *, owner: str | None,
-               backend: str | None, max_queued: int) -> Job | None:
-        """A new queued job, or None when ``max_queued`` jobs are already waiting."""
+               backend: str | None, max_queued: int,
+               webhook: dict[str, Any] | None = None) -> Job | None:
+        """A new queued job, or None when ``max_queued`` jobs are already waiting;
+        ``webhook`` is its initial delivery record (its ``url`` the callback URL)."""
         job_id = "job_" + uuid.uuid4().hex
         now = time.time()
         with self._tx() as conn:
@@ -98,9 +102,10 @@ class SqliteJobStore:
                 return None
             conn.execute(
                 "INSERT INTO jobs (id, kind, status, owner, backend, request, created_at, "
-                "created_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_epoch, callback_url, webhook) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, kind, JobStatus.QUEUED, owner, backend, json.dumps(request),
-                 utc_timestamp(now), now))
+                 utc_timestamp(now), now, webhook["url"] if webhook else None,
+                 json.dumps(webhook) if webhook else None))
         job = self.get(job_id)
         assert job is not None
         return job
@@ -163,6 +168,12 @@ class SqliteJobStore:
             params.extend(only_from)
         with self._tx() as conn:
             return conn.execute(sql, params).rowcount == 1
+
+    def set_webhook(self, job_id: str, record: dict[str, Any]) -> None:
+        """Replace the job's webhook delivery record (after each attempt)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET webhook = ? WHERE id = ?",
+                         (json.dumps(record), job_id))
 
     def request_cancel(self, job_id: str) -> None:
         with self._tx() as conn:

@@ -89,6 +89,13 @@ def _metadata_field(description: str) -> fields.Dict:
 
 
 _BACKGROUND = "Run as a job: answer 202 with the job object at once (docs/jobs.md)."
+_CALLBACK = ("Jobs only (with background, or on POST /jobs): an http(s) URL on the server's "
+             "webhook allow-list that gets the signed job object when the job finishes.")
+
+
+def _callback_field() -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=2048),
+                         metadata={"description": _CALLBACK})
 
 
 class PromptRequestSchema(RunOptionsSchema):
@@ -106,6 +113,7 @@ class PromptRequestSchema(RunOptionsSchema):
                         "CLI.")
     metadata = _metadata_field("Stored on the session.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = _callback_field()
 
     @validates_schema
     def _backend_unless_session(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -138,6 +146,7 @@ class ParallelRequestSchema(RequestSchema):
     fail_fast = _opt_bool("Cancel running and queued tasks after the first failure.")
     dry_run = _opt_bool("Dry-run every task.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = _callback_field()
 
 
 class ChainStepSchema(RunOptionsSchema):
@@ -161,6 +170,7 @@ class ChainRequestSchema(RequestSchema):
     persist_sessions = _opt_bool("Not supported (chains are ephemeral); true is a 400.")
     dry_run = _opt_bool("Dry-run every step.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = _callback_field()
 
 
 class CompareRequestSchema(RunOptionsSchema):
@@ -174,6 +184,7 @@ class CompareRequestSchema(RunOptionsSchema):
     sequential = _opt_bool("Run one backend after the other instead of concurrently.")
     dry_run = _opt_bool("Dry-run every backend.")
     background = _opt_bool(_BACKGROUND)
+    callback_url = _callback_field()
 
 
 class SessionListQuerySchema(Schema):

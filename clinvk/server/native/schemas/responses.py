@@ -18,6 +18,7 @@ from clinvk.core.types import (
     JobStatus,
     RunStatus,
     TaskState,
+    WebhookState,
     values,
 )
 
@@ -240,6 +241,17 @@ SessionDeletedEnvelope = envelope("SessionDeletedEnvelope", SessionDeletedSchema
 _INSTANCES: dict[type[Schema], Schema] = {}
 
 
+class WebhookSchema(Schema):
+    url = fields.String()
+    state = fields.String(metadata={"enum": values(WebhookState)})
+    attempts = fields.Integer(metadata={"description": "Attempts made so far."})
+    last_status = fields.Integer(allow_none=True, metadata={
+        "description": "HTTP status of the last attempt (null: no answer)."})
+    last_error = fields.String(allow_none=True, metadata={
+        "description": "Why the last attempt failed (timeout, refused, HTTP status)."})
+    delivered_at = fields.String(allow_none=True, metadata={"description": "RFC 3339 UTC."})
+
+
 class JobSchema(Schema):
     id = fields.String()
     kind = fields.String(metadata={"enum": list(JobKind)})
@@ -253,6 +265,8 @@ class JobSchema(Schema):
     error = fields.String()
     result = fields.Dict(metadata={"description": "The run's result once finished."})
     usage = fields.Dict()
+    webhook = fields.Nested(WebhookSchema, metadata={
+        "description": "Present when the job was submitted with a callback_url."})
 
 
 JobEnvelope = envelope("JobEnvelope", JobSchema)
