@@ -38,7 +38,6 @@ from clinvk.server.runtime.worker import worker_class
 
 log = logging.getLogger("clinvk.server")
 
-ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 
 
 # --------------------------------------------------------------------------- banner
@@ -190,7 +189,7 @@ def gunicorn_settings(
         "loglevel": srv.log_level,
         "errorlog": "-",
         "accesslog": "-" if srv.access_log else None,
-        "access_log_format": ACCESS_LOG_FORMAT,
+        "access_log_format": logs.ACCESS_LOG_FORMAT,
         "proc_name": "clinvk",
         # gunicorn >= 25.1 opens a control socket at a fixed per-user path by default;
         # two gateways on one host would fight over it.
