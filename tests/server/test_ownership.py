@@ -116,7 +116,12 @@ def test_an_existing_database_gets_the_owner_column(tmp_path) -> None:
     store = SqliteStore(path)
     old = store.create(backend="claude", working_dir=str(tmp_path))
     store.close()
-    conn = sqlite3.connect(path)  # back to version 1: no owner column
+    conn = sqlite3.connect(path)  # back to version 1: no owner column, no later tables
+    version_1 = {"sessions", "session_tags", "session_counts", "tag_counts"}
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                 "AND name NOT LIKE 'sqlite_%'").fetchall():
+        if table not in version_1:
+            conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX sessions_by_owner")
     conn.execute("ALTER TABLE sessions DROP COLUMN owner")
     conn.execute("PRAGMA user_version = 1")
