@@ -60,7 +60,7 @@ def test_serve_reads_a_config_given_after_it(cli: Cli) -> None:
             try:
                 resp = requests.get(f"http://127.0.0.1:{port}/api/v1/backends", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.ReadTimeout):  # worker still booting
                 assert proc.poll() is None, proc.stderr.read().decode()
                 assert time.monotonic() < deadline, "serve did not start"
                 time.sleep(0.1)
