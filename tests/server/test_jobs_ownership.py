@@ -3,6 +3,7 @@ gets 404 for every route of the job and never sees it in lists; an admin key see
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -78,6 +79,14 @@ def test_a_background_parallel_belongs_to_its_key_and_so_do_its_ledger_rows(serv
                       ).json()["data"]["groups"]
         return sum(g["runs"] for g in groups if g["origin"] == "job")
 
+    def unfinished(key: str) -> int:
+        return sum(len(call(server, "GET", f"/api/v1/jobs?status={status}", key
+                            ).json()["data"]["jobs"]) for status in ("queued", "running"))
+
+    # earlier tests' jobs of these keys add their ledger rows when they finish
+    deadline = time.monotonic() + 20
+    while (unfinished(KEY_A) or unfinished(KEY_B)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     before_a, before_b = runs(KEY_A), runs(KEY_B)
     resp = call(server, "POST", "/api/v1/parallel", KEY_A, json={"background": True, "tasks": [
         {"backend": "claude", "prompt": "p1"}, {"backend": "gemini", "prompt": "p2"}]})
