@@ -212,10 +212,7 @@ class JsonGunicornLogger(RedactingGunicornLogger):
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.access_log_enabled:
             return
-        request_id = "-"
-        for name, value in getattr(resp, "headers", None) or []:
-            if name.lower() == "x-request-id":
-                request_id = value
+        request_id = _response_header(resp, "x-request-id")
         status = getattr(resp, "status_code", None)
         if status is None:
             status = str(getattr(resp, "status", "") or "").partition(" ")[0] or None
