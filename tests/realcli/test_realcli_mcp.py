@@ -20,7 +20,13 @@ def test_claude_calls_clinvk_run_over_mcp(world, tmp_path) -> None:
     mcp_home = tmp_path / "mcp-clinvk-home"
     log = tmp_path / "mcp-fake.log"
     (tmp_path / "mcp-config.yaml").write_text("{}\n")
+    # In print mode claude connects MCP servers in the background and may send its first model
+    # request before clinvk's tools are listed (failed 2 of 4 CI runs under load).
+    # `alwaysLoad` makes the server required at startup; MCP_CONNECT_TIMEOUT_MS lifts the
+    # 5 s default wait for it, so the first request always offers the tool.
+    world.boxes["claude"].env["MCP_CONNECT_TIMEOUT_MS"] = "60000"
     servers = {"mcpServers": {"clinvk": {
+        "alwaysLoad": True,
         "command": sys.executable, "args": ["-m", "clinvk", "mcp"],
         "env": {"PATH": f"{FAKE_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                 "PYTHONPATH": str(REPO), "CLINVK_HOME": str(mcp_home),
