@@ -53,3 +53,36 @@ def test_retention_drops_old_rows(store: Store, location: str) -> None:
     UsageLedger(store.usage).record(_run(time.time(), ALICE, "codex", 3))
     kept = UsageLedger(open_at(location).usage, retention_days=7)
     assert [r.input_tokens for r in kept.recent(parse_query(recent=9))] == [3]
+
+
+def test_a_run_row_queues_behind_the_same_process_session_write(tmp_path) -> None:
+    """The ledger writes through the store's own connections and write lock: a row
+    written while another thread's session transaction runs waits for it, instead of
+    meeting SQLite's busy handler (which gives up after busy_timeout)."""
+    import threading
+
+    from clinvk.core.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "sessions.db", busy_timeout=0.05)
+    session = store.create(backend="claude", working_dir=str(tmp_path))
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_a_write() -> None:
+        conn = store._conn()
+        with store._write(conn):
+            conn.execute("UPDATE sessions SET title = 'held' WHERE id = ?", (session.id,))
+            inside.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_a_write)
+    holder.start()
+    assert inside.wait(5)
+    threading.Timer(0.3, release.set).start()  # six busy timeouts later
+    try:
+        UsageLedger(store.usage).record(_run(time.time(), ALICE, "claude", 5))
+    finally:
+        release.set()
+        holder.join()
+    assert [r.input_tokens for r in UsageLedger(store.usage).recent(
+        parse_query(recent=5))] == [5]
+    store.close()

@@ -81,7 +81,7 @@ class SqliteStore(SessionReads):
     def usage(self) -> SqliteUsageTable:
         """The usage ledger's rows in this same database (opened on first use)."""
         if self._usage is None:
-            self._usage = SqliteUsageTable(self.path, busy_timeout=self.busy_timeout)
+            self._usage = SqliteUsageTable(self)
         return self._usage
 
     def close(self) -> None:

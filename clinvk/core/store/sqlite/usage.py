@@ -1,62 +1,54 @@
-"""The usage ledger's rows in the SQLite store file (migration ``005_usage_runs.sql``)."""
+"""The usage ledger's rows in the SQLite store file (migration ``005_usage_runs.sql``).
+
+The table is written through the session store's own connections and write lock: a run's
+ledger row then queues behind the same process's session writes instead of meeting them
+in SQLite's busy handler, and it is committed like them (WAL, ``synchronous=NORMAL``: no
+fsync per row; docs/performance.md has the cost of the fsync it used to pay).
+"""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinvk.core.errors import StoreError
 from clinvk.core.store import usage_sql
 from clinvk.core.usage.rows import UsageRow
 
+if TYPE_CHECKING:
+    from clinvk.core.store.sqlite.database import SqliteDatabase
+
 _MARK = "?"
 
 
 class SqliteUsageTable:
-    """Thread-safe: one connection per process (reopened after a fork), behind a lock."""
+    """Thread-safe: each thread uses its own connection of the store's database."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
-        self.path = Path(path)  # the session database: migrated before this opens
-        self.busy_timeout = busy_timeout
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():
-            self._conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
-                                         check_same_thread=False, isolation_level=None)
-            self._pid = os.getpid()
-        return self._conn
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database  # the session database: migrated before this opens
+        self.path = database.path
 
     @contextmanager
     def _use(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._connection()
-            except sqlite3.Error as exc:
-                raise StoreError(f"usage ledger {self.path}: cannot {action}: {exc}",
-                                 details={"path": str(self.path)}) from exc
+        try:
+            yield self._db._conn()
+        except sqlite3.Error as exc:
+            raise StoreError(f"usage ledger {self.path}: cannot {action}: {exc}",
+                             details={"path": str(self.path)}) from exc
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        """Nothing of its own to close: the connections are the store's."""
 
     def insert(self, row: UsageRow) -> None:
         statement, params = usage_sql.insert(row, _MARK)
-        with self._use("record a run") as conn:
+        with self._use("record a run") as conn, self._db._write_lock:
             conn.execute(statement, params)
 
     def delete_before(self, cutoff: float) -> int:
         statement, params = usage_sql.prune(cutoff, _MARK)
-        with self._use("prune old rows") as conn:
+        with self._use("prune old rows") as conn, self._db._write_lock:
             return conn.execute(statement, params).rowcount
 
     def sums(self, group_by: tuple[str, ...], *, since: float | None, until: float | None,
