@@ -302,6 +302,56 @@ def test_a_new_session_is_busy_during_its_first_turn(env):
     assert again.status == RunStatus.OK and engine.store.get(session_id).turn_count == 2
 
 
+def _session_writes(engine) -> list[str]:
+    """The write transactions this thread's store connection begins from now on."""
+    begun: list[str] = []
+    engine.store._conn().set_trace_callback(
+        lambda sql: begun.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
+    return begun
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_result_only_run_writes_its_new_session_once_with_the_turn(env, backend):
+    """Nobody knows a synchronous run's new session before its answer: no row (and no
+    lease) before the spawn, one insert with the turn in it when the result arrives."""
+    engine = make_engine(env)
+    handle = engine.start(engine.prepare(request(env, backend, 'FAKE{"delay": 1} hi',
+                                                 live_events=False)))
+    writes = _session_writes(engine)
+    assert handle.session_id and handle.session is None
+    assert engine.store.count() == 0  # not yet listed: nobody can address it
+    events = [e for e in handle.events() if e is not None]
+    assert {e.session_id for e in events} == {handle.session_id}
+    session = engine.store.get(handle.session_id)
+    assert len(writes) == 1, writes
+    assert session.turn_count == 1 and session.status == "completed"
+    assert session.token_usage == handle.result.token_usage
+    assert session.backend_session_id == handle.result.backend_session_id
+    again = engine.run(request(env, backend, "again", session_id=handle.session_id))
+    assert again.output.endswith("(turn 2)") and engine.store.get(again.session_id).turn_count == 2
+
+
+def test_a_live_run_still_writes_its_new_session_before_the_spawn(env):
+    engine = make_engine(env)
+    writes = _session_writes(engine)
+    handle = engine.start(engine.prepare(request(env, "claude")))
+    assert handle.session is not None and len(writes) == 1  # the row, born busy
+    list(handle.events())
+    assert len(writes) == 2  # the turn
+
+
+@pytest.mark.parametrize(("knob", "status"), [('{"exit_code": 3}', "error"),
+                                              ('{"die_midstream": true}', "error"),
+                                              ('{"error": 500}', "error")])
+def test_a_result_only_run_that_fails_still_leaves_its_session(env, knob, status):
+    engine = make_engine(env)
+    result = engine.run(request(env, "claude", f"FAKE{knob} hi", live_events=False))
+    assert result.status != RunStatus.OK
+    session = engine.store.get(result.session_id)
+    assert session.turn_count == 1 and session.status == status
+    assert session.error_message == result.error
+
+
 def test_a_handle_closed_unread_gives_its_lease_back(env):
     engine = make_engine(env)
     handle = engine.start(engine.prepare(request(env, "claude", 'FAKE{"delay": 5} hi')))

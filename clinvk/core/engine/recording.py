@@ -5,14 +5,21 @@ lease (a second turn of the same session gets ``SessionBusy``); a run that start
 creates the row already holding a new lease, so its first turn is guarded like every
 other. Recording the turn gives the lease back, and :meth:`TurnRecorder.release` gives it
 back on every other way out.
+
+A run that starts a session nobody sees before it ends (``PromptRequest.live_events``
+False: a synchronous answer carries the id) needs neither the early row nor the lease:
+no one can address the session yet. Its id is chosen up front and the row is written
+once, with the turn in it, when the turn is recorded.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from clinvk.core.errors import StoreError
 from clinvk.core.events import TokenUsage
+from clinvk.core.store.records import FirstTurn
 from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
@@ -34,6 +41,8 @@ class TurnRecorder:
         self.prepared = prepared
         self.session: Session | None = prepared.session
         self._lease: SessionLease | None = None
+        # A new session whose row waits for its first turn (see the module docstring).
+        self._unwritten_id: str | None = None
         # (usage, backend_session_id, model) of a turn recorded before the CLI exited
         self._early: tuple[TokenUsage | None, str | None, str | None] | None = None
 
@@ -62,23 +71,46 @@ class TurnRecorder:
         if self.session is not None:
             return self.session.id
         req = prepared.request
-        tags = list(dict.fromkeys([*self.engine.config.session.default_tags, *req.tags]))
+        if not req.live_events and not req.dry_run:
+            self._unwritten_id = uuid.uuid4().hex
+            return self._unwritten_id
         if not req.dry_run:
             self._lease = store.new_lease(ttl_seconds=self._lease_ttl())
+        self._create(SessionStatus.COMPLETED if req.dry_run else SessionStatus.ACTIVE,
+                     model=self.prepared.model, lease=self._lease)
+        return self.session.id if self.session is not None else None
+
+    def _create(self, status: SessionStatus, *, model: str | None,
+                lease: SessionLease | None = None, first_turn: FirstTurn | None = None,
+                backend_session_id: str | None = None) -> None:
+        prepared, store = self.prepared, self.engine.store
+        assert store is not None
+        req = prepared.request
+        tags = list(dict.fromkeys([*self.engine.config.session.default_tags, *req.tags]))
         self.session = store.create(
             owner=req.principal.owner,
             backend=prepared.backend.name,
             working_dir=prepared.workdir,
-            model=prepared.model,
+            model=model,
             initial_prompt=req.prompt,
             tags=tags,
             metadata=req.metadata,
             parent_id=req.parent_id,
-            status=SessionStatus.COMPLETED if req.dry_run else SessionStatus.ACTIVE,
-            lease=self._lease,
+            status=status,
+            backend_session_id=backend_session_id,
+            lease=lease,
+            first_turn=first_turn,
         )
         self.engine.hooks.session_created(prepared.backend.name)
-        return self.session.id
+
+    def _create_with_turn(self, status: SessionStatus, usage: TokenUsage | None,
+                          backend_session_id: str | None, model: str | None,
+                          error: str | None = None) -> None:
+        """Write the row of a session that waited for its first turn, the turn in it."""
+        assert self._unwritten_id is not None
+        self._create(status, model=model, backend_session_id=backend_session_id,
+                     first_turn=FirstTurn(self._unwritten_id, usage, error))
+        self._unwritten_id = None
 
     def record_early(self, parser: StreamParser) -> None:
         """Record the turn as soon as the CLI printed a successful result.
@@ -91,14 +123,22 @@ class TurnRecorder:
         """
         store = self.engine.store
         parsed = parser.result
-        if self.session is None or store is None or parsed.is_error or parsed.error:
+        unwritten = self._unwritten_id is not None
+        if (self.session is None and not unwritten) or store is None or parsed.is_error \
+                or parsed.error:
             return
         usage = parsed.usage if self.engine.config.session.store_token_usage else None
         model = parsed.model or self.prepared.resolved_model
         try:
-            store.record_turn(self.session.id, usage=usage, status=SessionStatus.COMPLETED,
-                              backend_session_id=parsed.backend_session_id, model=model,
-                              release=self._lease)
+            if unwritten:
+                self._create_with_turn(SessionStatus.COMPLETED, usage,
+                                       parsed.backend_session_id, model)
+            else:
+                assert self.session is not None
+                store.record_turn(self.session.id, usage=usage,
+                                  status=SessionStatus.COMPLETED,
+                                  backend_session_id=parsed.backend_session_id, model=model,
+                                  release=self._lease)
         except StoreError:
             return  # the write after the exit tries again and reports the failure
         self._early = (usage, parsed.backend_session_id, model)
@@ -106,9 +146,16 @@ class TurnRecorder:
     def record(self, result: RunResult) -> None:
         """Record the turn as the run ended (or amend the one recorded early)."""
         store = self.engine.store
-        if self.session is None or store is None or result.dry_run:
+        if store is None or result.dry_run:
             return
         usage = result.token_usage if self.engine.config.session.store_token_usage else None
+        if self._unwritten_id is not None:  # nothing recorded early: the row with the turn
+            self._create_with_turn(
+                SessionStatus.COMPLETED if result.ok else SessionStatus.ERROR, usage,
+                result.backend_session_id, result.model, result.error)
+            return
+        if self.session is None:
+            return
         turns = 1
         if self._early is not None:
             early_usage = self._early[0]

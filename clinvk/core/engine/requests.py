@@ -43,6 +43,10 @@ class PromptRequest:
     principal: Principal = LOCAL
     # Which edge asks (the usage ledger's origin column).
     origin: RunOrigin = RunOrigin.CLI
+    # Whether anyone sees the run's events (and so its session id) while it runs. False
+    # (a synchronous answer): a new session's row is written once, with its first turn,
+    # when that turn is recorded (docs/sessions.md, "When a turn is recorded").
+    live_events: bool = True
 
 
 # The request fields that carry text a CLI receives or the store keeps.

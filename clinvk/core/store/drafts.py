@@ -18,9 +18,10 @@ from clinvk.core.store.checks import (
     check_optional_str,
     check_status,
     check_tags,
+    check_usage,
     dump_metadata,
 )
-from clinvk.core.store.records import UPDATABLE_FIELDS, Session, derive_title
+from clinvk.core.store.records import UPDATABLE_FIELDS, FirstTurn, Session, derive_title
 
 __all__ = ["check_age", "new_session", "update_columns"]
 
@@ -29,8 +30,10 @@ def new_session(
     now: float, *, backend: str, working_dir: str, model: str | None,
     initial_prompt: str, tags: Iterable[str], metadata: dict[str, Any] | None,
     parent_id: str | None, status: str, backend_session_id: str | None, owner: str | None,
+    first_turn: FirstTurn | None = None,
 ) -> Session:
-    """The record of a session created at ``now``, every field checked."""
+    """The record of a session created at ``now``, every field checked; with
+    ``first_turn``, under that turn's session id and with the turn counted."""
     if not isinstance(backend, str) or not backend.strip():
         raise InvalidRequest("backend must be a non-empty string", field="backend")
     if not isinstance(working_dir, str) or not os.path.isabs(working_dir):
@@ -44,14 +47,21 @@ def new_session(
                              field="parent_id")
     tag_list = check_tags(tags)
     meta_json = dump_metadata(metadata)
+    turn = first_turn or FirstTurn(uuid.uuid4().hex)
+    if not isinstance(turn, FirstTurn) or not isinstance(turn.session_id, str) \
+            or not ID_RE.fullmatch(turn.session_id):
+        raise InvalidRequest("first_turn needs a full 32-character session id",
+                             field="first_turn")
     return Session(
-        id=uuid.uuid4().hex, backend=backend.strip(),
+        id=turn.session_id, backend=backend.strip(),
         backend_session_id=check_optional_str(backend_session_id, "backend_session_id"),
         created_at=utc_timestamp(now), last_used=utc_timestamp(now),
         working_dir=working_dir, model=check_optional_str(model, "model"),
         initial_prompt=initial_prompt, title=derive_title(initial_prompt),
-        status=check_status(status), turn_count=0, token_usage=TokenUsage(),
-        tags=tag_list, metadata=json.loads(meta_json), error_message=None,
+        status=check_status(status), turn_count=0 if first_turn is None else 1,
+        token_usage=check_usage(turn.usage) or TokenUsage(),
+        tags=tag_list, metadata=json.loads(meta_json),
+        error_message=check_optional_str(turn.error_message, "error_message"),
         parent_id=parent_id, owner=check_optional_str(owner, "owner"))
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from clinvk.core.events import TokenUsage
 from clinvk.core.ownership import Principal
-from clinvk.core.store.records import Session, SessionPage
+from clinvk.core.store.records import FirstTurn, Session, SessionPage
 from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
@@ -139,7 +139,8 @@ class Store(Protocol):
                initial_prompt: str = "", tags: Iterable[str] = (),
                metadata: dict[str, Any] | None = None, parent_id: str | None = None,
                status: str = SessionStatus.ACTIVE, backend_session_id: str | None = None,
-               lease: Any = None, owner: str | None = None) -> Session: ...
+               lease: Any = None, owner: str | None = None,
+               first_turn: FirstTurn | None = None) -> Session: ...
 
     def get(self, id_or_prefix: str, *, visible_to: Principal | None = None) -> Session: ...
 

@@ -12,6 +12,7 @@ from clinvk.core.types import SessionStatus, values
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_LIST_LIMIT",
+    "FirstTurn",
     "MAX_LIST_LIMIT",
     "MIN_PREFIX_LENGTH",
     "STATUSES",
@@ -103,6 +104,21 @@ class Session:
             "parent_id": self.parent_id,
             "owner": self.owner,
         }
+
+
+@dataclass(frozen=True)
+class FirstTurn:
+    """The first turn of a session whose row is written only once that turn is over.
+
+    ``create(first_turn=...)`` inserts the session with its id and the turn already
+    counted: one write where a session's first turn otherwise takes an insert before the
+    run and an update after it. The turn's status, model and backend session id are
+    ``create``'s own arguments.
+    """
+
+    session_id: str  # chosen before the run (the run's events carry it)
+    usage: TokenUsage | None = None  # None: counted as a turn, no tokens stored
+    error_message: str | None = None
 
 
 @dataclass

@@ -163,10 +163,11 @@ class Prompt(MethodView):
             return submitted_job(gw.jobs.submit_prompt(
                 prompt_request(args, tags=[API_TAG, "job"]), callback_url=callback_url))
         _no_callback_without_job(callback_url)
-        req = prompt_request(args, tags=[API_TAG])
+        streamed = args.get("output_format") == "stream-json"
+        req = prompt_request(args, tags=[API_TAG], live_events=streamed)
         prepared = engine.prepare(req)
         handle = engine.start(prepared)
-        if args.get("output_format") == "stream-json":
+        if streamed:
             return ndjson_response(handle, request.environ)
         run_to_completion(handle, request.environ)
         assert handle.result is not None

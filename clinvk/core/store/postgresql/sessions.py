@@ -25,7 +25,7 @@ from clinvk.core.store.postgresql.lease import PostgresLease
 from clinvk.core.store.postgresql.reads import SELECTED, SessionReads
 from clinvk.core.store.postgresql.responses import PostgresResponseTable
 from clinvk.core.store.postgresql.usage import PostgresUsageTable
-from clinvk.core.store.records import DEFAULT_LEASE_SECONDS, Session
+from clinvk.core.store.records import DEFAULT_LEASE_SECONDS, FirstTurn, Session
 from clinvk.core.store.rows import COLUMNS, row_to_session, session_to_row
 
 __all__ = ["PostgresStore"]
@@ -97,14 +97,17 @@ class PostgresStore(SessionReads):
                initial_prompt: str = "", tags: Iterable[str] = (),
                metadata: dict[str, Any] | None = None, parent_id: str | None = None,
                status: str = "active", backend_session_id: str | None = None,
-               lease: PostgresLease | None = None, owner: str | None = None) -> Session:
+               lease: PostgresLease | None = None, owner: str | None = None,
+               first_turn: FirstTurn | None = None) -> Session:
         """Insert a new session (``working_dir`` already resolved and absolute); with
-        ``lease`` (from :meth:`new_lease`) it is born busy, held by that lease."""
+        ``lease`` (from :meth:`new_lease`) it is born busy, held by that lease; with
+        ``first_turn``, under that turn's id with the turn already counted."""
         now = self._clock()
         session = new_session(
             now, backend=backend, working_dir=working_dir, model=model,
             initial_prompt=initial_prompt, tags=tags, metadata=metadata, parent_id=parent_id,
-            status=status, backend_session_id=backend_session_id, owner=owner)
+            status=status, backend_session_id=backend_session_id, owner=owner,
+            first_turn=first_turn)
         row = list(session_to_row(session))
         row[3] = row[4] = now  # full precision, not the millisecond string
         if lease is not None:

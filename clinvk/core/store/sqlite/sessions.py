@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from clinvk.core.errors import InvalidRequest, NotFound, SessionBusy
-from clinvk.core.events import TokenUsage, utc_timestamp
+from clinvk.core.events import TokenUsage
 from clinvk.core.ownership import Principal
 from clinvk.core.store.checks import (
-    ID_RE,
     check_int,
     check_optional_str,
     check_status,
@@ -30,12 +27,13 @@ from clinvk.core.store.checks import (
     check_usage,
     dump_metadata,
 )
+from clinvk.core.store.drafts import new_session
 from clinvk.core.store.lease_owners import LIVE_OWNERS
 from clinvk.core.store.records import (
     DEFAULT_LEASE_SECONDS,
     UPDATABLE_FIELDS,
+    FirstTurn,
     Session,
-    derive_title,
 )
 from clinvk.core.store.sqlite.jobs import SqliteJobStore
 from clinvk.core.store.sqlite.lease import Lease
@@ -110,48 +108,21 @@ class SqliteStore(SessionReads):
         backend_session_id: str | None = None,
         lease: Lease | None = None,
         owner: str | None = None,
+        first_turn: FirstTurn | None = None,
     ) -> Session:
         """Insert a new session; ``working_dir`` must already be the resolved absolute path.
 
         With ``lease`` (from :meth:`new_lease`) the session is inserted busy, held by that
-        lease: its first turn is guarded like any other, without a second write.
+        lease: its first turn is guarded like any other, without a second write. With
+        ``first_turn`` it is inserted under that turn's id with the turn already counted.
         """
-        if not isinstance(backend, str) or not backend.strip():
-            raise InvalidRequest("backend must be a non-empty string", field="backend")
-        if not isinstance(working_dir, str) or not os.path.isabs(working_dir):
-            raise InvalidRequest(
-                f"working_dir must be an absolute path, got {working_dir!r}", field="working_dir"
-            )
-        if not isinstance(initial_prompt, str):
-            raise InvalidRequest("initial_prompt must be a string", field="initial_prompt")
-        if parent_id is not None and (
-            not isinstance(parent_id, str) or not ID_RE.fullmatch(parent_id)
-        ):
-            raise InvalidRequest(
-                "parent_id must be a full 32-character session id", field="parent_id"
-            )
-        tag_list = check_tags(tags)
-        meta_json = dump_metadata(metadata)
         now = self._clock()
-        session = Session(
-            id=uuid.uuid4().hex,
-            backend=backend.strip(),
-            backend_session_id=check_optional_str(backend_session_id, "backend_session_id"),
-            created_at=utc_timestamp(now),
-            last_used=utc_timestamp(now),
-            working_dir=working_dir,
-            model=check_optional_str(model, "model"),
-            initial_prompt=initial_prompt,
-            title=derive_title(initial_prompt),
-            status=check_status(status),
-            turn_count=0,
-            token_usage=TokenUsage(),
-            tags=tag_list,
-            metadata=json.loads(meta_json),
-            error_message=None,
-            parent_id=parent_id,
-            owner=check_optional_str(owner, "owner"),
-        )
+        session = new_session(
+            now, backend=backend, working_dir=working_dir, model=model,
+            initial_prompt=initial_prompt, tags=tags, metadata=metadata, parent_id=parent_id,
+            status=status, backend_session_id=backend_session_id, owner=owner,
+            first_turn=first_turn)
+        tag_list = session.tags
         row = list(session_to_row(session))
         row[3] = row[4] = now  # keep full precision, not the millisecond string
         if lease is not None:
