@@ -307,13 +307,14 @@ def request_id() -> str:
     """This request's id: a sane client-supplied ``X-Request-ID``, else a fresh one."""
     rid = g.get("request_id")
     if rid is None:
-        supplied = request.headers.get("X-Request-ID", "")
-        if _REQUEST_ID_RE.fullmatch(supplied):
-            rid = supplied
-        else:
-            rid = uuid.uuid4().hex
-        g.request_id = rid
+        rid = g.request_id = choose_request_id(request.headers.get("X-Request-ID", ""))
     return rid
+
+
+def choose_request_id(supplied: str) -> str:
+    """The client's ``X-Request-ID`` when it is sane (short, no spaces or quotes), else a
+    fresh one: the id is echoed in a header and written to logs."""
+    return supplied if _REQUEST_ID_RE.fullmatch(supplied) else uuid.uuid4().hex
 
 
 def native_error_body(err: ApiError) -> dict[str, Any]:
