@@ -318,7 +318,7 @@ class StoreConfig:
                               "the server threads; see docs/deployment.md).",
                               check=between(1, 1000))
     pool_timeout_secs: int = _key(10, "PostgreSQL: how long a request waits for a free "
-                                  "connection before it fails with a store error.",
+                                  "connection before it fails with store_unavailable (503).",
                                   check=between(1, 600))
     connect_timeout_secs: int = _key(5, "PostgreSQL: how long opening one connection may take.",
                                      check=between(1, 120))

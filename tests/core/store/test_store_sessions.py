@@ -7,6 +7,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -16,7 +17,14 @@ from pathlib import Path
 import pytest
 from support.stores import FakeClock, open_at, sql
 
-from clinvk.core.errors import AmbiguousPrefix, InvalidRequest, NotFound, SessionBusy, StoreError
+from clinvk.core.errors import (
+    AmbiguousPrefix,
+    InvalidRequest,
+    NotFound,
+    SessionBusy,
+    StoreError,
+    StoreUnavailable,
+)
 from clinvk.core.events import TokenUsage, utc_timestamp
 from clinvk.core.store import (
     STATUSES,
@@ -958,6 +966,26 @@ def test_store_error_path_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as exc:
         SqliteStore(tmp_path / "sessions.db")
     assert str(tmp_path / "sessions.db") in str(exc.value)
+
+
+def test_a_store_file_that_cannot_be_opened_any_more_is_unavailable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gone" / "sessions.db")
+    store.create(backend="claude", working_dir="/w")
+    shutil.rmtree(tmp_path / "gone")  # an unmounted volume, a removed state dir
+    failure: list[BaseException] = []
+
+    def fresh_thread() -> None:  # a new thread opens its own connection
+        try:
+            store.count()
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=fresh_thread)
+    worker.start()
+    worker.join()
+    assert isinstance(failure[0], StoreUnavailable), failure
+    assert failure[0].code == "store_unavailable" and "sessions.db" in str(failure[0])
+    store.close()
 
 
 def test_store_error_corrupt_file(tmp_path: Path) -> None:
