@@ -34,6 +34,7 @@ from clinvk.core.store import (
     default_store_path,
     derive_title,
 )
+from clinvk.core.store.keeper import LeaseKeeper
 from clinvk.core.store.migrations import latest_version
 from clinvk.core.store.sqlite import SqliteStore
 from clinvk.core.types import StoreDialect
@@ -764,6 +765,50 @@ def test_busy_default_ttl_is_one_hour(store: Store, clock: FakeClock) -> None:
     assert lease.expires_at == clock.now + 3600
     clock.advance(3601)
     store.busy(s.id).acquire()
+
+
+def test_the_keeper_renews_a_held_lease_until_its_holder_stops(store: Store,
+                                                                clock: FakeClock) -> None:
+    """The heartbeat: a short lease stays held while its keeper renews it; once the holder
+    stops renewing (it died on another machine, froze), any claimant gets the session
+    within the ttl."""
+    s = store.create(backend="claude", working_dir=WD)
+    ticks = FakeClock(0.0)
+    keeper = LeaseKeeper(clock=ticks)
+    lease = store.busy(s.id, ttl_seconds=30).acquire()
+    keeper.keep(lease)
+    for _ in range(10):  # five minutes of a long turn, ten times the ttl
+        clock.advance(10)
+        ticks.advance(10)
+        keeper.tick()
+        with pytest.raises(SessionBusy):
+            store.busy(s.id).acquire()
+    keeper.drop(lease)  # the holder is gone: nobody renews
+    clock.advance(29)
+    with pytest.raises(SessionBusy):
+        store.busy(s.id).acquire()
+    clock.advance(2)
+    taker = store.busy(s.id, ttl_seconds=30).acquire()
+    keeper.keep(lease)  # even a holder that comes back cannot renew a lease it lost
+    ticks.advance(10)
+    keeper.tick()
+    assert keeper.held() == 0 and not lease.held
+    with pytest.raises(SessionBusy):
+        store.busy(s.id).acquire()
+    taker.release()
+
+
+def test_the_keeper_forgets_released_leases(store: Store, clock: FakeClock) -> None:
+    s = store.create(backend="claude", working_dir=WD)
+    ticks = FakeClock(0.0)
+    keeper = LeaseKeeper(clock=ticks)
+    lease = store.busy(s.id, ttl_seconds=30).acquire()
+    keeper.keep(lease)
+    store.record_turn(s.id, release=lease)  # the turn's write gives the lease back
+    ticks.advance(10)
+    keeper.tick()
+    assert keeper.held() == 0
+    store.busy(s.id).acquire().release()  # and nothing renewed it behind the new holder
 
 
 def _hold_lease(path: str, sid: str, ttl: float, held, release, crash: bool) -> None:
