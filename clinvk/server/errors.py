@@ -40,6 +40,7 @@ from clinvk.core.errors import (
     Saturated,
     SessionBusy,
     StoreError,
+    StoreUnavailable,
 )
 from clinvk.server.responses import envelope_enabled, json_response
 
@@ -71,6 +72,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "server_saturated": 503,
     "broker_unavailable": 503,
     "host_unavailable": 503,
+    "store_unavailable": 503,
     "run_cancelled": 503,
     "backend_timeout": 504,
 }
@@ -88,9 +90,12 @@ _STATUS_BY_CLASS: tuple[tuple[type[ClinvkError], int], ...] = (
 )
 
 # Codes whose message may leak server internals (paths, SQL): replaced for the client.
-INTERNAL_CODES = frozenset({"store_error", "config_error", "internal_error"})
+INTERNAL_CODES = frozenset({"store_error", "store_unavailable", "config_error",
+                            "internal_error"})
 
 RETRY_AFTER_UNAVAILABLE = 30
+STORE_UNAVAILABLE_MESSAGE = ("the session store cannot be reached right now (sessions, jobs "
+                             "and keys live there); try again shortly")
 
 
 @dataclasses.dataclass
@@ -147,6 +152,11 @@ def _status_for(exc: ClinvkError) -> int:
 
 def from_clinvk(exc: ClinvkError) -> ApiError:
     status = _status_for(exc)
+    if isinstance(exc, StoreUnavailable):
+        # The cause names the database: logged, never sent; the client learns to retry.
+        log.warning("request %s: %s", request_id(), exc.message)
+        return ApiError(503, exc.code, STORE_UNAVAILABLE_MESSAGE,
+                        headers={"Retry-After": str(max(1, int(exc.retry_after)))})
     if status == 500:
         log.error("request %s failed: %s: %s", request_id(), exc.code, exc.message)
         return ApiError(500, exc.code if exc.code in INTERNAL_CODES else "internal_error",
@@ -169,6 +179,8 @@ def internal_message(exc: ClinvkError) -> str:
 
 
 def _internal_message(code: str) -> str:
+    if code == "store_unavailable":
+        return STORE_UNAVAILABLE_MESSAGE
     if code == "store_error":
         return "the session store is not usable right now; see the server log"
     if code == "config_error":

@@ -18,7 +18,7 @@ from flask import Response, current_app
 from flask.views import MethodView
 
 from clinvk import __version__
-from clinvk.core.errors import ClinvkError
+from clinvk.core.errors import ClinvkError, StoreUnavailable
 from clinvk.core.types import BrokerState, HealthStatus
 from clinvk.server.gateway import Gateway, current_gateway
 from clinvk.server.native.schemas import HealthSchema
@@ -57,15 +57,23 @@ def health_report(gw: Gateway) -> tuple[dict[str, Any], int]:
     backends = [{"name": b.name, "available": runner.available(b)} for b in gw.engine.registry]
     execution = runner.status()
     store: dict[str, Any]
+    outage = False
     try:
         store = {"available": True, "session_count": gw.store.count()}
+    except StoreUnavailable as exc:
+        # Shared by every gateway: taking them all out of the balancer would answer
+        # nobody; the gateway stays in and its routes answer 503 store_unavailable.
+        current_app.logger.warning("health: session store unreachable: %s", exc.message)
+        outage = True
+        store = {"available": False, "session_count": None,
+                 "error": "the session store cannot be reached right now"}
     except ClinvkError as exc:
         log.error("health: session store unusable: %s", exc.message)
         store = {"available": False, "session_count": None,
                  "error": "the session store cannot be read; see the server log"}
-    if not store["available"]:
+    if not store["available"] and not outage:
         status = HealthStatus.UNHEALTHY
-    elif not any(b["available"] for b in backends):
+    elif outage or not any(b["available"] for b in backends):
         status = HealthStatus.DEGRADED
     else:
         status = HealthStatus.OK
