@@ -63,7 +63,7 @@ def health_report(gw: Gateway) -> tuple[dict[str, Any], int]:
     except StoreUnavailable as exc:
         # Shared by every gateway: taking them all out of the balancer would answer
         # nobody; the gateway stays in and its routes answer 503 store_unavailable.
-        current_app.logger.warning("health: session store unreachable: %s", exc.message)
+        log.warning("health: session store unreachable: %s", exc.message)
         outage = True
         store = {"available": False, "session_count": None,
                  "error": "the session store cannot be reached right now"}

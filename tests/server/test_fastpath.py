@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.stores import BrokenStore
+from support.stores import BrokenStore, UnreachableStore
 
 HEADERS_OF_THE_ROUTE = {"Content-Type", "Content-Length", "Cache-Control", "X-Request-ID"}
 
@@ -69,6 +69,16 @@ def test_unhealthy_store_is_503_on_the_short_path_too(app_factory) -> None:
     assert seen == [] and resp.status == "503 SERVICE UNAVAILABLE"
     body = resp.get_json()
     assert body["status"] == "unhealthy" and body["session_store"]["available"] is False
+
+
+def test_store_outage_is_degraded_on_the_short_path(app_factory) -> None:
+    app = app_factory(store=UnreachableStore())
+    seen = flask_calls(app)
+    resp = app.test_client().get("/health")
+    assert seen == [] and resp.status_code == 200
+    body = resp.get_json()
+    assert body["status"] == "degraded" and body["session_store"]["available"] is False
+    assert "db.internal" not in resp.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("request_kw", [

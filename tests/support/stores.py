@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clinvk.core.errors import StoreError
+from clinvk.core.errors import StoreError, StoreUnavailable
 
 
 class BrokenStore:
@@ -19,5 +19,15 @@ class BrokenStore:
     def __getattr__(self, name: str):
         def fail(*args, **kwargs):
             raise StoreError("disk I/O error at /secret/path/sessions.db")
+
+        return fail
+
+
+class UnreachableStore(BrokenStore):
+    """A store that cannot be reached right now (a shared database down)."""
+
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
+            raise StoreUnavailable("connection refused to db.internal:5432")
 
         return fail
