@@ -243,10 +243,18 @@ def run_server(
     workers: int | None = None,
     threads: int | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; exits the process (0 after a clean stop).
+    """Serve until SIGINT/SIGTERM; exits the process (0 after a clean stop)."""
+    settings = prepare_master(config, host=host, port=port, workers=workers, threads=threads)
+    GatewayServer(config, settings).run()
+
+
+def prepare_master(config: Config, **overrides: Any) -> dict[str, Any]:
+    """What the master does before gunicorn starts, for ``clinvk serve`` and
+    ``gunicorn -c gunicorn.conf.py`` alike; returns the gunicorn settings.
 
     The session store is opened once up front so that an unusable store is a clear error
-    here rather than a worker that fails to boot.
+    here rather than a worker that fails to boot; backends a killed server left running
+    are stopped; with several workers the app's modules are loaded to be shared.
     """
     check_store(config)
     configure_logging(config)
@@ -254,10 +262,10 @@ def run_server(
     if killed:
         logging.getLogger("clinvk.server").warning(
             "killed %d backend process group(s) left running by a previous server", killed)
-    settings = gunicorn_settings(config, host=host, port=port, workers=workers, threads=threads)
+    settings = gunicorn_settings(config, **overrides)
     if settings["workers"] > 1:
         share_app_code()
-    GatewayServer(config, settings).run()
+    return settings
 
 
 def check_store(config: Config) -> None:
