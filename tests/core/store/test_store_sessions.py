@@ -1089,7 +1089,7 @@ def test_a_schema_v2_database_migrates_to_the_job_tables(tmp_path, jobs_tables_p
     store = SqliteStore(path)
     assert store.get("a" * 32).backend == "claude"
     assert store.count() == 1
-    assert store.jobs.list(owner=None, sees_all=True) == []
+    assert store.jobs.list(owner=None, sees_all=True).records == []
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
