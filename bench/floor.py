@@ -15,25 +15,31 @@ The fake CLI is a C program built here that prints the recorded ``claude -p --ou
 stream-json --verbose --include-partial-messages`` output (tests/fixtures/real_cli) with a
 fresh session id, so the run costs what a process start costs and nothing else.
 
-For each route it prints requests/s and the worker's CPU per request (utime+stime from
-``/proc/<worker>/stat``, the spawned CLIs excluded) for both servers and the ratio
-clinvk / floor. ``--write`` puts the table into docs/performance.md between the
-``floor`` markers.
+Both servers run at once and take turns: each route gets ``--rounds`` rounds, and a
+round loads the floor, then clinvk, for ``--duration / --rounds`` seconds each, so a
+machine whose speed drifts (a shared VM does, by 1.5x within an hour) moves both sides
+alike. For each route it prints the medians over the rounds of requests/s and of the
+worker's CPU per request (utime+stime from ``/proc/<worker>/stat``, the spawned CLIs
+excluded), and the median of the rounds' ratios clinvk / floor. ``--write`` puts the table
+into docs/performance.md between the ``floor`` markers.
 
-    python3 bench/floor.py [--duration 10] [--write]
+    python3 bench/floor.py [--duration 10] [--rounds 5] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -162,7 +168,7 @@ def wrk(port: int, path: str, body: dict | None, duration: int, root: Path) -> f
 
 def measure(port: int, worker: int, path: str, body: dict | None, duration: int,
             root: Path) -> tuple[float, float]:
-    wrk(port, path, body, 2, root)  # warm-up: imports, caches, first spawns
+    """Requests/s and the worker's CPU µs per request over ``duration`` seconds of load."""
     cpu = cpu_seconds(worker)
     rps = wrk(port, path, body, duration, root)
     per_request = (cpu_seconds(worker) - cpu) / (rps * duration)
@@ -174,48 +180,68 @@ ROUTES = (("GET /health", "/health", None),
           ("POST /api/v1/prompt", "/api/v1/prompt", PROMPT),
           ("POST /openai/v1/chat/completions", "/openai/v1/chat/completions", CHAT))
 
+SIDES = ("floor", "clinvk")
+Sample = tuple[float, float]  # requests/s, CPU µs per request
+Row = tuple[str, list[Sample], list[Sample]]  # route, floor rounds, clinvk rounds
 
-Row = tuple[str, tuple[float, float], tuple[float, float]]  # route, floor, clinvk (rps, µs)
+
+@contextlib.contextmanager
+def floor_server(root: Path, env: dict[str, str], fake: Path) -> Iterator[tuple[int, int]]:
+    """The floor app on gunicorn: (port, worker pid)."""
+    (root / "floor_app.py").write_text(FLOOR_APP)
+    floor_env = {**env, "FLOOR_FAKE": str(fake),
+                 "FLOOR_DB": str(root / "clinvk-home/sessions.db")}
+    proc, port = gunicorn("floor_app:app", root, floor_env)
+    try:
+        yield port, worker_of(proc.pid)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait()
 
 
-def run(duration: int, only: str | None = None,
+def run(duration: int, rounds: int, only: str | None = None,
         server: dict[str, object] | None = None) -> list[Row]:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install -y wrk")
+    slice_secs = max(1, duration // rounds)
     with tempfile.TemporaryDirectory(prefix="clinvk-floor-") as tmp:
         root = Path(tmp)
         env = bench_env(root)
         fake = build_fake(root)
         config = {"backends": {"claude": {"command": str(fake)}},
                   "server": {"max_concurrent_runs": 64, **(server or {})}}
-        results: dict[str, dict[str, tuple[float, float]]] = {}
+        rows: list[Row] = []
         routes = [r for r in ROUTES if only is None or only in r[0]]
-        with Server(root, env, config, name="clinvk") as server:
-            worker = server.worker_pids()[0]
-            # prompts first: the sessions they leave are what both lists return
-            for label, path, body in sorted(routes, key=lambda r: r[2] is None):
-                results.setdefault(label, {})["clinvk"] = measure(
-                    server.port, worker, path, body, duration, root)
-        (root / "floor_app.py").write_text(FLOOR_APP)
-        floor_env = {**env, "FLOOR_FAKE": str(fake),
-                     "FLOOR_DB": str(root / "clinvk-home/sessions.db")}
-        proc, port = gunicorn("floor_app:app", root, floor_env)
-        try:
-            worker = worker_of(proc.pid)
-            for label, path, body in routes:
-                results[label]["floor"] = measure(port, worker, path, body, duration, root)
-        finally:
-            os.killpg(proc.pid, 15)
-            proc.wait()
-    return [(label, results[label]["floor"], results[label]["clinvk"]) for label, *_ in routes]
+        with Server(root, env, config, name="clinvk") as clinvk:
+            # clinvk's store exists now; the floor's session list reads it
+            with floor_server(root, env, fake) as floor:
+                targets = {"floor": floor, "clinvk": (clinvk.port, clinvk.worker_pids()[0])}
+                # prompts first: the sessions they leave are what both lists return
+                for label, path, body in sorted(routes, key=lambda r: r[2] is None):
+                    samples: dict[str, list[Sample]] = {side: [] for side in SIDES}
+                    for port, _ in targets.values():  # warm-up: imports, caches, spawns
+                        wrk(port, path, body, 2, root)
+                    for _ in range(rounds):
+                        for side in SIDES:
+                            port, worker = targets[side]
+                            samples[side].append(
+                                measure(port, worker, path, body, slice_secs, root))
+                    rows.append((label, samples["floor"], samples["clinvk"]))
+    order = [label for label, *_ in routes]
+    return sorted(rows, key=lambda row: order.index(row[0]))
 
 
 def table(rows: list[Row]) -> str:
     lines = ["| route | floor req/s | clinvk req/s | rps ratio | floor CPU µs/req | "
              "clinvk CPU µs/req | CPU ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, (frps, fcpu), (crps, ccpu) in rows:
-        lines.append(f"| `{label}` | {frps:,.0f} | {crps:,.0f} | {crps / frps:.2f} | "
-                     f"{fcpu:,.0f} | {ccpu:,.0f} | {ccpu / fcpu:.2f} |")
+    median = statistics.median
+    for label, floor, clinvk in rows:
+        rps_ratio = median(c[0] / f[0] for f, c in zip(floor, clinvk, strict=True))
+        cpu_ratio = median(c[1] / f[1] for f, c in zip(floor, clinvk, strict=True))
+        lines.append(f"| `{label}` | {median(f[0] for f in floor):,.0f} | "
+                     f"{median(c[0] for c in clinvk):,.0f} | {rps_ratio:.2f} | "
+                     f"{median(f[1] for f in floor):,.0f} | "
+                     f"{median(c[1] for c in clinvk):,.0f} | {cpu_ratio:.2f} |")
     return "\n".join(lines)
 
 
@@ -227,7 +253,10 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load per route")
+    parser.add_argument("--duration", type=int, default=10,
+                        help="seconds of load per route and server")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="turns the servers take within each route's duration")
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     parser.add_argument("--only", help="only the routes whose label contains this text")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
@@ -238,8 +267,9 @@ def main() -> None:
     if args.write and (args.only or args.set):
         parser.error("--write needs every route on the defaults")
     load = os.getloadavg()[0]
-    rows = run(args.duration, args.only, server)
-    text = (f"wrk -t2 -c16, {args.duration} s per route, load average at start {load:.2f}, "
+    rows = run(args.duration, args.rounds, args.only, server)
+    text = (f"wrk -t2 -c16, {args.duration} s per route and server in {args.rounds} "
+            f"alternating rounds (medians), load average at start {load:.2f}, "
             f"{time.strftime('%Y-%m-%d')}\n\n" + table(rows))
     print(text)
     if args.write:

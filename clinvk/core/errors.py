@@ -92,6 +92,20 @@ class StoreError(ClinvkError):
     code = "store_error"
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached at all right now (PostgreSQL down or unreachable, the
+    SQLite file cannot be opened or read): a transient outage, worth retrying later.
+
+    ``message`` is for the server log (it names the database); clients get a fixed text.
+    """
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
 class JobQueueFull(Saturated):
     """The server's queue of waiting jobs is at its cap (server.jobs_max_queued)."""
 

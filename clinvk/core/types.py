@@ -93,8 +93,8 @@ class HealthStatus(StrEnum):
     """The gateway's overall state as ``/health`` reports it."""
 
     OK = "ok"
-    DEGRADED = "degraded"  # serving, but no backend is installed or the broker is unreachable
-    UNHEALTHY = "unhealthy"  # the session store cannot be read (503)
+    DEGRADED = "degraded"  # serving, but no backend installed or broker/store unreachable
+    UNHEALTHY = "unhealthy"  # the session store is unusable here (corrupt, too new: 503)
 
 
 class BrokerState(StrEnum):

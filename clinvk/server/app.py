@@ -53,6 +53,7 @@ PLAIN_BLUEPRINTS: list[str] = [
 EXTENSIONS: list[str] = [
     "clinvk.server.observability:init_app",  # first: it also times what security refuses
     "clinvk.server.security:init_app",
+    "clinvk.server.fastpath:init_app",  # last: /health in front of all of the above
 ]
 
 API_DESCRIPTION = (

@@ -40,6 +40,7 @@ from clinvk.core.errors import (
     Saturated,
     SessionBusy,
     StoreError,
+    StoreUnavailable,
 )
 from clinvk.server.responses import envelope_enabled, json_response
 
@@ -71,6 +72,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "server_saturated": 503,
     "broker_unavailable": 503,
     "host_unavailable": 503,
+    "store_unavailable": 503,
     "run_cancelled": 503,
     "backend_timeout": 504,
 }
@@ -88,9 +90,12 @@ _STATUS_BY_CLASS: tuple[tuple[type[ClinvkError], int], ...] = (
 )
 
 # Codes whose message may leak server internals (paths, SQL): replaced for the client.
-INTERNAL_CODES = frozenset({"store_error", "config_error", "internal_error"})
+INTERNAL_CODES = frozenset({"store_error", "store_unavailable", "config_error",
+                            "internal_error"})
 
 RETRY_AFTER_UNAVAILABLE = 30
+STORE_UNAVAILABLE_MESSAGE = ("the session store cannot be reached right now (sessions, jobs "
+                             "and keys live there); try again shortly")
 
 
 @dataclasses.dataclass
@@ -147,6 +152,11 @@ def _status_for(exc: ClinvkError) -> int:
 
 def from_clinvk(exc: ClinvkError) -> ApiError:
     status = _status_for(exc)
+    if isinstance(exc, StoreUnavailable):
+        # The cause names the database: logged, never sent; the client learns to retry.
+        log.warning("request %s: %s", request_id(), exc.message)
+        return ApiError(503, exc.code, STORE_UNAVAILABLE_MESSAGE,
+                        headers={"Retry-After": str(max(1, int(exc.retry_after)))})
     if status == 500:
         log.error("request %s failed: %s: %s", request_id(), exc.code, exc.message)
         return ApiError(500, exc.code if exc.code in INTERNAL_CODES else "internal_error",
@@ -169,6 +179,8 @@ def internal_message(exc: ClinvkError) -> str:
 
 
 def _internal_message(code: str) -> str:
+    if code == "store_unavailable":
+        return STORE_UNAVAILABLE_MESSAGE
     if code == "store_error":
         return "the session store is not usable right now; see the server log"
     if code == "config_error":
@@ -307,13 +319,14 @@ def request_id() -> str:
     """This request's id: a sane client-supplied ``X-Request-ID``, else a fresh one."""
     rid = g.get("request_id")
     if rid is None:
-        supplied = request.headers.get("X-Request-ID", "")
-        if _REQUEST_ID_RE.fullmatch(supplied):
-            rid = supplied
-        else:
-            rid = uuid.uuid4().hex
-        g.request_id = rid
+        rid = g.request_id = choose_request_id(request.headers.get("X-Request-ID", ""))
     return rid
+
+
+def choose_request_id(supplied: str) -> str:
+    """The client's ``X-Request-ID`` when it is sane (short, no spaces or quotes), else a
+    fresh one: the id is echoed in a header and written to logs."""
+    return supplied if _REQUEST_ID_RE.fullmatch(supplied) else uuid.uuid4().hex
 
 
 def native_error_body(err: ApiError) -> dict[str, Any]:

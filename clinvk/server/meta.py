@@ -8,6 +8,7 @@ behind a reverse proxy that mounts the gateway under a path prefix.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ from flask import Response, current_app
 from flask.views import MethodView
 
 from clinvk import __version__
-from clinvk.core.errors import ClinvkError
+from clinvk.core.errors import ClinvkError, StoreUnavailable
 from clinvk.core.types import BrokerState, HealthStatus
-from clinvk.server.gateway import current_gateway
+from clinvk.server.gateway import Gateway, current_gateway
 from clinvk.server.native.schemas import HealthSchema
 from clinvk.server.parsing import Blueprint
 from clinvk.server.responses import json_response
@@ -27,7 +28,13 @@ from clinvk.server.responses import json_response
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_DIR = STATIC_DIR / "swagger-ui"
 
+log = logging.getLogger("clinvk.server")
+
 blp = Blueprint("meta", __name__, description="Health, OpenAPI document and API docs.")
+
+
+#: Probes and proxies must never answer ``/health`` from a cache.
+HEALTH_HEADERS = {"Cache-Control": "no-store"}
 
 
 def format_uptime(seconds: float) -> str:
@@ -42,22 +49,31 @@ def format_uptime(seconds: float) -> str:
     return f"{secs}s"
 
 
-def health_report() -> tuple[dict[str, Any], int]:
-    gw = current_gateway()
+def health_report(gw: Gateway) -> tuple[dict[str, Any], int]:
+    """The ``/health`` body (in HealthSchema's shape) and its status; needs no request, so
+    :mod:`clinvk.server.fastpath` can answer probes without the Flask stack."""
     uptime = time.monotonic() - gw.started
     runner = gw.engine.runner
     backends = [{"name": b.name, "available": runner.available(b)} for b in gw.engine.registry]
     execution = runner.status()
     store: dict[str, Any]
+    outage = False
     try:
         store = {"available": True, "session_count": gw.store.count()}
+    except StoreUnavailable as exc:
+        # Shared by every gateway: taking them all out of the balancer would answer
+        # nobody; the gateway stays in and its routes answer 503 store_unavailable.
+        log.warning("health: session store unreachable: %s", exc.message)
+        outage = True
+        store = {"available": False, "session_count": None,
+                 "error": "the session store cannot be reached right now"}
     except ClinvkError as exc:
-        current_app.logger.error("health: session store unusable: %s", exc.message)
+        log.error("health: session store unusable: %s", exc.message)
         store = {"available": False, "session_count": None,
                  "error": "the session store cannot be read; see the server log"}
-    if not store["available"]:
+    if not store["available"] and not outage:
         status = HealthStatus.UNHEALTHY
-    elif not any(b["available"] for b in backends):
+    elif outage or not any(b["available"] for b in backends):
         status = HealthStatus.DEGRADED
     else:
         status = HealthStatus.OK
@@ -73,7 +89,7 @@ def health_report() -> tuple[dict[str, Any], int]:
         body["execution"] = execution
         if execution.get("broker") != BrokerState.OK and status == HealthStatus.OK:
             body["status"] = HealthStatus.DEGRADED  # nothing can be queued until the broker is back
-    return body, 503 if status == HealthStatus.UNHEALTHY else 200  # in HealthSchema's shape
+    return body, 503 if status == HealthStatus.UNHEALTHY else 200
 
 
 @blp.route("/health")
@@ -84,10 +100,8 @@ class Health(MethodView):
     @blp.doc(operationId="healthCheck", summary="Health check", security=[])
     def get(self) -> Response:
         """Liveness and readiness: backends' availability and the session store (no scan)."""
-        body, status = health_report()
-        response = json_response(body, status)
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        body, status = health_report(current_gateway())
+        return json_response(body, status, HEALTH_HEADERS)
 
 
 def openapi_document() -> dict[str, Any]:

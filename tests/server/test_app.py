@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from support.fakes import FAKE_BIN, fake
+from support.stores import BrokenStore
 
-from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
 from clinvk.core.store import Session
 
@@ -263,22 +263,6 @@ def test_backend_not_installed_is_503_with_retry_after(app_factory, monkeypatch,
     resp = post(client, PROMPT, {"backend": "gemini", "prompt": "x"})
     assert_error(resp, 503, "backend_unavailable")
     assert int(resp.headers["Retry-After"]) > 0
-
-
-class BrokenStore:
-    """A store whose every call fails, as a corrupt or unreadable database would."""
-
-    path = Path("/nonexistent/sessions.db")
-
-    @property
-    def jobs(self):
-        raise StoreError("cannot open the job tables in /secret/path/sessions.db")
-
-    def __getattr__(self, name: str):
-        def fail(*args, **kwargs):
-            raise StoreError("disk I/O error at /secret/path/sessions.db")
-
-        return fail
 
 
 def test_store_failure_is_500_without_internals(app_factory) -> None:

@@ -137,56 +137,82 @@ def install_missing(wanted: set[str]) -> None:
         apt_install("postgresql")
 
 
-@contextlib.contextmanager
-def postgres_server(directory: Path) -> Iterator[str]:
-    """A private PostgreSQL cluster (trust auth, loopback only); yields its URL.
+class PostgresCluster:
+    """A private PostgreSQL cluster (trust auth, loopback only) that a test may stop and
+    start again on the same port and data (a store outage)."""
 
-    PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres``
-    system user that the Debian package creates.
-    """
-    bindir = Path(require(lambda: str(_postgres_bin() or "") or None, "postgresql"))
-    # The cluster gets its own directory right under the system temp dir: pytest's temp
-    # directories are private to root, and the postgres user must reach its data.
-    home = Path(tempfile.mkdtemp(prefix="clinvk-pg-"))
-    data = home / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(home, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "clinvk",
-                    "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                   check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
-    port = free_port()
-    log = directory / "postgres.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-             "-h", "127.0.0.1", "-k", str(home), "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
+    def __init__(self, directory: Path) -> None:
+        self.bindir = Path(require(lambda: str(_postgres_bin() or "") or None, "postgresql"))
+        # The cluster gets its own directory right under the system temp dir: pytest's temp
+        # directories are private to root, and the postgres user must reach its data.
+        self.home = Path(tempfile.mkdtemp(prefix="clinvk-pg-"))
+        self.data = self.home / "data"
+        self.log = directory / "postgres.log"
+        self.port = free_port()
+        self.url = f"postgresql://clinvk@127.0.0.1:{self.port}/clinvk"
+        self.proc: subprocess.Popen[bytes] | None = None
+        # PostgreSQL refuses to run as root, so as root the cluster belongs to the
+        # ``postgres`` system user that the Debian package creates.
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.as_user, str(self.bindir / "initdb"), "-D", str(self.data),
+                        "-U", "clinvk", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+                       check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
 
-    def ready() -> bool:
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [*self.as_user, str(self.bindir / "postgres"), "-D", str(self.data),
+                 "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.home),
+                 "-c", "fsync=off", "-c", "synchronous_commit=off",
+                 "-c", "full_page_writes=off", "-c", "max_connections=200"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        _wait_ready(self._ready, self.proc, self.log)
+
+    def _ready(self) -> bool:
         with socket.socket() as sock:
             sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
+            if sock.connect_ex(("127.0.0.1", self.port)) != 0:
                 return False
-        probe = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                               capture_output=True, check=False)
+        probe = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1",
+                                "-p", str(self.port)], capture_output=True, check=False)
         return probe.returncode == 0
 
-    try:
-        _wait_ready(ready, proc, log)
-        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
-                        "-U", "clinvk", "clinvk"], check=True, capture_output=True)
-        yield f"postgresql://clinvk@127.0.0.1:{port}/clinvk"
-    finally:
-        # Fast shutdown, sent to the whole group: runuser does not pass SIGINT on, and a
-        # postmaster left running would outlive the tests.
+    def stop(self) -> None:
+        """Fast shutdown, sent to the whole group: runuser does not pass SIGINT on, and a
+        postmaster left running would outlive the tests."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
         _stop(proc, signal.SIGINT)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # anything of the group still there
-        shutil.rmtree(home, ignore_errors=True)
+
+    def createdb(self, name: str) -> None:
+        subprocess.run([str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                        "-U", "clinvk", name], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def postgres_cluster(directory: Path) -> Iterator[PostgresCluster]:
+    """A started :class:`PostgresCluster` with database ``clinvk``, removed at the end."""
+    cluster = PostgresCluster(directory)
+    try:
+        cluster.start()
+        cluster.createdb("clinvk")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server(directory: Path) -> Iterator[str]:
+    """A private PostgreSQL cluster; yields its URL."""
+    with postgres_cluster(directory) as cluster:
+        yield cluster.url

@@ -9,6 +9,9 @@ The last test stops redis (broker outage).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -205,6 +208,53 @@ def test_killed_worker_loses_its_job_and_its_sessions_fail_fast(topo: Topology,
     assert wait_until(lambda: not pids_alive(pidfile), 10), f"orphan {cli_pid} survived"
     assert topo.prompt("back", session_id=session).json()["data"]["output"] == \
         "Hello from stub (turn 2)"
+
+
+LEASE_TIMEOUT = 4
+
+
+def test_a_frozen_gateways_session_takes_a_new_turn_within_the_lease_timeout(
+        topo: Topology, server_factory, tmp_path: Path) -> None:
+    """A gateway stopped dead mid-turn (SIGSTOP: its pid still exists, as a holder on
+    another machine whose pid nobody here can judge) stops renewing its turn lease; the
+    session takes a turn from another gateway within ``session.lease_timeout_secs``."""
+    frozen = server_factory({
+        "execution": {"mode": "celery", "broker_url": topo.broker_url, "heartbeat_secs": 1,
+                      "lost_after_secs": LOST_AFTER},
+        "session": {"lease_timeout_secs": LEASE_TIMEOUT},
+        "store": {"url": topo.store_url},
+    })
+    sid = topo.prompt(f"leased {marker()}").json()["data"]["session_id"]
+    pidfile = tmp_path / "pids"
+
+    def long_turn() -> None:
+        with contextlib.suppress(requests.RequestException):
+            requests.post(frozen.url(PROMPT), timeout=LEASE_TIMEOUT * 4, json={
+                "prompt": fake("long turn", hang=True, pidfile=str(pidfile)),
+                "session_id": sid, "workdir": str(topo.workdir)})
+
+    turn = threading.Thread(target=long_turn, daemon=True)
+    turn.start()
+    try:
+        assert wait_until(lambda: len(pids_alive(pidfile)) == 1, 20), "the turn never started"
+        time.sleep(LEASE_TIMEOUT)  # renewed meanwhile: a long turn keeps its session
+        assert topo.prompt("meanwhile", session_id=sid).status_code == 409
+        os.killpg(frozen.proc.pid, signal.SIGSTOP)  # master and both workers
+        frozen_at = time.monotonic()
+        codes: list[int] = []
+
+        def accepted() -> bool:
+            codes.append(topo.prompt(f"after {marker()}", session_id=sid).status_code)
+            return codes[-1] == 200
+
+        assert wait_until(accepted, LEASE_TIMEOUT + 10, interval=0.5), codes
+        waited = time.monotonic() - frozen_at
+        assert waited < LEASE_TIMEOUT + 3, (waited, codes)
+        assert set(codes[:-1]) <= {409}, codes
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(frozen.proc.pid, signal.SIGKILL)
+        turn.join(10)
 
 
 def test_rate_limits_hold_across_two_gateways(topo: Topology, server_factory) -> None:

@@ -250,6 +250,9 @@ class SessionConfig:
     store_token_usage: bool = _key(True, "Accumulate token usage in the session record.")
     usage_retention_days: int = _key(90, "Usage ledger rows older than this are deleted "
                                          "(0 = keep forever).", check=at_least(0))
+    lease_timeout_secs: int = _key(30, "A running turn's session lease is renewed every third "
+                                   "of this; one not renewed this long is free for any "
+                                   "gateway.", check=between(3, 86_400))
 
 
 @dataclass(frozen=True)
@@ -318,7 +321,7 @@ class StoreConfig:
                               "the server threads; see docs/deployment.md).",
                               check=between(1, 1000))
     pool_timeout_secs: int = _key(10, "PostgreSQL: how long a request waits for a free "
-                                  "connection before it fails with a store error.",
+                                  "connection before it fails with store_unavailable (503).",
                                   check=between(1, 600))
     connect_timeout_secs: int = _key(5, "PostgreSQL: how long opening one connection may take.",
                                      check=between(1, 120))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from clinvk.core.errors import StoreError
 from clinvk.core.events import TokenUsage
+from clinvk.core.store.keeper import LEASE_KEEPER
 from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
     from clinvk.core.engine.base import Engine
     from clinvk.core.engine.requests import PreparedRun, RunResult
     from clinvk.core.store import Session, SessionLease
-
-# How long the lease outlives the longest a run may take, so it never expires mid-run.
-_LEASE_MARGIN_SECS = 60
-_UNLIMITED_RUN_SECS = 24 * 3600
 
 
 class TurnRecorder:
@@ -38,7 +35,9 @@ class TurnRecorder:
         self._early: tuple[TokenUsage | None, str | None, str | None] | None = None
 
     def _lease_ttl(self) -> float:
-        return (self.prepared.timeout or _UNLIMITED_RUN_SECS) + _LEASE_MARGIN_SECS
+        """Short, and renewed by the process's keeper while the turn runs: a holder that
+        dies or freezes frees its session within this bound (docs/sessions.md)."""
+        return float(self.engine.config.session.lease_timeout_secs)
 
     def claim(self) -> None:
         """Take the busy lease of the session being continued (``SessionBusy`` if held)."""
@@ -47,11 +46,13 @@ class TurnRecorder:
             lease = store.busy(self.session.id, ttl_seconds=self._lease_ttl())
             lease.__enter__()
             self._lease = lease
+            LEASE_KEEPER.keep(lease)
 
     def release(self) -> None:
         """Give the lease back (idempotent; a recorded turn has given it back already)."""
         if self._lease is not None:
             lease, self._lease = self._lease, None
+            LEASE_KEEPER.drop(lease)
             lease.__exit__(None, None, None)
 
     def open(self) -> str | None:
@@ -77,6 +78,8 @@ class TurnRecorder:
             status=SessionStatus.COMPLETED if req.dry_run else SessionStatus.ACTIVE,
             lease=self._lease,
         )
+        if self._lease is not None:
+            LEASE_KEEPER.keep(self._lease)
         self.engine.hooks.session_created(prepared.backend.name)
         return self.session.id
 

@@ -71,6 +71,7 @@ def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
         PostgresStore(url)
     assert "127.0.0.1" in str(exc.value) and "hunter2" not in str(exc.value)
     assert exc.value.details["url"] == "postgresql://clinvk:***@127.0.0.1:1/clinvk"
+    assert exc.value.code == "store_unavailable"  # an outage: the edges answer 503
 
 
 def test_a_busy_pool_fails_after_its_timeout(postgres_url: str) -> None:

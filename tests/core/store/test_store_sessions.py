@@ -7,6 +7,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -16,7 +17,14 @@ from pathlib import Path
 import pytest
 from support.stores import FakeClock, open_at, sql
 
-from clinvk.core.errors import AmbiguousPrefix, InvalidRequest, NotFound, SessionBusy, StoreError
+from clinvk.core.errors import (
+    AmbiguousPrefix,
+    InvalidRequest,
+    NotFound,
+    SessionBusy,
+    StoreError,
+    StoreUnavailable,
+)
 from clinvk.core.events import TokenUsage, utc_timestamp
 from clinvk.core.store import (
     STATUSES,
@@ -26,6 +34,7 @@ from clinvk.core.store import (
     default_store_path,
     derive_title,
 )
+from clinvk.core.store.keeper import LeaseKeeper
 from clinvk.core.store.migrations import latest_version
 from clinvk.core.store.sqlite import SqliteStore
 from clinvk.core.types import StoreDialect
@@ -780,6 +789,50 @@ def test_busy_default_ttl_is_one_hour(store: Store, clock: FakeClock) -> None:
     store.busy(s.id).acquire()
 
 
+def test_the_keeper_renews_a_held_lease_until_its_holder_stops(store: Store,
+                                                                clock: FakeClock) -> None:
+    """The heartbeat: a short lease stays held while its keeper renews it; once the holder
+    stops renewing (it died on another machine, froze), any claimant gets the session
+    within the ttl."""
+    s = store.create(backend="claude", working_dir=WD)
+    ticks = FakeClock(0.0)
+    keeper = LeaseKeeper(clock=ticks)
+    lease = store.busy(s.id, ttl_seconds=30).acquire()
+    keeper.keep(lease)
+    for _ in range(10):  # five minutes of a long turn, ten times the ttl
+        clock.advance(10)
+        ticks.advance(10)
+        keeper.tick()
+        with pytest.raises(SessionBusy):
+            store.busy(s.id).acquire()
+    keeper.drop(lease)  # the holder is gone: nobody renews
+    clock.advance(29)
+    with pytest.raises(SessionBusy):
+        store.busy(s.id).acquire()
+    clock.advance(2)
+    taker = store.busy(s.id, ttl_seconds=30).acquire()
+    keeper.keep(lease)  # even a holder that comes back cannot renew a lease it lost
+    ticks.advance(10)
+    keeper.tick()
+    assert keeper.held() == 0 and not lease.held
+    with pytest.raises(SessionBusy):
+        store.busy(s.id).acquire()
+    taker.release()
+
+
+def test_the_keeper_forgets_released_leases(store: Store, clock: FakeClock) -> None:
+    s = store.create(backend="claude", working_dir=WD)
+    ticks = FakeClock(0.0)
+    keeper = LeaseKeeper(clock=ticks)
+    lease = store.busy(s.id, ttl_seconds=30).acquire()
+    keeper.keep(lease)
+    store.record_turn(s.id, release=lease)  # the turn's write gives the lease back
+    ticks.advance(10)
+    keeper.tick()
+    assert keeper.held() == 0
+    store.busy(s.id).acquire().release()  # and nothing renewed it behind the new holder
+
+
 def _hold_lease(path: str, sid: str, ttl: float, held, release, crash: bool) -> None:
     store = open_at(path)
     lease = store.busy(sid, ttl_seconds=ttl).acquire()
@@ -980,6 +1033,26 @@ def test_store_error_path_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as exc:
         SqliteStore(tmp_path / "sessions.db")
     assert str(tmp_path / "sessions.db") in str(exc.value)
+
+
+def test_a_store_file_that_cannot_be_opened_any_more_is_unavailable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gone" / "sessions.db")
+    store.create(backend="claude", working_dir="/w")
+    shutil.rmtree(tmp_path / "gone")  # an unmounted volume, a removed state dir
+    failure: list[BaseException] = []
+
+    def fresh_thread() -> None:  # a new thread opens its own connection
+        try:
+            store.count()
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=fresh_thread)
+    worker.start()
+    worker.join()
+    assert isinstance(failure[0], StoreUnavailable), failure
+    assert failure[0].code == "store_unavailable" and "sessions.db" in str(failure[0])
+    store.close()
 
 
 def test_store_error_corrupt_file(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 from clinvk.core.config.checks import mask_url_password
-from clinvk.core.errors import StoreError
+from clinvk.core.errors import StoreError, StoreUnavailable
 from clinvk.core.store.migrations import latest_version, migrations
 from clinvk.core.store.pool import PoolSettings
 from clinvk.core.types import StoreDialect
@@ -43,6 +43,7 @@ T = TypeVar("T")
 #: Any constant works as long as every clinvk uses the same: it names "clinvk migrates".
 _MIGRATION_LOCK = 0x636C696E766B  # "clinvk"
 _ATTEMPTS = 3  # a deadlock victim is retried this often in all
+_RECONNECT_GIVE_UP_SECS = 5.0
 
 
 def redact(url: str) -> str:
@@ -84,6 +85,11 @@ def _shared_pool(url: str, settings: PoolSettings) -> ConnectionPool:
                 timeout=settings.timeout_secs, open=False, name="clinvk-store",
                 # a connection that died with a server restart is replaced, not handed out
                 check=ConnectionPool.check_connection,
+                # After an outage the pool's own retries back off exponentially (1, 2, 4,
+                # 8 ... s), so a database back after a minute would wait half a minute
+                # more; giving those retries up early instead lets the next request that
+                # finds the pool short open a connection at once.
+                reconnect_timeout=_RECONNECT_GIVE_UP_SECS,
                 kwargs={"connect_timeout": settings.connect_timeout_secs,
                         "application_name": application_name()})
             pool.open(wait=False)
@@ -128,6 +134,11 @@ class PostgresDatabase:
             details["sqlstate"] = sqlstate
         if sqlstate == "53100":  # disk_full: the edges tell the client so plainly
             details["reason"] = "disk_full"
+        elif isinstance(exc, psycopg.OperationalError):
+            # No connection (server down, unreachable, restarting, every pooled connection
+            # busy past pool_timeout_secs): an outage, answered 503 with Retry-After.
+            return StoreUnavailable(f"session store {self.shown}: cannot {action}: {exc}",
+                                    details=details)
         return StoreError(f"session store {self.shown}: cannot {action}: {exc}",
                           details=details)
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-from clinvk.core.errors import StoreError
+from clinvk.core.errors import StoreError, StoreUnavailable
 from clinvk.core.store.migrations import latest_version, migrations
 from clinvk.core.store.records import DEFAULT_BUSY_TIMEOUT
 from clinvk.core.types import StoreDialect
@@ -80,6 +80,11 @@ def split_script(script: str) -> list[str]:
     if pending.strip():
         raise ValueError(f"incomplete SQL statement at the end of a migration: {pending!r}")
     return statements
+
+
+#: Primary result codes that mean "the file cannot be reached right now" rather than "this
+#: store is broken": the request gets 503 ``store_unavailable`` instead of 500.
+_UNREADABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM})
 
 
 class SqliteDatabase:
@@ -175,6 +180,11 @@ class SqliteDatabase:
                 hint = " (the file is corrupt or not a clinvk session store)"
             elif "readonly" in text or "read-only" in text:
                 hint = " (the file or its directory is read-only)"
+            elif getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNREADABLE:
+                raise StoreUnavailable(
+                    f"session store {self.path}: cannot {action}: {exc} (the file cannot "
+                    "be opened or read: removed, permissions changed, or an I/O error)",
+                    details=details) from exc
             raise StoreError(
                 f"session store {self.path}: cannot {action}: {exc}{hint}",
                 details=details,
