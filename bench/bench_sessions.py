@@ -95,18 +95,19 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     return pcts(samples)
 
 
-def open_store(n: int, fresh: bool, seed: int) -> tuple[SqliteStore, dict[str, float]]:
+def open_store(n: int, fresh: bool, seed: int, directory: Path = RESULTS
+               ) -> tuple[SqliteStore, dict[str, float]]:
     """The cached store of ``n`` sessions, built (into a temporary file, then renamed) if
     missing. Returns it with build facts: build seconds (of the run that built it, kept
     next to the store; None if unknown), whether it was cached, size in MB."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"sessions-{n}.db"
-    facts_path = RESULTS / f"sessions-{n}.json"  # how long the cached store took to build
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"sessions-{n}.db"
+    facts_path = directory / f"sessions-{n}.json"  # how long the cached store took to build
     if fresh or not path.exists():
-        for stale in RESULTS.glob(f"sessions-{n}.db*"):
+        for stale in directory.glob(f"sessions-{n}.db*"):
             stale.unlink()
-        partial = RESULTS / f"sessions-{n}.building.db"
-        for stale in RESULTS.glob(f"sessions-{n}.building.db*"):
+        partial = directory / f"sessions-{n}.building.db"
+        for stale in directory.glob(f"sessions-{n}.building.db*"):
             stale.unlink()
         store = SqliteStore(partial)
         # Build only: a page cache big enough for every index (random ids and last_used
@@ -118,7 +119,7 @@ def open_store(n: int, fresh: bool, seed: int) -> tuple[SqliteStore, dict[str, f
         store._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         store.close()
         os.replace(partial, path)
-        for leftover in RESULTS.glob(f"sessions-{n}.building.db-*"):
+        for leftover in directory.glob(f"sessions-{n}.building.db-*"):
             leftover.unlink()
         facts_path.write_text(json.dumps({"build_seconds": seconds}))
         cached = False

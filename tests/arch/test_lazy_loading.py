@@ -56,3 +56,19 @@ def test_a_worker_loads_the_rate_limiter_only_when_limits_are_on(tmp_path: Path)
     assert "flask" in off and "flask_limiter" not in off and "limits" not in off
     on = _loaded(WORKER, tmp_path, "server:\n  rate_limit_enabled: true\n")
     assert "flask_limiter" in on and "limits" in on
+
+
+STORE_CHECK = """
+import json, sys
+from clinvk.core.config import load_config
+from clinvk.server.runtime import serve as runtime
+runtime.check_store(load_config())
+print(json.dumps(sorted(m for m in sys.modules if m.startswith({web}))))
+"""
+ENGINE = ("sqlite3", "clinvk.core.store.sqlite", "clinvk.core.engine", "clinvk.core.jobs")
+
+
+def test_the_master_checks_the_store_without_loading_it(tmp_path: Path) -> None:
+    code = STORE_CHECK.replace("{web}", repr(ENGINE))
+    assert _loaded(code, tmp_path) == []
+    assert (tmp_path / "sessions.db").stat().st_size > 0  # the child created and migrated it

@@ -157,6 +157,16 @@ def test_usage_and_config_errors_exit_2(cli: Cli):
     assert cli.runs() == []
 
 
+def test_serve_refuses_an_unusable_store_before_any_worker(cli: Cli):
+    """The store is checked (in a child of the master) before gunicorn starts: a corrupt
+    file is one clear line and exit 1, not a worker that keeps failing to boot."""
+    (cli.home / "sessions.db").write_bytes(b"not a database" * 400)
+    proc = cli("serve", "--port", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "session store" in proc.stderr and "not a database" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Booting worker" not in proc.stderr
+
+
 @pytest.mark.parametrize("args", [["x"], ["sessions", "list"], ["sessions", "clean"]])
 def test_a_missing_config_file_is_an_error_for_every_command(cli: Cli, args: list[str]):
     proc = cli("--config", str(cli.home / "nowhere.yaml"), *args)

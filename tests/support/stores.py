@@ -1,5 +1,5 @@
 """Store helpers for tests that run against every store implementation, and stand-in
-stores for failure tests (:class:`BrokenStore`, :class:`UnreachableStore`).
+stores for failure tests.
 
 A test names its store by a *location* (a SQLite file path or a PostgreSQL URL), opens it
 with :func:`open_at` (in any process) and reaches below the interface only through

@@ -7,7 +7,8 @@ from typing import Any
 
 from clinvk.core.types import JobKind, JobStatus
 
-__all__ = ["EVENTS_DROPPED", "JOB_END", "TASK_END", "Job", "JobKind", "JobStatus"]
+__all__ = ["EVENTS_DROPPED", "JOB_END", "TASK_END", "Job", "JobKind", "JobPage", "JobStatus",
+           "public_job"]
 
 
 #: Event types the job log adds to the run's unified events.
@@ -40,27 +41,51 @@ class Job:
     def to_dict(self, *, webhook: bool = True) -> dict[str, Any]:
         """The public job object (the request body and owner stay inside); ``webhook=False``
         leaves out the delivery record (the webhook's own payload)."""
-        data: dict[str, Any] = {
-            "id": self.id,
-            "kind": str(self.kind),
-            "status": str(self.status),
-            "backend": self.backend,
-            "session_id": self.session_id,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "events": self.last_sequence,
-        }
-        if self.error:
-            data["error"] = self.error
-        if self.result is not None:
-            data["result"] = self.result
-            usage = _usage_of(self.result)
-            if usage is not None:
-                data["usage"] = usage
-        if webhook and self.webhook is not None:
-            data["webhook"] = self.webhook
-        return data
+        return public_job(
+            job_id=self.id, kind=self.kind, status=self.status, backend=self.backend,
+            session_id=self.session_id, created_at=self.created_at,
+            started_at=self.started_at, finished_at=self.finished_at,
+            events=self.last_sequence, error=self.error, result=self.result,
+            webhook=self.webhook if webhook else None)
+
+
+@dataclass
+class JobPage:
+    """One page of a job listing: the public job objects, newest first, and the keyset
+    (created epoch, id) of the page's last job when more jobs follow it."""
+
+    records: list[dict[str, Any]]
+    next_key: tuple[float, str] | None = None
+
+
+def public_job(*, job_id: str, kind: str, status: str, backend: str | None,
+               session_id: str | None, created_at: str, started_at: str | None,
+               finished_at: str | None, events: int, error: str | None,
+               result: dict[str, Any] | None, webhook: dict[str, Any] | None
+               ) -> dict[str, Any]:
+    """The public job object from its values: what ``Job.to_dict`` returns, and what a
+    listing builds straight from a row without a ``Job`` in between."""
+    data: dict[str, Any] = {
+        "id": job_id,
+        "kind": str(kind),
+        "status": str(status),
+        "backend": backend,
+        "session_id": session_id,
+        "created_at": created_at,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "events": events,
+    }
+    if error:
+        data["error"] = error
+    if result is not None:
+        data["result"] = result
+        usage = _usage_of(result)
+        if usage is not None:
+            data["usage"] = usage
+    if webhook is not None:
+        data["webhook"] = webhook
+    return data
 
 
 def _usage_of(result: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from clinvk.core.store.records import FirstTurn, Session, SessionPage
 from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
-    from clinvk.core.jobs.model import Job, JobKind, JobStatus
+    from clinvk.core.jobs.model import Job, JobKind, JobPage, JobStatus
     from clinvk.core.jobs.responses import ResponseRecord
     from clinvk.core.usage.rows import UsageRow
 
@@ -54,9 +54,7 @@ class JobTable(Protocol):
 
     def list(self, *, owner: str | None, sees_all: bool, status: str | None = None,
              kind: str | None = None, backend: str | None = None, since: float | None = None,
-             before: tuple[float, str] | None = None, limit: int = 50) -> list[Job]: ...
-
-    def keyset(self, job_id: str) -> tuple[float, str] | None: ...
+             before: tuple[float, str] | None = None, limit: int = 50) -> JobPage: ...
 
     def claim(self, job_id: str, pid: int) -> bool: ...
 

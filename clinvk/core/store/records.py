@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,29 @@ class Session:
             "owner": self.owner,
         }
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Session:
+        """The session a :meth:`to_dict` record describes (the inverse of it)."""
+        return cls(
+            id=record["id"],
+            backend=record["backend"],
+            backend_session_id=record["backend_session_id"],
+            created_at=record["created_at"],
+            last_used=record["last_used"],
+            working_dir=record["working_dir"],
+            model=record["model"],
+            initial_prompt=record["initial_prompt"],
+            title=record["title"],
+            status=record["status"],
+            turn_count=record["turn_count"],
+            token_usage=TokenUsage.from_dict(record["token_usage"]),
+            tags=list(record["tags"]),
+            metadata=dict(record["metadata"]),
+            error_message=record["error_message"],
+            parent_id=record["parent_id"],
+            owner=record["owner"],
+        )
+
 
 @dataclass(frozen=True)
 class FirstTurn:
@@ -123,17 +147,27 @@ class FirstTurn:
 
 @dataclass
 class SessionPage:
-    """One page of a listing plus the total match count, for pagination UIs."""
+    """One page of a listing plus the total match count, for pagination UIs.
 
-    sessions: list[Session]
+    The page holds its sessions as JSON-ready records (:meth:`Session.to_dict` shape),
+    built straight from the store's rows: a listing over HTTP serialises them as they are,
+    without a :class:`Session` per row. ``sessions`` gives the objects when a caller wants
+    them (built once, on first use).
+    """
+
+    records: list[dict[str, Any]]
     total: int
     limit: int
     offset: int
     next_cursor: str | None = None  # the position after this page; None on the last page
 
+    @cached_property
+    def sessions(self) -> list[Session]:
+        return [Session.from_record(r) for r in self.records]
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "sessions": [s.to_dict() for s in self.sessions],
+            "sessions": [dict(r) for r in self.records],
             "total": self.total,
             "limit": self.limit,
             "offset": self.offset,

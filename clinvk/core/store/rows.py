@@ -15,7 +15,7 @@ from clinvk.core.events import TokenUsage, utc_timestamp
 from clinvk.core.store.checks import dump_metadata, epoch
 from clinvk.core.store.records import Session
 
-__all__ = ["COLUMNS", "row_to_session", "session_to_row"]
+__all__ = ["COLUMNS", "row_to_record", "row_to_session", "session_to_row"]
 
 COLUMNS = (
     "id",
@@ -40,6 +40,60 @@ COLUMNS = (
     "parent_id",
     "owner",
 )
+
+def row_to_record(row: Sequence[Any]) -> dict[str, Any]:
+    """The JSON-ready record of a row, the same dict as ``row_to_session(row).to_dict()``
+    built in one step: listings turn each row into the response's dict once."""
+    (
+        sid,
+        backend,
+        backend_session_id,
+        created_at,
+        last_used,
+        working_dir,
+        model,
+        initial_prompt,
+        title,
+        status,
+        turn_count,
+        input_tokens,
+        output_tokens,
+        cached_tokens,
+        reasoning_tokens,
+        cost_usd,
+        tags,
+        metadata,
+        error_message,
+        parent_id,
+        owner,
+    ) = row
+    return {
+        "id": sid,
+        "backend": backend,
+        "backend_session_id": backend_session_id,
+        "created_at": utc_timestamp(created_at),
+        "last_used": utc_timestamp(last_used),
+        "working_dir": working_dir,
+        "model": model,
+        "initial_prompt": initial_prompt,
+        "title": title,
+        "status": status,
+        "turn_count": turn_count,
+        "token_usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_tokens": cached_tokens,
+            "reasoning_tokens": reasoning_tokens,
+            "total_tokens": input_tokens + output_tokens,
+            "cost_usd": cost_usd,
+        },
+        "tags": json.loads(tags) if tags != "[]" else [],
+        "metadata": json.loads(metadata) if metadata != "{}" else {},
+        "error_message": error_message,
+        "parent_id": parent_id,
+        "owner": owner,
+    }
+
 
 def row_to_session(row: Sequence[Any]) -> Session:
     (

@@ -16,7 +16,7 @@ from flask.views import MethodView
 from marshmallow import INCLUDE, Schema, fields, post_load, validate
 
 from clinvk.core.errors import InvalidRequest, StoreError
-from clinvk.core.jobs import Job, JobKind, JobService, JobStatus
+from clinvk.core.jobs import JobKind, JobService, JobStatus
 from clinvk.core.jobs.model import JOB_END
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.server.gateway import current_gateway
@@ -96,15 +96,6 @@ def _service() -> JobService:
     return jobs
 
 
-def _next_cursor(service: JobService, last: Job) -> str:
-    """The shared keyset cursor (core/store/cursor.py) over (created_epoch, id): the page
-    after it does not depend on the last job still existing."""
-    key = service.store.keyset(last.id)
-    if key is None:  # deleted between the page read and now: its created time still orders
-        key = (_since(last.created_at) or 0.0, last.id)
-    return encode_cursor(key)
-
-
 def _since(value: str | None) -> float | None:
     if not value:
         return None
@@ -135,20 +126,20 @@ class Jobs(MethodView):
     @blp.doc(operationId="listJobs", summary="List jobs")
     def get(self, args: dict[str, Any]) -> Response:
         """The caller's jobs, newest first, one page per cursor."""
-        service, principal = _service(), identify().principal
+        principal = identify().principal
         before = None
         if args.get("cursor"):
             epoch, last_id = decode_cursor(args["cursor"], (float, str))
             before = (float(epoch), str(last_id))
-        limit = args["limit"]
-        page = service.store.list(owner=principal.owner, sees_all=principal.sees_all,
-                                  status=args.get("status"), kind=args.get("kind"),
-                                  backend=args.get("backend"), since=_since(args.get("since")),
-                                  before=before, limit=limit + 1)
-        more = len(page) > limit
-        page = page[:limit]
-        return ok({"jobs": [j.to_dict() for j in page],
-                   "next_cursor": _next_cursor(service, page[-1]) if more else None})
+        # The page is built from the rows directly: public job objects, and the keyset of
+        # the page's last row as the cursor (it does not depend on that job still existing).
+        page = _service().store.list(owner=principal.owner, sees_all=principal.sees_all,
+                                     status=args.get("status"), kind=args.get("kind"),
+                                     backend=args.get("backend"),
+                                     since=_since(args.get("since")), before=before,
+                                     limit=args["limit"])
+        return ok({"jobs": page.records,
+                   "next_cursor": encode_cursor(page.next_key) if page.next_key else None})
 
 
 @blp.route("/jobs/<string:job_id>")

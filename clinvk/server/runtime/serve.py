@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -33,6 +34,7 @@ from gunicorn.app.base import BaseApplication
 
 from clinvk.core import process as runner
 from clinvk.core.config import Config
+from clinvk.core.errors import StoreError
 from clinvk.server.runtime import binding, logs, multiprocess
 from clinvk.server.runtime.worker import worker_class
 
@@ -241,24 +243,66 @@ def run_server(
     workers: int | None = None,
     threads: int | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; exits the process (0 after a clean stop).
+    """Serve until SIGINT/SIGTERM; exits the process (0 after a clean stop)."""
+    settings = prepare_master(config, host=host, port=port, workers=workers, threads=threads)
+    GatewayServer(config, settings).run()
+
+
+def prepare_master(config: Config, **overrides: Any) -> dict[str, Any]:
+    """What the master does before gunicorn starts, for ``clinvk serve`` and
+    ``gunicorn -c gunicorn.conf.py`` alike; returns the gunicorn settings.
 
     The session store is opened once up front so that an unusable store is a clear error
-    here rather than a worker that fails to boot.
+    here rather than a worker that fails to boot; backends a killed server left running
+    are stopped; with several workers the app's modules are loaded to be shared.
     """
-    from clinvk.core.config import clinvk_home
-    from clinvk.core.store import configured_store
-
-    configured_store(config, clinvk_home()).close()
+    check_store(config)
     configure_logging(config)
     killed = kill_left_behind()
     if killed:
         logging.getLogger("clinvk.server").warning(
             "killed %d backend process group(s) left running by a previous server", killed)
-    settings = gunicorn_settings(config, host=host, port=port, workers=workers, threads=threads)
+    settings = gunicorn_settings(config, **overrides)
     if settings["workers"] > 1:
         share_app_code()
-    GatewayServer(config, settings).run()
+    return settings
+
+
+def check_store(config: Config) -> None:
+    """Open (and so migrate) the session store once before any worker starts, so that an
+    unusable store is a clear error here. The check runs in a forked child: the master
+    never loads the store, the engine and the jobs (the workers load their own copies),
+    which keeps the master small (docs/performance.md, idle memory). The child sends back
+    the exception it met, pickled, and the master raises it."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no threads run in the master yet, so forking here is safe
+        os.close(read_end)
+        status = 0
+        try:
+            from clinvk.core.config import clinvk_home
+            from clinvk.core.store import configured_store
+
+            configured_store(config, clinvk_home()).close()
+        except BaseException as exc:  # noqa: BLE001 - every failure goes to the master
+            status = 1
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(pickle.dumps(exc))
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if status == 0:
+        return
+    try:
+        error = pickle.loads(report)
+    except Exception:  # noqa: BLE001 - a child killed before it could tell
+        error = None
+    if isinstance(error, BaseException):
+        raise error
+    raise StoreError(f"checking the session store failed (child status {status})")
 
 
 def share_app_code() -> None:

@@ -72,8 +72,8 @@ def test_jobs_belong_to_their_key(tmp_path: Path, jobs: JobTable) -> None:
     assert service.get(job.id, LOCAL).id == job.id
     with pytest.raises(NotFound):
         service.get(job.id, BOB)
-    assert jobs.list(owner=BOB.owner, sees_all=False) == []
-    assert [j.id for j in jobs.list(owner=ALICE.owner, sees_all=False)] == [job.id]
+    assert jobs.list(owner=BOB.owner, sees_all=False).records == []
+    assert [j["id"] for j in jobs.list(owner=ALICE.owner, sees_all=False).records] == [job.id]
 
 
 def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, jobs: JobTable) -> None:
@@ -132,7 +132,7 @@ def test_retention_prunes_by_count_keeping_unfinished(jobs: JobTable) -> None:
         jobs.finish(job.id, JobStatus.SUCCEEDED)
     live = jobs.create(JobKind.PROMPT, {}, owner=None, backend=None, max_queued=0)
     assert jobs.prune(max_age_secs=3600, max_count=2) == 3
-    left = {j.id for j in jobs.list(owner=None, sees_all=True)}
+    left = {j["id"] for j in jobs.list(owner=None, sees_all=True).records}
     assert left == {ids[-1], ids[-2], live.id}
 
 

@@ -229,6 +229,28 @@ def test_list_sorted_newest_first_with_total(store: Store, clock: FakeClock) -> 
     assert page.to_dict()["sessions"][0]["id"] == made[-1].id
 
 
+def test_list_records_are_the_sessions_own_dicts(store: Store) -> None:
+    """A page carries its rows as JSON-ready records built straight from the row; they
+    must be exactly what the full ``Session`` gives, for every kind of value a row holds."""
+    varied = [
+        record("a1" + "0" * 30, last_used=1_800_000_000.0),
+        record("a2" + "0" * 30, last_used=1_800_000_001.2345, backend="codex",
+               backend_session_id="thread-1", model="o3", status="error",
+               error_message="boom", turn_count=7, parent_id="a1" + "0" * 30,
+               token_usage=TokenUsage(1200, 34, 1000, 5, 0.0123),
+               tags=["api", "ci"], metadata={"ticket": "X-1", "n": 3, "nested": {"a": [1]}},
+               owner="key_0123"),
+        record("a3" + "0" * 30, last_used=1_800_000_002.9996, initial_prompt="grüße ✓",
+               title="grüße ✓", tags=["ünïcode"], token_usage=TokenUsage(0, 0, 0, 0, None)),
+    ]
+    store._insert_many(varied)
+    page = store.list()
+    expected = [store.get(s.id) for s in reversed(varied)]
+    assert page.records == [s.to_dict() for s in expected]
+    assert page.sessions == expected
+    assert page.to_dict()["sessions"] == page.records
+
+
 def test_list_tiebreak_by_id(store: Store) -> None:
     ids = [uuid.uuid4().hex for _ in range(6)]
     store._insert_many([record(i, last_used=1_800_000_000.0) for i in ids])
@@ -1140,7 +1162,7 @@ def test_a_schema_v2_database_migrates_to_the_job_tables(tmp_path, jobs_tables_p
     store = SqliteStore(path)
     assert store.get("a" * 32).backend == "claude"
     assert store.count() == 1
-    assert store.jobs.list(owner=None, sees_all=True) == []
+    assert store.jobs.list(owner=None, sees_all=True).records == []
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 

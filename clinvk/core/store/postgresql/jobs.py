@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import dict_row
 
 from clinvk.core.events import utc_timestamp
-from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobStatus
+from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobPage, JobStatus
+from clinvk.core.store.job_rows import LISTED_COLUMNS, job_page
 from clinvk.core.store.lease_owners import LEASE_NODE
 from clinvk.core.store.sqlite.jobs import process_start_time
 
@@ -97,12 +98,15 @@ class PostgresJobTable:
 
     def list(self, *, owner: str | None, sees_all: bool, status: str | None = None,
              kind: str | None = None, backend: str | None = None, since: float | None = None,
-             before: tuple[float, str] | None = None, limit: int = 50) -> list[Job]:
-        """Newest first; ``before`` is the (created_epoch, id) keyset of the last row seen."""
+             before: tuple[float, str] | None = None, limit: int = 50) -> JobPage:
+        """Newest first; ``before`` is the (created_epoch, id) keyset of the last row seen.
+        Each filter shape walks an index already in page order (owner's, status's or the
+        creation index) from ``before`` on and stops after one page."""
         where, params = ["TRUE"], []
         if not sees_all:
-            where.append("owner IS NOT DISTINCT FROM %s")
-            params.append(owner)
+            # Plain equality (IS NOT DISTINCT FROM would not use the owner index).
+            where.append("owner IS NULL" if owner is None else "owner = %s")
+            params.extend(() if owner is None else (owner,))
         for column, value in (("status", status), ("kind", kind), ("backend", backend)):
             if value:
                 where.append(f"{column} = %s")
@@ -113,14 +117,11 @@ class PostgresJobTable:
         if before is not None:
             where.append("(created_epoch, id) < (%s, %s)")
             params.extend(before)
-        sql = (f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+        sql = (f"SELECT {LISTED_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
                "ORDER BY created_epoch DESC, id DESC LIMIT %s")
-        return [_job(r) for r in self._rows("list jobs", sql, (*params, limit))]
-
-    def keyset(self, job_id: str) -> tuple[float, str] | None:
-        rows = self._rows("read a job", "SELECT created_epoch, id FROM jobs WHERE id = %s",
-                          (job_id,))
-        return (rows[0]["created_epoch"], rows[0]["id"]) if rows else None
+        rows = self._db.run("list jobs",
+                            lambda conn: conn.execute(sql, (*params, limit + 1)).fetchall())
+        return job_page(rows, limit)
 
     def claim(self, job_id: str, pid: int) -> bool:
         """queued -> running for process ``pid`` of this node; False if someone else took

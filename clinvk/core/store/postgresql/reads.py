@@ -10,7 +10,7 @@ from clinvk.core.store.checks import check_int, check_status, normalize_id, owne
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.core.store.postgresql.database import PostgresDatabase
 from clinvk.core.store.records import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Session, SessionPage
-from clinvk.core.store.rows import COLUMNS, row_to_session
+from clinvk.core.store.rows import COLUMNS, row_to_record, row_to_session
 
 __all__ = ["SELECTED", "SessionReads", "count_sessions"]
 
@@ -132,7 +132,7 @@ class SessionReads(PostgresDatabase):
         next_cursor = None
         if len(rows) == limit:
             next_cursor = encode_cursor((rows[-1][_LAST_USED], rows[-1][0]))
-        return SessionPage([row_to_session(r) for r in rows], total, limit, offset, next_cursor)
+        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
 
     def latest(self, *, backend: str | None = None, working_dir: str | None = None,
                resumable: bool = False, visible_to: Principal | None = None

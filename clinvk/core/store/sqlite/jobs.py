@@ -20,7 +20,8 @@ from typing import Any
 
 from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
-from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobStatus
+from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobPage, JobStatus
+from clinvk.core.store.job_rows import LISTED_COLUMNS, job_page
 
 _COLUMNS = ("id, kind, status, owner, backend, request, created_at, started_at, finished_at, "
             "session_id, result, error, cancel_requested, last_sequence, dropped_through, "
@@ -60,6 +61,9 @@ class SqliteJobStore:
             self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
                                          check_same_thread=False, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
+            # Listings read plain tuples (a Row per field lookup costs more than the row).
+            self._tuples = self._conn.cursor()
+            self._tuples.row_factory = None
             self._conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit is not fsynced (a power cut may lose the last events,
             # a crash of the process loses nothing); see docs/performance.md for the cost.
@@ -116,8 +120,10 @@ class SqliteJobStore:
 
     def list(self, *, owner: str | None, sees_all: bool, status: str | None = None,
              kind: str | None = None, backend: str | None = None, since: float | None = None,
-             before: tuple[float, str] | None = None, limit: int = 50) -> list[Job]:
-        """Newest first; ``before`` is the (created_epoch, id) keyset of the last row seen."""
+             before: tuple[float, str] | None = None, limit: int = 50) -> JobPage:
+        """Newest first; ``before`` is the (created_epoch, id) keyset of the last row seen.
+        Each filter shape walks an index already in page order (owner's, status's or the
+        creation index) from ``before`` on and stops after one page."""
         where, params = ["1 = 1"], []
         if not sees_all:
             where.append("owner IS ?")
@@ -130,15 +136,14 @@ class SqliteJobStore:
             where.append("created_epoch >= ?")
             params.append(since)
         if before is not None:
-            where.append("(created_epoch < ? OR (created_epoch = ? AND id < ?))")
-            params.extend([before[0], before[0], before[1]])
-        sql = (f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+            # A row value compares like the ORDER BY: the index range starts at the cursor.
+            where.append("(created_epoch, id) < (?, ?)")
+            params.extend(before)
+        sql = (f"SELECT {LISTED_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
                "ORDER BY created_epoch DESC, id DESC LIMIT ?")
-        return [_job(r) for r in self._read(sql, (*params, limit))]
-
-    def keyset(self, job_id: str) -> tuple[float, str] | None:
-        rows = self._read("SELECT created_epoch, id FROM jobs WHERE id = ?", (job_id,))
-        return (rows[0][0], rows[0][1]) if rows else None
+        with self._lock:
+            rows = self._tuples.execute(sql, (*params, limit + 1)).fetchall()
+        return job_page(rows, limit)
 
     def claim(self, job_id: str, pid: int) -> bool:
         """queued -> running for this process; False if someone else took it (or it was

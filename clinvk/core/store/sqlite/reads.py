@@ -12,7 +12,7 @@ from clinvk.core.store.checks import check_int, check_status, normalize_id, owne
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.core.store.records import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Session, SessionPage
 from clinvk.core.store.sqlite.database import SqliteDatabase
-from clinvk.core.store.sqlite.rows import COLUMNS, SELECTED, row_to_session
+from clinvk.core.store.sqlite.rows import COLUMNS, SELECTED, row_to_record, row_to_session
 
 
 @dataclass
@@ -178,8 +178,7 @@ class SessionReads(SqliteDatabase):
         if len(rows) == limit:
             last = rows[-1]
             next_cursor = encode_cursor((last[COLUMNS.index("last_used")], last[0]))
-        sessions = [row_to_session(r) for r in rows]
-        return SessionPage(sessions, total, limit, offset, next_cursor)
+        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
 
     def latest(
         self,

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from clinvk.core.store.rows import COLUMNS, row_to_session, session_to_row
+from clinvk.core.store.rows import COLUMNS, row_to_record, row_to_session, session_to_row
 
 __all__ = ["COLUMNS", "INSERT", "INSERT_LEASED", "INSERT_TAG", "RETURNING", "SELECTED",
-           "row_to_session", "session_to_row"]
+           "row_to_record", "row_to_session", "session_to_row"]
 
 SELECTED = ", ".join(f"s.{c}" for c in COLUMNS)
 RETURNING = ", ".join(COLUMNS)

@@ -1,0 +1,91 @@
+"""The session bodies of the native API are built without a marshmallow dump per row (a
+page of 100 sessions is the whole cost of a listing); they must stay exactly what the
+documented schemas produce, field order included, and the JSON writer must write every
+value the stdlib did."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from clinvk.core.events import TokenUsage, utc_timestamp
+from clinvk.core.store import Session
+from clinvk.server.native.schemas.responses import SessionListSchema, SessionSchema
+from clinvk.server.responses import json_bytes
+
+BASE = 1_800_000_000.0
+
+
+def _sessions() -> list[Session]:
+    made = []
+    for i in range(4):
+        made.append(Session(
+            id=f"{i:02x}" + "c" * 30, backend=("claude", "codex", "gemini")[i % 3],
+            backend_session_id=None if i == 0 else f"native-{i}",
+            created_at=utc_timestamp(BASE + i), last_used=utc_timestamp(BASE + i + 0.5),
+            working_dir=f"/srv/p{i}", model=None if i % 2 else "sonnet",
+            initial_prompt=f"prompt {i} — ✓", title=f"prompt {i} — ✓",
+            status=("active", "completed", "error", "paused")[i], turn_count=i,
+            token_usage=TokenUsage(100 * i, 10 * i, i, 0, None if i % 2 else 0.25 * i),
+            tags=["api", "ci"][: i % 3], metadata={"i": i, "deep": {"list": [i]}} if i else {},
+            error_message="failed" if i == 2 else None,
+            parent_id=None if i < 3 else "00" + "c" * 30, owner=f"key_{i}" if i else None))
+    return made
+
+
+@pytest.fixture
+def filled(app, client):
+    app.extensions["clinvk"].store._insert_many(_sessions())
+    return client
+
+
+def test_list_body_is_what_its_schema_dumps(filled) -> None:
+    body = filled.get("/api/v1/sessions?limit=3").get_json()["data"]
+    assert len(body["sessions"]) == 3 and body["next_cursor"]
+    assert SessionListSchema().dump(body) == body
+    assert list(body) == list(SessionListSchema().fields)
+    for session in body["sessions"]:
+        assert list(session) == list(SessionSchema().fields)  # no owner, schema order
+        assert list(session["token_usage"]) == list(
+            SessionSchema().fields["token_usage"].schema.fields)
+    rest = filled.get(f"/api/v1/sessions?limit=3&cursor={body['next_cursor']}").get_json()
+    assert SessionListSchema().dump(rest["data"]) == rest["data"]
+
+
+def test_get_body_is_what_its_schema_dumps(filled) -> None:
+    for session in _sessions():
+        body = filled.get(f"/api/v1/sessions/{session.id}").get_json()["data"]
+        assert SessionSchema().dump(body) == body
+        assert list(body) == list(SessionSchema().fields)
+        assert body["tags"] == session.tags and body["metadata"] == session.metadata
+
+
+def test_bodies_are_compact_utf8_in_the_handlers_order(filled) -> None:
+    raw = filled.get("/api/v1/sessions?limit=1").get_data()
+    compact = json.dumps(json.loads(raw), ensure_ascii=False, separators=(",", ":"))
+    assert raw == compact.encode() + b"\n"
+    assert raw.startswith(b'{"success":true,"data":{"sessions":[{"id":"03')
+    assert "prompt 3 — ✓".encode() in raw  # UTF-8 as is, not \\u escapes
+
+
+@pytest.mark.parametrize("body", [
+    {"price": Decimal("1.50")},  # only the stdlib provider writes these
+    {1: "int key", "k": [1, 2]},
+    {"when": dt.datetime(2026, 12, 7, 13, 0, tzinfo=dt.UTC)},
+    {"big": 2**70},
+])
+def test_values_orjson_refuses_are_written_as_flask_writes_them(app, body) -> None:
+    with app.app_context():
+        expected = app.json.dumps(body, separators=(",", ":")) + "\n"
+        assert json_bytes(body).decode() == expected
+
+
+def test_plain_values_are_written_like_the_stdlib(app) -> None:
+    body = {"s": "é\u2028\"\\/\n", "n": [0, -1, 2**63 - 1, 0.1, 1.5, True, None], "e": {}}
+    with app.app_context():
+        assert json.loads(json_bytes(body)) == body
+        assert json_bytes(body).decode() == json.dumps(
+            body, ensure_ascii=False, separators=(",", ":")) + "\n"
