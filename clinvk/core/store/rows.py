@@ -96,50 +96,11 @@ def row_to_record(row: Sequence[Any]) -> dict[str, Any]:
 
 
 def row_to_session(row: Sequence[Any]) -> Session:
-    (
-        sid,
-        backend,
-        backend_session_id,
-        created_at,
-        last_used,
-        working_dir,
-        model,
-        initial_prompt,
-        title,
-        status,
-        turn_count,
-        input_tokens,
-        output_tokens,
-        cached_tokens,
-        reasoning_tokens,
-        cost_usd,
-        tags,
-        metadata,
-        error_message,
-        parent_id,
-        owner,
-    ) = tuple(row)
-    return Session(
-        id=sid,
-        backend=backend,
-        backend_session_id=backend_session_id,
-        created_at=utc_timestamp(created_at),
-        last_used=utc_timestamp(last_used),
-        working_dir=working_dir,
-        model=model,
-        initial_prompt=initial_prompt,
-        title=title,
-        status=status,
-        turn_count=turn_count,
-        token_usage=TokenUsage(
-            input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd
-        ),
-        tags=json.loads(tags) if tags != "[]" else [],
-        metadata=json.loads(metadata) if metadata != "{}" else {},
-        error_message=error_message,
-        parent_id=parent_id,
-        owner=owner,
-    )
+    """The :class:`Session` of a row: its record's fields, token usage as a value object."""
+    record = row_to_record(row)
+    usage = record.pop("token_usage")
+    del usage["total_tokens"]  # derived by TokenUsage
+    return Session(**record, token_usage=TokenUsage(**usage))
 
 
 def session_to_row(session: Session) -> tuple[Any, ...]:
