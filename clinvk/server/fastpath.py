@@ -19,21 +19,21 @@ requests, and every other path, go to Flask untouched. Numbers: docs/performance
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
+from werkzeug.http import HTTP_STATUS_CODES
 
 from clinvk.server.errors import choose_request_id
 from clinvk.server.gateway import EXTENSION_KEY, Gateway
 from clinvk.server.meta import HEALTH_HEADERS, health_report
+from clinvk.server.responses import json_bytes
 
 HEALTH_PATH = "/health"
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-_REASONS = {200: "200 OK", 503: "503 SERVICE UNAVAILABLE"}
 
 
 class FastPaths:
@@ -52,14 +52,14 @@ class FastPaths:
 
     def health(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         body, status = health_report(self.gateway)
-        data = (json.dumps(body, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        data = json_bytes(body)  # a health body is plain JSON types: never the app fallback
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
                    *HEALTH_HEADERS.items(),
                    ("X-Request-ID", choose_request_id(environ.get("HTTP_X_REQUEST_ID", "")))]
         sock = environ.get("gunicorn.socket")
         if isinstance(sock, socket.socket):  # as the Flask path does for a slow client
             sock.settimeout(self.write_timeout)
-        start_response(_REASONS[status], headers)
+        start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", headers)
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
 
 
