@@ -72,7 +72,7 @@ class SqliteStore(SessionReads):
     def responses(self) -> SqliteResponseTable:
         """The stored responses of this same database (opened on first use)."""
         if self._responses is None:
-            self._responses = SqliteResponseTable(self.path, busy_timeout=self.busy_timeout)
+            self._responses = SqliteResponseTable(self)
         return self._responses
 
     @property
