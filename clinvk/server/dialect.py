@@ -4,8 +4,9 @@ A vendor dialect (``openai/``, ``anthropic/``) keeps only what is its own: its s
 translation of its request into a prompt, the body of a finished run and a stream renderer.
 A :class:`Dialect` gives it the rest:
 
-* a blueprint under its URL prefix that checks request bodies and answers every error
-  there in the vendor's error format, with the vendor's request-id header;
+* a blueprint under its URL prefix that checks request bodies (and the vendor's headers,
+  when it names a check) and answers every error there in the vendor's error format, with
+  the vendor's request-id header;
 * :func:`start_run`, which prepares and starts the engine run (every refusal raised before
   a response begins, so it maps to a clean status code);
 * :meth:`Dialect.respond`: with a stream renderer, an SSE response with the dialect's
@@ -77,16 +78,26 @@ class Dialect:
 
     def __init__(self, name: str, import_name: str, *, url_prefix: str, description: str,
                  request_id_header: str, error_body: ErrorBody, keepalive_frame: bytes,
-                 saturated_status: int | None = None) -> None:
+                 saturated_status: int | None = None,
+                 check_headers: Callable[[], None] | None = None) -> None:
         self.url_prefix = url_prefix
         self.request_id_header = request_id_header
         self.error_body = error_body
         self.keepalive_frame = keepalive_frame
         self.saturated_status = saturated_status
+        self.check_headers = check_headers
         self.blp = Blueprint(name, import_name, url_prefix=url_prefix, description=description)
-        self.blp.before_request(check_body_request)
+        # One hook for every check of the dialect's requests (Flask pays a coroutine check
+        # per hook on every request): the body's media type, then the vendor's headers.
+        self.blp.before_request(self.check_request)
         self.blp.record_once(
             lambda state: register_error_format(state.app, url_prefix, self.error_response))
+
+    def check_request(self) -> None:
+        """Refuse a request the dialect cannot take before its view runs."""
+        check_body_request()
+        if self.check_headers is not None:
+            self.check_headers()
 
     def error_response(self, err: ApiError) -> Response:
         """Every error under the dialect's prefix, in the vendor's format."""

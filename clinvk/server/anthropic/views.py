@@ -45,15 +45,7 @@ REQUEST_ID_HEADER = "request-id"
 VERSION_HEADER = "anthropic-version"
 _VERSION_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-dialect = Dialect(
-    "anthropic", __name__, url_prefix="/anthropic/v1",
-    description="Anthropic-compatible API: point the Anthropic SDKs' base_url at "
-                "/anthropic (the SDKs add /v1).",
-    request_id_header=REQUEST_ID_HEADER, error_body=error_body, keepalive_frame=PING,
-    saturated_status=SATURATED_STATUS)
-blp = dialect.blp
 
-@blp.before_request
 def _check_version() -> None:
     """A malformed ``anthropic-version`` header is refused; an absent one is fine."""
     if request.method == "OPTIONS":
@@ -68,6 +60,17 @@ def _check_version() -> None:
             field=VERSION_HEADER))
 
 
+dialect = Dialect(
+    "anthropic", __name__, url_prefix="/anthropic/v1",
+    description="Anthropic-compatible API: point the Anthropic SDKs' base_url at "
+                "/anthropic (the SDKs add /v1).",
+    request_id_header=REQUEST_ID_HEADER, error_body=error_body, keepalive_frame=PING,
+    saturated_status=SATURATED_STATUS, check_headers=_check_version)
+blp = dialect.blp
+
+
+# Every answer of the blueprint carries Anthropic's own request-id header (errors get it
+# from the dialect's error headers as well, also when they come from an app-level hook).
 @blp.after_request
 def _request_id_header(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = request_id()

@@ -69,15 +69,29 @@ def init_app(app: Flask) -> None:
     init_cors(app, config)
     # Order matters: the client address is resolved first, then the limiter's
     # before_request runs (it also meters refused requests), then authentication, then
-    # the body-size check.
-    app.before_request(resolve_client)
+    # the body-size check. Steps that run back to back are one hook: Flask pays a
+    # coroutine check per hook on every request.
     if srv.rate_limit_enabled:  # flask-limiter is loaded only when it has work to do
         from clinvk.server.security.limiter import init_limiter
 
+        app.before_request(resolve_client)
         state.limiter = init_limiter(app, config)
-    app.before_request(authenticate)
-    app.before_request(check_body_size)
+        app.before_request(admit)
+    else:
+        app.before_request(guard)
     _document(app, state)
+
+
+def guard() -> None:
+    """Every security step of a request, in order, when no rate limit sits between them."""
+    resolve_client()
+    admit()
+
+
+def admit() -> None:
+    """The steps after the rate limit: the caller's key, then the declared body size."""
+    authenticate()
+    check_body_size()
 
 
 def _document(app: Flask, state: SecurityState) -> None:
