@@ -23,7 +23,13 @@ import redis
 from kombu.exceptions import KombuError
 
 from clinvk.core.config import Config
-from clinvk.core.errors import BackendUnavailable, BrokerUnavailable, HostUnavailable, Saturated
+from clinvk.core.errors import (
+    BackendUnavailable,
+    BrokerUnavailable,
+    HostUnavailable,
+    RunAlreadyStarted,
+    Saturated,
+)
 from clinvk.core.execution import BackendProcess, Placement
 from clinvk.core.process import Limits, ProcessOutcome
 from clinvk.core.remote.channel import Entry, RunChannel, connect
@@ -167,7 +173,8 @@ class RemoteProcess:
         self.prepared = prepared
         self.limits = limits
         self.session_id = session_id
-        self.run_id = uuid.uuid4().hex
+        # A job's run keeps its name across gateways (see :meth:`_take_over`).
+        self.run_id = prepared.request.run_key or uuid.uuid4().hex
         self.channel = RunChannel(runner.client, runner.names, self.run_id, runner.stream_ttl)
         self.outcome: ProcessOutcome | None = None
         self.host: str | None = None
@@ -191,11 +198,26 @@ class RemoteProcess:
         assert queue is not None, "a remote run is placed before it starts"
         self._started = time.monotonic()
         try:
+            if self.prepared.request.run_key:
+                self._take_over()
             self._keep_reader(force=True)
         except redis.RedisError as exc:
             raise BrokerUnavailable(BROKER_DOWN, retry_after=5) from exc
         self.runner.send(RUN_TASK, self._payload(), queue)
         self._await_start(queue)
+
+    def _take_over(self) -> None:
+        """A named run may have been placed before, by a gateway that died while it waited
+        for a host. If a host took it, it is never started again; if none did, the old
+        task (still queued, or skipped because its reader was gone) and the one published
+        now are the same run: whichever a host takes first starts it, the other is skipped
+        (the host's claim), and this reader sees its stream from the start."""
+        host = self.channel.taken_by()
+        if host is not None:
+            raise RunAlreadyStarted(
+                f"run {self.run_id} was already started on agent host {host!r} before the "
+                "gateway that placed it stopped; it is not started again")
+        self.channel.reopen()
 
     def _await_start(self, queue: str) -> None:
         deadline = self._started + self.runner.start_wait
