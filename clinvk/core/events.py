@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 INIT = "init"
@@ -86,10 +86,17 @@ class TokenUsage:
         )
 
 
+_EPOCH = datetime(1970, 1, 1)  # naive UTC: isoformat() then has no offset to strip
+
+
 def utc_timestamp(epoch: float | None = None) -> str:
-    """RFC 3339 UTC timestamp with milliseconds."""
-    moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC timestamp with milliseconds (``2026-12-07T17:35:17.123Z``).
+
+    Built as epoch + timedelta on a naive UTC datetime: the same microsecond rounding as
+    ``datetime.fromtimestamp(epoch, UTC)`` (tests/core/test_events.py compares them) without
+    a time zone to format and strip; a session list formats two per row."""
+    seconds = time.time() if epoch is None else epoch
+    return (_EPOCH + timedelta(seconds=seconds)).isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass

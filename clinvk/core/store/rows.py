@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from clinvk.core.events import TokenUsage, utc_timestamp
 from clinvk.core.store.checks import dump_metadata, epoch
 from clinvk.core.store.records import Session
@@ -40,6 +42,15 @@ COLUMNS = (
     "parent_id",
     "owner",
 )
+
+def load_json(text: str) -> Any:
+    """A JSON column's value. orjson reads it (a listing reads two per row); what only the
+    stdlib reads (integers beyond 64 bits, NaN written by ``json.dumps``) falls back to it."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
 
 def row_to_record(row: Sequence[Any]) -> dict[str, Any]:
     """The JSON-ready record of a row, the same dict as ``row_to_session(row).to_dict()``
@@ -87,8 +98,8 @@ def row_to_record(row: Sequence[Any]) -> dict[str, Any]:
             "total_tokens": input_tokens + output_tokens,
             "cost_usd": cost_usd,
         },
-        "tags": json.loads(tags) if tags != "[]" else [],
-        "metadata": json.loads(metadata) if metadata != "{}" else {},
+        "tags": load_json(tags) if tags != "[]" else [],
+        "metadata": load_json(metadata) if metadata != "{}" else {},
         "error_message": error_message,
         "parent_id": parent_id,
         "owner": owner,

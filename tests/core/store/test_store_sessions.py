@@ -118,6 +118,15 @@ def test_create_optional_fields(store: Store) -> None:
     assert got.resumable
 
 
+def test_metadata_beyond_64_bit_integers_and_unicode_read_back_exactly(store: Store) -> None:
+    # JSON columns are read by orjson, which stops at 64-bit integers; the rest is the stdlib's.
+    metadata = {"big": 2**70, "neg": -(2**65), "text": "naïve ☃ \u2028", "f": 0.1 + 0.2}
+    s = store.create(backend="claude", working_dir=WD, tags=["ü", "日本"], metadata=metadata)
+    assert store.get(s.id).metadata == metadata
+    [listed] = [r for r in store.list(limit=100).records if r["id"] == s.id]
+    assert listed["metadata"] == metadata and listed["tags"] == ["ü", "日本"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
