@@ -137,6 +137,12 @@ class RunAlreadyStarted(ClinvkError):
     code = "run_already_started"
 
 
+class RunWithdrawn(ClinvkError):
+    """A job's run was withdrawn (the job cancelled) while it waited for an agent host."""
+
+    code = "run_withdrawn"
+
+
 class BudgetExceeded(Saturated):
     """The caller's key has used up a budget (server.budgets) until its window resets."""
 

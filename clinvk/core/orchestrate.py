@@ -151,13 +151,13 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
         if on_update:
             on_update(index, outcome.status, outcome)
         return outcome
+    if on_update:
+        on_update(index, TaskState.RUNNING, None)
     try:
         handle = engine.start(engine.prepare(req))
     except ClinvkError as exc:
         outcome = _outcome_from_error(index, req, exc, name)
     else:
-        if on_update:  # under way: its CLI has started (here, or on an agent host)
-            on_update(index, TaskState.RUNNING, None)
         if canceller is not None and not canceller.add(handle):
             handle.cancel()
         try:

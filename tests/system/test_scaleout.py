@@ -352,21 +352,31 @@ def test_a_job_queued_when_its_gateway_died_runs_once_under_the_next_gateway(
     first = _gateway(topo, server_factory)
     job_id = _job(topo, fake(f"survivor {word}"), first)
 
-    def waiting() -> bool:
+    def queued_runs() -> int:
         health = requests.get(topo.gateway.url("/health"), timeout=10).json()
-        return health["execution"]["queues"]["clinvk.backend.claude"] >= 1
+        return health["execution"]["queues"]["clinvk.backend.claude"]
 
-    assert wait_until(waiting, 10), "the job's run never reached the queue"
+    assert wait_until(lambda: queued_runs() >= 1, 10), "the job's run never reached the queue"
     assert _job_status(topo, job_id) == "queued"
+    # A job cancelled while it waits for a host is withdrawn: no host ever starts it.
+    cancelled_word = marker()
+    cancelled = _job(topo, fake(f"cancelled {cancelled_word}"))
+    assert wait_until(lambda: queued_runs() >= 2, 10)
+    resp = requests.post(topo.gateway.url(f"/api/v1/jobs/{cancelled}/cancel"), timeout=30)
+    assert resp.json()["data"]["status"] == "cancelled", resp.text
     _sigkill(first)
     second = _gateway(topo, server_factory)
     assert wait_until(lambda: _job_status(topo, job_id) in ("succeeded", "failed", "lost"),
                       BUSY_SECS + 30)
-    assert _job_status(topo, job_id) == "succeeded", _events(second, job_id)
+    final = requests.get(second.url(f"/api/v1/jobs/{job_id}"), timeout=10).json()["data"]
+    assert final["status"] == "succeeded", (final, second.log()[-3000:])
     events = _events(second, job_id)
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert [e["type"] for e in events] == [e["type"] for e in _events(topo.gateway, reference)]
     assert _runs(topo, word) == 1
+    assert wait_until(lambda: queued_runs() == 0, 10)
+    assert _runs(topo, cancelled_word) == 0
+    assert _events(topo.gateway, cancelled)[-1]["content"]["status"] == "cancelled"
     for thread in busy:
         thread.join(BUSY_SECS + 10)
     second.stop(timeout=10)

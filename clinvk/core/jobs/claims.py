@@ -51,6 +51,11 @@ class ClaimKeeper:
             self._running.add(job_id)
             return True
 
+    def running(self, job_id: str) -> bool:
+        """Whether this process has started the job (see :meth:`started`)."""
+        with self._lock:
+            return job_id in self._running
+
     def drop(self, job_id: str) -> None:
         """The job is finished (or given up) here: stop renewing its claim."""
         with self._lock:

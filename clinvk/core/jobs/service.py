@@ -71,6 +71,16 @@ def run_key(job_id: str) -> str:
     return f"job.{job_id}"
 
 
+def run_keys(job: Job) -> list[str]:
+    """The names of every run a job makes: one for a prompt, one per task of a plan."""
+    key = run_key(job.id)
+    if job.kind == JobKind.PROMPT:
+        return [key]
+    plan = plan_from_dict(job.request, RunOrigin.JOB)
+    count = len(plan.backends) if plan.kind == JobKind.COMPARE else len(plan.requests)
+    return [f"{key}.{index}" for index in range(count)]
+
+
 def _plan_status(report: JobReport) -> tuple[JobStatus, str | None]:
     """Succeeded when every sub-run succeeded; the result body says what each did."""
     if any(o.result is not None and o.result.lost for o in report.outcomes):
@@ -182,6 +192,7 @@ class JobService:
         if job.status.finished:
             return job
         self.store.request_cancel(job_id)
+        self.engine.runner.withdraw(run_keys(job))  # runs still waiting for a host
         if self.store.finish(job_id, JobStatus.CANCELLED, error="cancelled before it started",
                              only_from=(JobStatus.QUEUED,)):
             self._finished(job_id, JobStatus.CANCELLED)
@@ -292,14 +303,18 @@ class JobService:
             return {"task": index, "step": index + 1} if chain else {"task": index}
 
         def on_event(index: int, event: Any) -> None:
+            # A sub-run's first event: its CLI has started, so the job is under way.
+            if not self._claims.started(job.id):
+                cancellation.cancel_all()  # cancelled while the plan waited for hosts
+                return
             self.store.append_event(job.id, {**event.to_dict(), **tags(index)},
                                     cap=self.limits.max_events)
 
         def on_update(index: int, state: str, outcome: TaskOutcome | None) -> None:
-            if outcome is None:  # started: its own events follow
-                if not self._claims.started(job.id):
-                    cancellation.cancel_all()  # cancelled while the plan waited for hosts
-                return
+            if outcome is None:
+                return  # about to start: its own events follow
+            if not self._claims.running(job.id) and self.store.cancel_requested(job.id):
+                return  # cancelled before anything ran: the job's log is closed already
             content = {"status": outcome.status, "backend": outcome.backend}
             if outcome.error:
                 content["error"] = outcome.error

@@ -28,6 +28,7 @@ from clinvk.core.errors import (
     BrokerUnavailable,
     HostUnavailable,
     RunAlreadyStarted,
+    RunWithdrawn,
     Saturated,
 )
 from clinvk.core.execution import BackendProcess, Placement
@@ -137,6 +138,14 @@ class RemoteRunner:
         except BrokerUnavailable:
             log.warning("could not ask host %s to clean up an ephemeral run", host)
 
+    def withdraw(self, run_keys: list[str]) -> None:
+        for key in run_keys:
+            try:
+                RunChannel(self.client, self.names, key, self.stream_ttl).cancel(
+                    str(EndReason.CANCELLED))
+            except redis.RedisError:
+                log.warning("could not withdraw run %s: the broker is unreachable", key)
+
     def available(self, backend: Backend) -> bool:
         try:
             return any(backend.name in h.backends for h in self.hosts.live().values())
@@ -223,6 +232,10 @@ class RemoteProcess:
         deadline = self._started + self.runner.start_wait
         next_host_check = self._started + self.runner.heartbeat
         while True:
+            try:  # the reader lease is what tells a host that takes the run anyone waits
+                self._keep_reader()
+            except redis.RedisError as exc:
+                raise BrokerUnavailable(BROKER_DOWN, retry_after=5) from exc
             for entry in self._read(min(self.runner.heartbeat, MAX_WAIT_SECS)):
                 if entry.kind is RunEntryKind.START:
                     self._on_start(entry)
@@ -238,6 +251,7 @@ class RemoteProcess:
             if now >= next_host_check:
                 next_host_check = now + self.runner.heartbeat
                 self._check_target_alive(queue)
+                self._check_not_withdrawn()
 
     def _check_target_alive(self, queue: str) -> None:
         """A run waiting on one host's queue fails fast when that host goes away."""
@@ -248,6 +262,16 @@ class RemoteProcess:
             self._withdraw()
             raise HostUnavailable(f"the agent host of queue {queue} went away before it took "
                                   "the run", retry_after=int(self.runner.lost_after))
+
+    def _check_not_withdrawn(self) -> None:
+        """A job cancelled while its run waits for a host: stop waiting (hosts skip it)."""
+        try:
+            reason = self.channel.cancel_reason()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(BROKER_DOWN, retry_after=5) from exc
+        if reason is not None:
+            raise RunWithdrawn(f"run {self.run_id} was withdrawn ({reason}) before an agent "
+                               "host took it")
 
     def _withdraw(self) -> None:
         try:
