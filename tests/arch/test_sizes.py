@@ -20,8 +20,6 @@ LARGE_MODULES: dict[str, str] = {}
 
 # "path::qualified name" -> why it is longer than FUNCTION_LINES
 LONG_FUNCTIONS: dict[str, str] = {
-    "core/store/sqlite/sessions.py::SqliteStore.record_turn": "one UPDATE built from the "
-    "fields given; under the write-path rework for speed (docs/performance.md)",
     "mcp/tools.py::_register_orchestration": "the parallel, chain and compare tools side by "
     "side: their descriptions are what a model reads to choose between them",
 }

@@ -13,11 +13,11 @@ import atexit
 import datetime as _dt
 import json
 import logging
-import logging.handlers
 import os
-import queue
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -121,34 +121,75 @@ def _response_header(resp: Any, name: str) -> str:
     return "-"
 
 
-class BackgroundLines(logging.handlers.QueueHandler):
-    """Hands each record to a writer thread of this process, so request threads never wait
-    for one another on the log's stream (gunicorn's access log writes under a lock).
+#: How long the access-log writer lets lines gather before it writes them (seconds).
+ACCESS_FLUSH_SECS = 0.05
+
+
+class BackgroundLines(logging.Handler):
+    """Buffers each record for a writer thread of this process, which writes them in
+    batches: request threads never wait for one another on the log's stream (gunicorn's
+    access log writes under a lock), and a busy server wakes the writer once per
+    :data:`ACCESS_FLUSH_SECS`, not once per request. Records are formatted by the writer
+    (access records hold only immutable values).
 
     The thread starts with the first line in each process (a gunicorn worker is a fork of
-    the master) and writes what is queued before the process exits normally.
+    the master) and writes what is buffered before the process exits normally; a process
+    killed by SIGKILL loses at most the last flush interval's lines.
     """
 
     def __init__(self, targets: list[logging.Handler]) -> None:
-        super().__init__(queue.SimpleQueue())
+        super().__init__()
         self.targets = targets
+        self._pending: deque[logging.LogRecord] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._pid: int | None = None
         self._start_lock = threading.Lock()
 
-    def enqueue(self, record: logging.LogRecord) -> None:
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+        """The lines are formatted by the targets: the format goes to them."""
+        for target in self.targets:
+            target.setFormatter(fmt)
+
+    def emit(self, record: logging.LogRecord) -> None:
         if self._pid != os.getpid():
             self._start_writer()
-        super().enqueue(record)
+        self._pending.append(record)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _start_writer(self) -> None:
         with self._start_lock:
             if self._pid == os.getpid():
                 return
-            self.queue = queue.SimpleQueue()  # never one a parent process wrote into
-            listener = logging.handlers.QueueListener(self.queue, *self.targets)
-            listener.start()
-            atexit.register(listener.stop)  # stop() writes what is still queued
+            self._pending = deque()  # never the records a parent process buffered
+            self._wake = threading.Event()
+            self._stopping = False
+            writer = threading.Thread(target=self._write_batches, name="clinvk-access-log",
+                                      daemon=True)
+            writer.start()
+            atexit.register(self._stop, writer)
             self._pid = os.getpid()
+
+    def _write_batches(self) -> None:
+        while not self._stopping:
+            self._wake.wait()
+            time.sleep(ACCESS_FLUSH_SECS)  # let a burst gather into one batch
+            self._wake.clear()
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        while self._pending:
+            record = self._pending.popleft()
+            for target in self.targets:
+                if record.levelno >= target.level:
+                    target.handle(record)
+
+    def _stop(self, writer: threading.Thread) -> None:
+        self._stopping = True
+        self._wake.set()
+        writer.join(timeout=2 * ACCESS_FLUSH_SECS + 1)
+        self._write_pending()  # whatever came after the writer's last batch
 
 
 class RedactingGunicornLogger(GunicornLogger):

@@ -54,6 +54,29 @@ from clinvk.core.types import SessionStatus
 __all__ = ["SqliteStore"]
 
 
+# One turn accounted in one statement; the lease is given back only if still the caller's.
+_RECORD_TURN = f"""UPDATE sessions SET
+            turn_count = turn_count + :turns,
+            input_tokens = input_tokens + :inp,
+            output_tokens = output_tokens + :out,
+            cached_tokens = cached_tokens + :cached,
+            reasoning_tokens = reasoning_tokens + :reasoning,
+            cost_usd = CASE WHEN :cost IS NULL THEN cost_usd
+                            ELSE COALESCE(cost_usd, 0) + :cost END,
+            last_used = :now,
+            backend_session_id = COALESCE(:bsid, backend_session_id),
+            status = COALESCE(:status, status),
+            error_message = CASE WHEN :err IS NOT NULL THEN :err
+                                 WHEN :status IS NOT NULL AND :status <> 'error' THEN NULL
+                                 ELSE error_message END,
+            model = COALESCE(:model, model),
+            lease_expires = CASE WHEN lease_owner = :owner THEN NULL
+                                 ELSE lease_expires END,
+            lease_owner = CASE WHEN lease_owner = :owner THEN NULL ELSE lease_owner END
+        WHERE id = :id
+        RETURNING {RETURNING}"""
+
+
 class SqliteStore(SessionReads):
     """SQLite-backed store, safe for many threads and processes at once."""
 
@@ -72,7 +95,7 @@ class SqliteStore(SessionReads):
     def responses(self) -> SqliteResponseTable:
         """The stored responses of this same database (opened on first use)."""
         if self._responses is None:
-            self._responses = SqliteResponseTable(self.path, busy_timeout=self.busy_timeout)
+            self._responses = SqliteResponseTable(self)
         return self._responses
 
     @property
@@ -217,30 +240,10 @@ class SqliteStore(SessionReads):
             "turns": turns,
             "owner": release.owner if release is not None and release.held else None,
         }
-        sql = f"""UPDATE sessions SET
-                turn_count = turn_count + :turns,
-                input_tokens = input_tokens + :inp,
-                output_tokens = output_tokens + :out,
-                cached_tokens = cached_tokens + :cached,
-                reasoning_tokens = reasoning_tokens + :reasoning,
-                cost_usd = CASE WHEN :cost IS NULL THEN cost_usd
-                                ELSE COALESCE(cost_usd, 0) + :cost END,
-                last_used = :now,
-                backend_session_id = COALESCE(:bsid, backend_session_id),
-                status = COALESCE(:status, status),
-                error_message = CASE WHEN :err IS NOT NULL THEN :err
-                                     WHEN :status IS NOT NULL AND :status <> 'error' THEN NULL
-                                     ELSE error_message END,
-                model = COALESCE(:model, model),
-                lease_expires = CASE WHEN lease_owner = :owner THEN NULL
-                                     ELSE lease_expires END,
-                lease_owner = CASE WHEN lease_owner = :owner THEN NULL ELSE lease_owner END
-            WHERE id = :id
-            RETURNING {RETURNING}"""
         with self._guard("record a turn"):
             conn = self._conn()
             with self._write(conn):
-                rows = conn.execute(sql, params).fetchall()
+                rows = conn.execute(_RECORD_TURN, params).fetchall()
         if not rows:
             raise NotFound(f"session not found: {sid}", field="session_id")
         if params["owner"] is not None and release is not None:
