@@ -45,7 +45,7 @@ COLUMNS = (
 
 def load_json(text: str) -> Any:
     """A JSON column's value. orjson reads it (a listing reads two per row); what only the
-    stdlib reads (integers beyond 64 bits, NaN written by ``json.dumps``) falls back to it."""
+    stdlib reads (integers beyond 64 bits, which metadata may hold) falls back to it."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -179,8 +179,11 @@ class BackgroundLines(logging.Handler):
             self._write_pending()
 
     def _write_pending(self) -> None:
-        while self._pending:
-            record = self._pending.popleft()
+        while True:
+            try:  # the writer and the exit hook may both drain: pop, never test-then-pop
+                record = self._pending.popleft()
+            except IndexError:
+                return
             for target in self.targets:
                 if record.levelno >= target.level:
                     target.handle(record)

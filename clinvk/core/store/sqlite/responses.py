@@ -9,8 +9,10 @@ when the file cannot be read) rather than a bare SQLite exception.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from typing import TYPE_CHECKING
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
 from clinvk.core.jobs.responses import ResponseRecord
 
@@ -29,22 +31,28 @@ class SqliteResponseTable:
     def close(self) -> None:
         """Nothing of its own to close: the connections are the store's."""
 
+    def _execute(self, action: str, sql: str, params: tuple[Any, ...], *, write: bool = False
+                 ) -> sqlite3.Cursor:
+        """One statement on this thread's connection; a write queues on the store's lock."""
+        with self._db._guard(action), self._db._write_lock if write else nullcontext():
+            return self._db._conn().execute(sql, params)
+
     def save(self, record: ResponseRecord) -> None:
         """Insert, or replace the record with the same id (a finished foreground turn)."""
         created = record.created_epoch or time.time()
         body = json.dumps(record.body, ensure_ascii=False) if record.body is not None else None
-        with self._db._guard("store a response"), self._db._write_lock:
-            self._db._conn().execute(
-                "INSERT OR REPLACE INTO stored_responses (id, owner, job_id, session_id, "
-                "created_epoch, request, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.id, record.owner, record.job_id, record.session_id, created,
-                 json.dumps(record.request, ensure_ascii=False), body))
+        self._execute(
+            "store a response",
+            "INSERT OR REPLACE INTO stored_responses (id, owner, job_id, session_id, "
+            "created_epoch, request, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.id, record.owner, record.job_id, record.session_id, created,
+             json.dumps(record.request, ensure_ascii=False), body), write=True)
 
     def get(self, record_id: str) -> ResponseRecord | None:
-        with self._db._guard("read a stored response"):
-            row = self._db._conn().execute(
-                "SELECT id, owner, request, job_id, session_id, body, created_epoch "
-                "FROM stored_responses WHERE id = ?", (record_id,)).fetchone()
+        row = self._execute(  # execute() steps to the one row: fetchone() only hands it over
+            "read a stored response",
+            "SELECT id, owner, request, job_id, session_id, body, created_epoch "
+            "FROM stored_responses WHERE id = ?", (record_id,)).fetchone()
         if row is None:
             return None
         rid, owner, request, job_id, session_id, body, created = row
@@ -53,14 +61,13 @@ class SqliteResponseTable:
                               created_epoch=created)
 
     def delete(self, record_id: str) -> None:
-        with self._db._guard("delete a stored response"), self._db._write_lock:
-            self._db._conn().execute("DELETE FROM stored_responses WHERE id = ?", (record_id,))
+        self._execute("delete a stored response",
+                      "DELETE FROM stored_responses WHERE id = ?", (record_id,), write=True)
 
     def prune(self, *, max_age_secs: float, max_count: int) -> int:
         """Drop records older than the age or beyond the newest ``max_count``."""
-        with self._db._guard("prune stored responses"), self._db._write_lock:
-            cur = self._db._conn().execute(
-                "DELETE FROM stored_responses WHERE created_epoch < ? OR id NOT IN "
-                "(SELECT id FROM stored_responses ORDER BY created_epoch DESC LIMIT ?)",
-                (time.time() - max_age_secs, max_count))
-            return cur.rowcount
+        return self._execute(
+            "prune stored responses",
+            "DELETE FROM stored_responses WHERE created_epoch < ? OR id NOT IN "
+            "(SELECT id FROM stored_responses ORDER BY created_epoch DESC LIMIT ?)",
+            (time.time() - max_age_secs, max_count), write=True).rowcount
