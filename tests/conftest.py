@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.fakes import FAKE_BIN
-from support.server_process import ServerProcess, clean_environ, start_server
+from support.fakes import fake_path_prefix
+from support.server_process import ServerProcess, clean_environ, start_server, stop_all
 from support.services import install_missing, postgres_server, redis_server
 
 
@@ -98,8 +98,7 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory
         return server
 
     yield factory
-    for server in started:
-        server.stop(timeout=10)
+    stop_all(started, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Engine-level tests: fakes on PATH, an isolated HOME for their state, an argv log
     (``tmp_path/fake.log``), a clinvk home and a work directory under ``tmp_path``."""
     log = tmp_path / "fake.log"
-    monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{fake_path_prefix()}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FAKE_CLI_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("FAKE_CLI_LOG", str(log))

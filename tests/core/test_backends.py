@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -253,10 +254,16 @@ def test_system_prompt_is_never_dropped():
     assert claude.argv[-2:] == ["--append-system-prompt", "Be brief."]
 
 
-def test_child_env_scrubs_clinvk_secrets():
-    backend = BACKEND_CLASSES["claude"](env={"EXTRA": "1"})
-    env = backend.child_env({"PATH": "/bin", "CLINVK_API_KEYS": "secret", "HOME": "/h"})
-    assert env == {"PATH": "/bin", "HOME": "/h", "EXTRA": "1"}
+def test_child_env_scrubs_clinvk_secrets(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CLINVK_API_KEYS", "secret")
+    monkeypatch.setenv("HOME", "/h")
+    backend = BACKEND_CLASSES["claude"](env={"EXTRA": "1", "PATH": "/backend/bin"})
+    env = backend.child_env()
+    assert "CLINVK_API_KEYS" not in env and not any(k.startswith("CLINVK_") for k in env)
+    assert env["HOME"] == "/h" and env["EXTRA"] == "1" and env["PATH"] == "/backend/bin"
+    assert set(env) == {k for k in os.environ if not k.startswith("CLINVK_")} | {"EXTRA"}
+    with pytest.raises(TypeError):  # shared by every run: no run may change it
+        env["PATH"] = "/tmp"  # type: ignore[index]
 
 
 def test_extra_flag_allowlist():

@@ -358,3 +358,25 @@ def test_a_handle_closed_unread_gives_its_lease_back(env):
     handle.close()
     with engine.store.busy(handle.session.id):
         pass
+
+
+def test_runs_inherit_the_environment_of_the_engines_start(env, monkeypatch):
+    """The CLI gets the gateway's environment as it was when the engine was built, minus
+    clinvk's own variables, plus the backend's configured env and its run's own id."""
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-at-start")
+    monkeypatch.setenv("CLINVK_API_KEYS", "sk-clinvk-secret")
+    engine = make_engine(env, **{"backends.codex.env": {"OPENAI_BASE_URL": "http://proxy"}})
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-changed-later")
+    monkeypatch.setenv("OPENAI_PROJECT", "set-later")
+    for _ in range(2):
+        assert engine.run(request(env, "codex", ephemeral=True)).status == RunStatus.OK
+    first, second = (run["env"] for run in logged(env))
+    assert first["OPENAI_ORG_ID"] == "org-at-start" and "OPENAI_PROJECT" not in first
+    assert first["OPENAI_BASE_URL"] == "http://proxy"
+    assert not any(k == "CLINVK_API_KEYS" or "sk-clinvk-secret" in v for k, v in first.items())
+    assert first["CLINVK_RUN_ID"] != second["CLINVK_RUN_ID"]  # the per-run marker
+    assert {k: v for k, v in first.items() if k != "CLINVK_RUN_ID"} == \
+        {k: v for k, v in second.items() if k != "CLINVK_RUN_ID"}
+    # a new engine (a restarted gateway) sees the environment as it is now
+    make_engine(env).run(request(env, "codex", ephemeral=True))
+    assert logged(env)[-1]["env"]["OPENAI_PROJECT"] == "set-later"

@@ -42,13 +42,11 @@ def test_reported_usage_lands_in_the_ledger(env: Path, backend: str) -> None:
     assert row.duration_ms == result.duration_ms
 
 
-def test_ephemeral_and_failed_runs_count_dry_runs_do_not(env: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = make_engine(env)
+def test_ephemeral_and_failed_runs_count_dry_runs_do_not(env: Path) -> None:
+    engine = make_engine(env, **{"backends.gemini.env": {"FAKE_CLI_EXIT_CODE": "3"}})
     engine.run(request(env, "codex", ephemeral=True))
     engine.run(request(env, "claude", dry_run=True))
-    monkeypatch.setenv("FAKE_CLI_EXIT_CODE", "3")
-    engine.run(request(env, "gemini"))
+    engine.run(request(env, "gemini"))  # fails
     assert engine.accounting.ledger is not None
     rows = engine.accounting.ledger.recent(parse_query(recent=10))
     assert [(r.backend, r.status, r.session_id is None) for r in rows] == [

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.fakes import FAKE_BIN, REPO
+from support.fakes import REPO, fake_path_prefix
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def mcp_env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "work").mkdir()
     (tmp_path / "config.yaml").write_text("{}\n")
     return {
-        "PATH": f"{FAKE_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": f"{fake_path_prefix()}{os.pathsep}{os.environ.get('PATH', '')}",
         "HOME": str(home),
         "CLINVK_HOME": str(tmp_path / "clinvk-home"),
         "CLINVK_CONFIG": str(tmp_path / "config.yaml"),

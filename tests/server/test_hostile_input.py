@@ -13,26 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.fakes import FAKE_BIN
 from support.http import error_style
+from support.procs import fakes_alive
 
 SURROGATE = "hi \ud800 there"
-
-
-def _alive_fakes() -> list[int]:
-    """Pids of live processes running one of the fake CLIs (zombies count as gone)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if str(FAKE_BIN).encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def _native(prompt: Any, **extra: Any) -> tuple[str, dict[str, Any]]:
@@ -89,7 +73,7 @@ def _assert_refused_cleanly(app, resp, path: str) -> dict[str, Any]:
         assert 400 <= resp.status_code < 500, (path, resp.status_code, resp.data[:300])
         assert error_style(body) == _expected_style(path), body
     assert app.extensions["clinvk"].engine.slots.in_use == 0
-    assert _alive_fakes() == []
+    assert fakes_alive(os.environ["HOME"]) == []
     return body
 
 
@@ -157,7 +141,7 @@ def test_huge_numbers_never_give_a_5xx(app, client, path, body) -> None:
         resp = _send(client, path, raw)
         assert resp.status_code < 500, (number, resp.data[:300])
     assert app.extensions["clinvk"].engine.slots.in_use == 0
-    assert _alive_fakes() == []
+    assert fakes_alive(os.environ["HOME"]) == []
 
 
 @pytest.fixture

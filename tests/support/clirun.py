@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
-import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from clinvk.core.store import default_store_path
 from clinvk.core.store.sqlite import SqliteStore
-from support.fakes import FAKE_BIN, REPO, fake_runs
+from support.fakes import FAKE_BIN, REPO, fake_path_prefix, fake_runs
 
 __all__ = ["CLINVK", "FAKE_BIN", "REPO", "Cli"]
 
@@ -49,18 +47,13 @@ class Cli:
         self.home = tmp / "clinvk-home"
         self.log_path = tmp / "fake-runs.jsonl"
         self.pid_path = tmp / "fake-pids"
-        python_dir = tmp / "python"
-        for d in (self.home, tmp / "home", python_dir):
+        for d in (self.home, tmp / "home"):
             d.mkdir()
-        # `#!/usr/bin/env python3` of the fakes: this interpreter, without site (fast start).
-        wrapper = python_dir / "python3"
-        wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "$@"\n')
-        wrapper.chmod(0o755)
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("CLINVK_", "FAKE_CLI_"))
                     and k != "PYTHONDONTWRITEBYTECODE"}
         self.env.update(
-            PATH=os.pathsep.join((str(FAKE_BIN), str(python_dir), os.environ.get("PATH", ""))),
+            PATH=os.pathsep.join((fake_path_prefix(), os.environ.get("PATH", ""))),
             HOME=str(tmp / "home"),
             CLINVK_HOME=str(self.home),
             FAKE_CLI_STATE_DIR=str(tmp / "fake-state"),

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,6 +18,29 @@ FAKE_BIN = REPO / "tests" / "fakes" / "bin"
 # A leaked fake never outlives this (the fakes honour it as a safety net).
 FAKE_MAX_LIFETIME = "120"
 BACKENDS = ("claude", "codex", "gemini")
+
+_FAST_PYTHON: list[Path] = []
+
+
+def fast_python_dir() -> Path:
+    """A directory holding a ``python3`` that runs this interpreter with ``-S``: put it on
+    ``PATH`` right after :data:`FAKE_BIN` and the fakes' ``#!/usr/bin/env python3`` skips
+    version-manager shims (a pyenv shim is a bash script) and the site-packages ``.pth``
+    hooks. The fakes need only the standard library; together this is most of a fake's
+    start-up. One directory per test process, removed when it exits."""
+    if not _FAST_PYTHON:
+        directory = Path(tempfile.mkdtemp(prefix="clinvk-fast-python-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        wrapper = directory / "python3"
+        wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "$@"\n')
+        wrapper.chmod(0o755)
+        _FAST_PYTHON.append(directory)
+    return _FAST_PYTHON[0]
+
+
+def fake_path_prefix() -> str:
+    """The ``PATH`` entries that put the fake CLIs first, started by the fast interpreter."""
+    return os.pathsep.join((str(FAKE_BIN), str(fast_python_dir())))
 
 
 def fake(prompt: str, **knobs: Any) -> str:

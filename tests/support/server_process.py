@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from support.fakes import FAKE_BIN, FAKE_MAX_LIFETIME
+from support.fakes import FAKE_MAX_LIFETIME, fake_path_prefix
 
 BANNER_RE = re.compile(r"starting on http://([^\s/]+):(\d+)")
 
@@ -22,7 +23,7 @@ BANNER_RE = re.compile(r"starting on http://([^\s/]+):(\d+)")
 def clean_environ(home: Path, clinvk_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CLINVK_", "FAKE_CLI_"))}
-    env["PATH"] = f"{FAKE_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{fake_path_prefix()}{os.pathsep}{env.get('PATH', '')}"
     env["HOME"] = str(home)
     env["CLINVK_HOME"] = str(clinvk_home)
     env["FAKE_CLI_MAX_LIFETIME"] = FAKE_MAX_LIFETIME
@@ -88,6 +89,13 @@ class ServerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         return self.proc.returncode
+
+
+def stop_all(servers: list[ServerProcess], timeout: float) -> None:
+    """Stop every server at once: each one's graceful shutdown (up to ``timeout``) runs
+    beside the others' instead of after them."""
+    with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+        list(pool.map(lambda server: server.stop(timeout=timeout), servers))
 
 
 def serve_args(config: dict[str, Any] | None, args: tuple[str, ...]) -> tuple[str, ...]:

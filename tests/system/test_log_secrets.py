@@ -8,8 +8,7 @@ import json
 
 import pytest
 import requests
-from support.fakes import FAKE_BIN
-from support.procs import wait_until
+from support.procs import fakes_alive, wait_until
 
 KEY = "sk-query-secret-0123456789abcdef"
 OTHER = "tok-another-secret-9876543210"
@@ -35,20 +34,6 @@ def test_query_string_secrets_are_redacted_in_every_log_format(server_factory, l
         assert any(entry.get("path") == "/api/v1/sessions" for entry in lines)
 
 
-def _fake_processes() -> int:
-    from pathlib import Path
-
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if str(FAKE_BIN).encode() in (entry / "cmdline").read_bytes():
-                    count += 1
-            except OSError:
-                pass
-    return count
-
-
 def test_lone_surrogates_leave_nothing_running_on_a_real_server(server_factory) -> None:
     srv = server_factory()
     raw = json.dumps({"model": "claude", "max_tokens": 8,
@@ -61,6 +46,6 @@ def test_lone_surrogates_leave_nothing_running_on_a_real_server(server_factory) 
             for _ in range(100):
                 resp = http.post(srv.url(path), data=body, headers=headers, timeout=10)
                 assert resp.status_code == 400, resp.text
-    assert _fake_processes() == 0
+    assert fakes_alive(srv.home, zombies=True) == []
     health = requests.get(srv.url("/health"), timeout=10)
     assert health.status_code == 200

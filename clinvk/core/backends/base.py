@@ -16,7 +16,9 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from clinvk.core.events import Event, TokenUsage
@@ -51,6 +53,14 @@ def inherited_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")}
 
 
+# The environment a backend's CLIs inherit: the gateway's as it was when the backend was
+# built (for a server, when its worker started), minus clinvk's own variables, plus the
+# backend's configured ``env``. Built once per backend rather than decoded from
+# ``os.environ`` on every run (docs/backends.md, "Environment"); read-only,
+# so no run can change what the next one gets.
+RunEnv = Mapping[str, str]
+
+
 @dataclass
 class RunOptions:
     """Everything a backend needs to build one invocation (already validated)."""
@@ -72,7 +82,7 @@ class RunOptions:
 class Invocation:
     argv: list[str]
     stdin: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: RunEnv = field(default_factory=dict)
 
     def display(self, program: str | None = None) -> str:
         """The exact argv, shell-quoted, with the prompt shown as the here-string it is fed as;
@@ -221,7 +231,8 @@ class Backend(ABC):
         default_model: str | None = None,
     ) -> None:
         self.command = command or self.name
-        self.extra_env = dict(env or {})
+        self.extra_env: RunEnv = MappingProxyType(dict(env or {}))
+        self.run_env: RunEnv = MappingProxyType({**inherited_env(), **self.extra_env})
         self.aliases = {**self.builtin_aliases, **(aliases or {})}
         self.default_model = default_model or None
         self._availability: tuple[float, str | None] | None = None
@@ -283,17 +294,14 @@ class Backend(ABC):
             return f"flag {flags[-1]!r} needs a value"
         return None
 
-    def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """The environment for the CLI: ours minus clinvk's own (secret) variables."""
-        if base is None:
-            env = inherited_env()
-        else:
-            env = {k: v for k, v in base.items() if not k.startswith("CLINVK_")}
-        env.update(self.extra_env)
-        return env
+    def child_env(self) -> RunEnv:
+        """The environment for the CLI (read-only; see :data:`RunEnv`): the gateway's at
+        the backend's construction minus clinvk's own (secret) variables, plus the
+        backend's configured ``env``. The process run adds its per-run variables on top."""
+        return self.run_env
 
     def cleanup_ephemeral(
-        self, backend_session_id: str | None, workdir: str, env: dict[str, str]
+        self, backend_session_id: str | None, workdir: str, env: RunEnv
     ) -> None:
         """Remove what a run left behind when it should have left nothing (default: no-op)."""
 

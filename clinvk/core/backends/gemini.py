@@ -17,6 +17,7 @@ from clinvk.core.backends.base import (
     Backend,
     Invocation,
     ParsedResult,
+    RunEnv,
     RunOptions,
     StreamParser,
     as_int,
@@ -224,7 +225,7 @@ class GeminiBackend(Backend):
         return result
 
     def cleanup_ephemeral(
-        self, backend_session_id: str | None, workdir: str, env: dict[str, str]
+        self, backend_session_id: str | None, workdir: str, env: RunEnv
     ) -> None:
         """Gemini has no ephemeral flag: delete the chat file the run wrote."""
         if not backend_session_id:

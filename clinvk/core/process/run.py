@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from clinvk.core.errors import BackendUnavailable
@@ -82,7 +82,7 @@ class ProcessRun:
         argv: list[str],
         *,
         stdin: str = "",
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         limits: Limits | None = None,
     ) -> None:
@@ -115,8 +115,9 @@ class ProcessRun:
         """
         data = self.stdin_text.encode("utf-8")
         self._wake_r, self._wake_w = os.pipe()
-        env = dict(os.environ if self.env is None else self.env)
-        env[RUN_MARKER_VAR] = self.marker
+        # The run's own variable on top of what it inherits (the backend's prepared
+        # environment, else this process's).
+        env = {**(os.environ if self.env is None else self.env), RUN_MARKER_VAR: self.marker}
         try:
             self.proc = subprocess.Popen(
                 self.argv,
