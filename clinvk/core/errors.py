@@ -130,6 +130,19 @@ class HostUnavailable(Saturated):
     code = "host_unavailable"
 
 
+class RunAlreadyStarted(ClinvkError):
+    """A job's run was taken by an agent host before the gateway that placed it died: it is
+    never started a second time (agents have side effects), so its job is ``lost``."""
+
+    code = "run_already_started"
+
+
+class RunWithdrawn(ClinvkError):
+    """A job's run was withdrawn (the job cancelled) while it waited for an agent host."""
+
+    code = "run_withdrawn"
+
+
 class BudgetExceeded(Saturated):
     """The caller's key has used up a budget (server.budgets) until its window resets."""
 

@@ -63,6 +63,10 @@ class Runner(Protocol):
                           backend_session_id: str | None) -> None:
         """Remove what an ephemeral run's CLI left where it ran."""
 
+    def withdraw(self, run_keys: list[str]) -> None:
+        """The named runs (a cancelled job's) never start if they have not yet, and stop
+        if they have; from any gateway process."""
+
     def available(self, backend: Backend) -> bool:
         """Whether a new run of ``backend`` could start now (for /health)."""
 
@@ -90,6 +94,9 @@ class LocalRunner:
                           backend_session_id: str | None) -> None:
         prepared.backend.cleanup_ephemeral(backend_session_id, prepared.workdir,
                                            prepared.invocation.env)
+
+    def withdraw(self, run_keys: list[str]) -> None:
+        """Nothing to do: a local run starts at once, and its job's cancel flag stops it."""
 
     def available(self, backend: Backend) -> bool:
         return backend.reported_available()

@@ -142,7 +142,8 @@ def _run_one(engine: Engine, index: int, req: PromptRequest, *, name: str | None
              canceller: Cancellation | None = None,
              on_update: UpdateFn | None = None,
              on_event: EventFn | None = None) -> TaskOutcome:
-    req = replace(req, ephemeral=True, session_id=None)
+    req = replace(req, ephemeral=True, session_id=None,
+                  run_key=f"{req.run_key}.{index}" if req.run_key else None)
     if canceller is not None and canceller.cancelled.is_set():
         outcome = TaskOutcome(index=index, backend=req.backend or "", status=RunStatus.CANCELLED,
                               error="cancelled before it started", name=name,

@@ -131,7 +131,8 @@ def _job_service(engine: Engine, store: Store) -> JobService | None:
         return None
     limits = JobLimits(max_queued=srv.jobs_max_queued, max_events=srv.jobs_max_events,
                        retention_secs=srv.jobs_retention_secs,
-                       retention_count=srv.jobs_retention_count, threads=srv.jobs_threads)
+                       retention_count=srv.jobs_retention_count, threads=srv.jobs_threads,
+                       claim_secs=srv.jobs_claim_timeout_secs)
     try:
         records = store.responses
     except StoreError as exc:

@@ -10,6 +10,7 @@ The last test stops redis (broker outage).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -152,8 +153,8 @@ def test_health_and_metrics_show_hosts_and_queues(topo: Topology) -> None:
     assert 'clinvk_queue_depth{queue="clinvk.backend.codex"} 0.0' in text
 
 
-def _job(topo: Topology, prompt: str) -> str:
-    resp = requests.post(topo.gateway.url("/api/v1/jobs"), timeout=30, json={
+def _job(topo: Topology, prompt: str, gateway: ServerProcess | None = None) -> str:
+    resp = requests.post((gateway or topo.gateway).url("/api/v1/jobs"), timeout=30, json={
         "backend": "claude", "prompt": prompt, "workdir": str(topo.workdir)})
     assert resp.status_code == 202, resp.text
     return resp.json()["data"]["id"]
@@ -287,6 +288,98 @@ def test_rate_limits_hold_across_two_gateways(topo: Topology, server_factory) ->
     finally:
         for gateway in gateways:
             gateway.stop(timeout=10)
+
+
+def _gateway(topo: Topology, server_factory) -> ServerProcess:
+    """Another gateway of the deployment (two workers): same broker, same store."""
+    return server_factory({
+        "execution": {"mode": "celery", "broker_url": topo.broker_url, "heartbeat_secs": 1,
+                      "lost_after_secs": LOST_AFTER},
+        "server": {"queue_timeout_secs": 30},
+        "store": {"url": topo.store_url},
+    }, args=("--workers", "2"))
+
+
+def _sigkill(gateway: ServerProcess) -> None:
+    """The gateway dies at once: master and both workers, nothing cleaned up."""
+    os.killpg(gateway.proc.pid, signal.SIGKILL)
+    gateway.proc.wait(10)
+
+
+def _events(gateway: ServerProcess, job_id: str) -> list[dict]:
+    resp = requests.get(gateway.url(f"/api/v1/jobs/{job_id}/events"), timeout=30,
+                        headers={"Accept": "application/x-ndjson"})
+    assert resp.status_code == 200, resp.text
+    return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+
+def _runs(topo: Topology, word: str) -> int:
+    return sum(len(fake_runs(h.runs_log, word)) for h in topo.hosts.values())
+
+
+def test_a_job_started_when_its_gateway_died_ends_lost_and_is_not_rerun(
+        topo: Topology, server_factory, tmp_path: Path) -> None:
+    pidfile, word = tmp_path / "pids", marker()
+    first = _gateway(topo, server_factory)
+    job_id = _job(topo, fake(f"started {word}", hang=True, pidfile=str(pidfile)), first)
+    assert wait_until(lambda: len(pids_alive(pidfile)) == 1, 20), "the CLI never started"
+    assert wait_until(lambda: _job_status(topo, job_id) == "running", 5)
+    _sigkill(first)
+    second = _gateway(topo, server_factory)  # its start judges the jobs of dead gateways
+    assert wait_until(lambda: _job_status(topo, job_id) == "lost", 10)
+    # nobody reads the run any more: its host stops the CLI within the reader lease
+    assert wait_until(lambda: not pids_alive(pidfile), LOST_AFTER + 5), pids_alive(pidfile)
+    assert _events(second, job_id)[-1]["content"]["status"] == "lost"
+    assert _runs(topo, word) == 1
+    second.stop(timeout=10)
+
+
+BUSY_SECS = LOST_AFTER + 4  # the hosts stay busy until the dead gateway's reader lease is gone
+
+
+def test_a_job_queued_when_its_gateway_died_runs_once_under_the_next_gateway(
+        topo: Topology, server_factory, tmp_path: Path) -> None:
+    """Every host slot is busy; the job waits in the queue; its gateway is SIGKILLed. The
+    next gateway takes the job over: it runs once, and its whole event log is read back
+    through the new gateway, in order, each event once, like a job nobody interrupted."""
+    reference = _job(topo, fake(f"reference {marker()}"))
+    pidfile, word = tmp_path / "busy", marker()
+    busy = [threading.Thread(target=topo.prompt, daemon=True, args=(
+        fake(f"busy {marker()}", delay=BUSY_SECS, pidfile=str(pidfile)),)) for _ in range(4)]
+    for thread in busy:
+        thread.start()
+    assert wait_until(lambda: len(pids_alive(pidfile)) == 4, 20), "the hosts are not all busy"
+    first = _gateway(topo, server_factory)
+    job_id = _job(topo, fake(f"survivor {word}"), first)
+
+    def queued_runs() -> int:
+        health = requests.get(topo.gateway.url("/health"), timeout=10).json()
+        return health["execution"]["queues"]["clinvk.backend.claude"]
+
+    assert wait_until(lambda: queued_runs() >= 1, 10), "the job's run never reached the queue"
+    assert _job_status(topo, job_id) == "queued"
+    # A job cancelled while it waits for a host is withdrawn: no host ever starts it.
+    cancelled_word = marker()
+    cancelled = _job(topo, fake(f"cancelled {cancelled_word}"))
+    assert wait_until(lambda: queued_runs() >= 2, 10)
+    resp = requests.post(topo.gateway.url(f"/api/v1/jobs/{cancelled}/cancel"), timeout=30)
+    assert resp.json()["data"]["status"] == "cancelled", resp.text
+    _sigkill(first)
+    second = _gateway(topo, server_factory)
+    assert wait_until(lambda: _job_status(topo, job_id) in ("succeeded", "failed", "lost"),
+                      BUSY_SECS + 30)
+    final = requests.get(second.url(f"/api/v1/jobs/{job_id}"), timeout=10).json()["data"]
+    assert final["status"] == "succeeded", (final, second.log()[-3000:])
+    events = _events(second, job_id)
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["type"] for e in events] == [e["type"] for e in _events(topo.gateway, reference)]
+    assert _runs(topo, word) == 1
+    assert wait_until(lambda: queued_runs() == 0, 10)
+    assert _runs(topo, cancelled_word) == 0
+    assert _events(topo.gateway, cancelled)[-1]["content"]["status"] == "cancelled"
+    for thread in busy:
+        thread.join(BUSY_SECS + 10)
+    second.stop(timeout=10)
 
 
 def test_broker_outage_gives_503_in_every_dialect(topo: Topology) -> None:

@@ -172,6 +172,10 @@ class ServerConfig:
                                                    "at start.", check=at_least(60))
     jobs_retention_count: int = _key(1000, "Finished jobs kept at most (newest first), "
                                            "pruned at start.", check=at_least(1))
+    jobs_claim_timeout_secs: int = _key(
+        30, "A job's claim by the gateway process dispatching or running it lasts this long "
+        "unless renewed (every third of it); a gateway on another machine takes over a queued "
+        "job, or marks a running one lost, only once the claim has expired.", check=at_least(3))
     jobs_threads: int = _key(8, "Threads per server process that run jobs (embedded executor).",
                              check=at_least(1))
     jobs_webhook_allowed_hosts: tuple[str, ...] = _key(

@@ -47,6 +47,10 @@ class PromptRequest:
     # (a synchronous answer): a new session's row is written once, with its first turn,
     # when that turn is recorded (docs/sessions.md, "When a turn is recorded").
     live_events: bool = True
+    # The run's name on the agent hosts (execution.mode celery), stable across gateway
+    # restarts: a job's runs have one, so that a gateway taking over a queued job places the
+    # same run again and a host never starts it twice. None: a fresh name per run.
+    run_key: str | None = None
 
 
 # The request fields that carry text a CLI receives or the store keeps.

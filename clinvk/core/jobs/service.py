@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from clinvk.core.engine import Engine, PromptRequest, RunResult
-from clinvk.core.errors import ClinvkError, JobNotFinished, JobQueueFull, NotFound
+from clinvk.core.errors import (
+    ClinvkError,
+    JobNotFinished,
+    JobQueueFull,
+    NotFound,
+    RunAlreadyStarted,
+)
+from clinvk.core.jobs.claims import ClaimKeeper
 from clinvk.core.jobs.executor import EmbeddedExecutor, JobExecutor
 from clinvk.core.jobs.model import JOB_END, TASK_END, Job, JobKind, JobStatus
 from clinvk.core.jobs.responses import ResponseRecord
@@ -39,6 +45,10 @@ log = logging.getLogger("clinvk.jobs")
 
 #: How often a running job looks at its cancel flag and a follower at the log.
 POLL_SECS = 0.1
+#: Said when a job's run had been taken by an agent host before its gateway died.
+STARTED_ELSEWHERE = ("the gateway that placed this job stopped after an agent host had "
+                     "started its run; it is not re-run (agent runs have side effects) — "
+                     "submit it again if wanted")
 LOST_ERROR = ("the server running this job stopped before it finished; it is not re-run "
               "(agent runs have side effects) — submit it again if wanted")
 
@@ -50,6 +60,25 @@ class JobLimits:
     retention_secs: float = 7 * 24 * 3600
     retention_count: int = 1000
     threads: int = 8
+    claim_secs: float = 30.0  # how long a claim lasts unless renewed (every third of it)
+
+
+JobOutcome = tuple[JobStatus, dict[str, Any] | None, str | None]
+
+
+def run_key(job_id: str) -> str:
+    """The name of a job's run on the agent hosts, the same for every gateway."""
+    return f"job.{job_id}"
+
+
+def run_keys(job: Job) -> list[str]:
+    """The names of every run a job makes: one for a prompt, one per task of a plan."""
+    key = run_key(job.id)
+    if job.kind == JobKind.PROMPT:
+        return [key]
+    plan = plan_from_dict(job.request, RunOrigin.JOB)
+    count = len(plan.backends) if plan.kind == JobKind.COMPARE else len(plan.requests)
+    return [f"{key}.{index}" for index in range(count)]
 
 
 def _plan_status(report: JobReport) -> tuple[JobStatus, str | None]:
@@ -91,6 +120,7 @@ class JobService:
         self.executor = executor or EmbeddedExecutor(limits.threads)
         self.records = records
         self.webhooks = WebhookSender(webhook_policy(engine), store)
+        self._claims = ClaimKeeper(store, limits.claim_secs)
 
     # -- submit and look up -------------------------------------------------------------------
 
@@ -162,6 +192,7 @@ class JobService:
         if job.status.finished:
             return job
         self.store.request_cancel(job_id)
+        self.engine.runner.withdraw(run_keys(job))  # runs still waiting for a host
         if self.store.finish(job_id, JobStatus.CANCELLED, error="cancelled before it started",
                              only_from=(JobStatus.QUEUED,)):
             self._finished(job_id, JobStatus.CANCELLED)
@@ -200,27 +231,45 @@ class JobService:
     # -- run ----------------------------------------------------------------------------------
 
     def run(self, job_id: str) -> None:
-        """Executor entry point: claim the job (once, in one process) and run it."""
-        if not self.store.claim(job_id, os.getpid()):
+        """Executor entry point: claim the job (once, in one process) and run it.
+
+        The job stays ``queued`` while its run waits for a place to run (a free agent host);
+        it becomes ``running`` when the CLI has started, so a job whose gateway died before
+        that is taken over by the next one (see docs/deployment.md, "Who holds a job")."""
+        if not self._claims.take(job_id):
             return
+        try:
+            outcome = self._run_claimed(job_id)
+        finally:
+            self._claims.drop(job_id)
+        if outcome is None:
+            return  # cancelled while it waited, or taken over: someone else finishes it
+        status, result, error = outcome
+        if self.store.finish(job_id, status, result=result, error=error,
+                             only_from=(JobStatus.QUEUED, JobStatus.RUNNING)):
+            self._finished(job_id, status)
+
+    def _run_claimed(self, job_id: str) -> JobOutcome | None:
         job = self.store.get(job_id)
         assert job is not None
         try:
             if job.kind == JobKind.PROMPT:
-                status, result, error = self._run_prompt(job)
-            else:
-                status, result, error = self._run_plan(job)
+                return self._run_prompt(job)
+            return self._run_plan(job)
+        except RunAlreadyStarted:
+            return JobStatus.LOST, None, STARTED_ELSEWHERE
         except ClinvkError as exc:
-            status, result, error = JobStatus.FAILED, None, str(exc)
+            return JobStatus.FAILED, None, str(exc)
         except Exception as exc:
             log.exception("job %s failed inside the gateway", job_id)
-            status, result, error = JobStatus.FAILED, None, f"internal error: {type(exc).__name__}"
-        self.store.finish(job_id, status, result=result, error=error)
-        self._finished(job_id, status)
+            return JobStatus.FAILED, None, f"internal error: {type(exc).__name__}"
 
-    def _run_prompt(self, job: Job) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
-        req = request_from_dict(job.request, RunOrigin.JOB)
+    def _run_prompt(self, job: Job) -> JobOutcome | None:
+        req = replace(request_from_dict(job.request, RunOrigin.JOB), run_key=run_key(job.id))
         handle = self.engine.start(self.engine.prepare(req))
+        if not self._claims.started(job.id):
+            handle.close()  # cancelled while it waited for a host: the run stops here
+            return None
         self.store.set_session(job.id, handle.session_id, handle.prepared.backend.name)
         last_poll = time.monotonic()
         for event in handle.events(heartbeat=POLL_SECS):
@@ -235,10 +284,12 @@ class JobService:
         self.store.set_session(job.id, result.session_id, result.backend)
         return _status_of(result), result.to_dict(), result.error
 
-    def _run_plan(self, job: Job) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
+    def _run_plan(self, job: Job) -> JobOutcome:
         """Every sub-run's events go to the job's log tagged with their task; a watcher
         thread turns the row's cancel flag into cancelling every run of the plan."""
         plan = plan_from_dict(job.request, RunOrigin.JOB)
+        key = run_key(job.id)  # each sub-run's name adds its index
+        plan = replace(plan, requests=[replace(r, run_key=key) for r in plan.requests])
         cancellation = Cancellation()
         done = threading.Event()
         watcher = threading.Thread(target=self._watch_cancel, name=f"clinvk-cancel-{job.id}",
@@ -252,12 +303,18 @@ class JobService:
             return {"task": index, "step": index + 1} if chain else {"task": index}
 
         def on_event(index: int, event: Any) -> None:
+            # A sub-run's first event: its CLI has started, so the job is under way.
+            if not self._claims.started(job.id):
+                cancellation.cancel_all()  # cancelled while the plan waited for hosts
+                return
             self.store.append_event(job.id, {**event.to_dict(), **tags(index)},
                                     cap=self.limits.max_events)
 
         def on_update(index: int, state: str, outcome: TaskOutcome | None) -> None:
             if outcome is None:
-                return  # started: its own events follow
+                return  # about to start: its own events follow
+            if not self._claims.running(job.id) and self.store.cancel_requested(job.id):
+                return  # cancelled before anything ran: the job's log is closed already
             content = {"status": outcome.status, "backend": outcome.backend}
             if outcome.error:
                 content["error"] = outcome.error

@@ -90,6 +90,15 @@ class RunChannel:
                 entries.append(Entry(entry_id, RunEntryKind(fields["k"]), fields))
         return entries
 
+    def taken_by(self) -> str | None:
+        """The host that claimed this run, if one has (it started the CLI, or is about to)."""
+        return self.client.get(self._claim)
+
+    def reopen(self) -> None:
+        """Forget the withdrawal of a run that no host has taken: a gateway taking over a
+        queued job places it again under the same name (the host checks the claim first)."""
+        self.client.delete(self._cancel)
+
     def keep_reader(self, ttl: float) -> None:
         self.client.set(self._reader, "1", ex=max(int(ttl), 1))
 

@@ -23,7 +23,14 @@ import redis
 from kombu.exceptions import KombuError
 
 from clinvk.core.config import Config
-from clinvk.core.errors import BackendUnavailable, BrokerUnavailable, HostUnavailable, Saturated
+from clinvk.core.errors import (
+    BackendUnavailable,
+    BrokerUnavailable,
+    HostUnavailable,
+    RunAlreadyStarted,
+    RunWithdrawn,
+    Saturated,
+)
 from clinvk.core.execution import BackendProcess, Placement
 from clinvk.core.process import Limits, ProcessOutcome
 from clinvk.core.remote.channel import Entry, RunChannel, connect
@@ -131,6 +138,14 @@ class RemoteRunner:
         except BrokerUnavailable:
             log.warning("could not ask host %s to clean up an ephemeral run", host)
 
+    def withdraw(self, run_keys: list[str]) -> None:
+        for key in run_keys:
+            try:
+                RunChannel(self.client, self.names, key, self.stream_ttl).cancel(
+                    str(EndReason.CANCELLED))
+            except redis.RedisError:
+                log.warning("could not withdraw run %s: the broker is unreachable", key)
+
     def available(self, backend: Backend) -> bool:
         try:
             return any(backend.name in h.backends for h in self.hosts.live().values())
@@ -167,7 +182,8 @@ class RemoteProcess:
         self.prepared = prepared
         self.limits = limits
         self.session_id = session_id
-        self.run_id = uuid.uuid4().hex
+        # A job's run keeps its name across gateways (see :meth:`_take_over`).
+        self.run_id = prepared.request.run_key or uuid.uuid4().hex
         self.channel = RunChannel(runner.client, runner.names, self.run_id, runner.stream_ttl)
         self.outcome: ProcessOutcome | None = None
         self.host: str | None = None
@@ -191,16 +207,35 @@ class RemoteProcess:
         assert queue is not None, "a remote run is placed before it starts"
         self._started = time.monotonic()
         try:
+            if self.prepared.request.run_key:
+                self._take_over()
             self._keep_reader(force=True)
         except redis.RedisError as exc:
             raise BrokerUnavailable(BROKER_DOWN, retry_after=5) from exc
         self.runner.send(RUN_TASK, self._payload(), queue)
         self._await_start(queue)
 
+    def _take_over(self) -> None:
+        """A named run may have been placed before, by a gateway that died while it waited
+        for a host. If a host took it, it is never started again; if none did, the old
+        task (still queued, or skipped because its reader was gone) and the one published
+        now are the same run: whichever a host takes first starts it, the other is skipped
+        (the host's claim), and this reader sees its stream from the start."""
+        host = self.channel.taken_by()
+        if host is not None:
+            raise RunAlreadyStarted(
+                f"run {self.run_id} was already started on agent host {host!r} before the "
+                "gateway that placed it stopped; it is not started again")
+        self.channel.reopen()
+
     def _await_start(self, queue: str) -> None:
         deadline = self._started + self.runner.start_wait
         next_host_check = self._started + self.runner.heartbeat
         while True:
+            try:  # the reader lease is what tells a host that takes the run anyone waits
+                self._keep_reader()
+            except redis.RedisError as exc:
+                raise BrokerUnavailable(BROKER_DOWN, retry_after=5) from exc
             for entry in self._read(min(self.runner.heartbeat, MAX_WAIT_SECS)):
                 if entry.kind is RunEntryKind.START:
                     self._on_start(entry)
@@ -216,6 +251,7 @@ class RemoteProcess:
             if now >= next_host_check:
                 next_host_check = now + self.runner.heartbeat
                 self._check_target_alive(queue)
+                self._check_not_withdrawn()
 
     def _check_target_alive(self, queue: str) -> None:
         """A run waiting on one host's queue fails fast when that host goes away."""
@@ -226,6 +262,16 @@ class RemoteProcess:
             self._withdraw()
             raise HostUnavailable(f"the agent host of queue {queue} went away before it took "
                                   "the run", retry_after=int(self.runner.lost_after))
+
+    def _check_not_withdrawn(self) -> None:
+        """A job cancelled while its run waits for a host: stop waiting (hosts skip it)."""
+        try:
+            reason = self.channel.cancel_reason()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(BROKER_DOWN, retry_after=5) from exc
+        if reason is not None:
+            raise RunWithdrawn(f"run {self.run_id} was withdrawn ({reason}) before an agent "
+                               "host took it")
 
     def _withdraw(self) -> None:
         try:

@@ -92,25 +92,61 @@ def test_a_job_runs_through_the_engine_and_ends_its_log(tmp_path: Path, jobs: Jo
     assert jobs.get(job.id).last_sequence == events[-1]["sequence"]
 
 
+def _in_a_process_that_exits(work) -> None:  # noqa: ANN001
+    """Run ``work(pid)`` in a child process that is gone when this returns (a dead runner)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if work(os.getpid()) else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
 def test_recovery_marks_dead_runners_lost_and_requeues_waiting_jobs(
         tmp_path: Path, jobs: JobTable) -> None:
     executor = ManualExecutor()
     service = JobService(make_engine(tmp_path), jobs, JobLimits(), executor)
     running = service.submit_prompt(PromptRequest("was running", backend="claude"))
     waiting = service.submit_prompt(PromptRequest("was waiting", backend="claude"))
+    dispatched = service.submit_prompt(PromptRequest("waited for a host", backend="claude"))
     executor.pending.clear()
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0 if jobs.claim(running.id, os.getpid()) else 1)
-    assert os.waitpid(pid, 0)[1] == 0
+    _in_a_process_that_exits(lambda pid: jobs.claim(running.id, pid)
+                             and jobs.start(running.id, pid))
+    _in_a_process_that_exits(lambda pid: jobs.claim(dispatched.id, pid))
     ours = service.submit_prompt(PromptRequest("ours", backend="claude"))
-    assert jobs.claim(ours.id, os.getpid())  # a live runner is not lost
+    assert jobs.claim(ours.id, os.getpid()) and jobs.start(ours.id, os.getpid())
     executor.pending.clear()
     service.recover()
     assert jobs.get(running.id).status is JobStatus.LOST
     assert jobs.get(running.id).error == LOST_ERROR
-    assert jobs.get(ours.id).status is JobStatus.RUNNING
-    assert executor.pending == [waiting.id]
+    assert jobs.get(ours.id).status is JobStatus.RUNNING  # a live runner is not lost
+    # Claimed but never started (its gateway died waiting for an agent host): queued again.
+    assert jobs.get(dispatched.id).status is JobStatus.QUEUED
+    assert executor.pending == [waiting.id, dispatched.id]
+    assert jobs.claim(dispatched.id, os.getpid())
+
+
+def test_a_claim_keeps_the_job_queued_until_its_run_starts(jobs: JobTable) -> None:
+    job = jobs.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
+    assert jobs.claim(job.id, os.getpid(), 30)
+    assert jobs.get(job.id).status is JobStatus.QUEUED and jobs.get(job.id).started_at is None
+    assert not jobs.claim(job.id, os.getpid(), 30)  # held by a live process: not twice
+    assert jobs.queued() == [job.id] and jobs.orphaned_running() == []
+    assert jobs.renew_claim(job.id, os.getpid(), 30)
+    assert not jobs.start(job.id, os.getppid())  # only the holder starts it
+    assert jobs.start(job.id, os.getpid())
+    assert jobs.get(job.id).status is JobStatus.RUNNING and jobs.get(job.id).started_at
+    assert not jobs.start(job.id, os.getpid())  # once
+    assert jobs.renew_claim(job.id, os.getpid(), 30)  # a running job's claim lives on
+    assert jobs.orphaned_running() == []
+    jobs.finish(job.id, JobStatus.SUCCEEDED)
+    assert not jobs.renew_claim(job.id, os.getpid(), 30)  # finished: nothing to hold
+
+
+def test_a_claim_is_not_started_once_the_job_was_cancelled(jobs: JobTable) -> None:
+    job = jobs.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
+    assert jobs.claim(job.id, os.getpid(), 30)
+    assert jobs.finish(job.id, JobStatus.CANCELLED, only_from=(JobStatus.QUEUED,))
+    assert not jobs.start(job.id, os.getpid())
+    assert jobs.get(job.id).status is JobStatus.CANCELLED
 
 
 def test_cancel_of_a_queued_job_is_immediate_and_idempotent(

@@ -4,6 +4,7 @@ starts at once), its pool and its errors, and the plans of its listings."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import uuid
 
 import psycopg
@@ -143,3 +144,27 @@ def test_both_dialects_have_the_same_numbered_migrations() -> None:
 
     names = {dialect: [m.name for m in migrations(dialect)] for dialect in StoreDialect}
     assert names[StoreDialect.SQLITE] == names[StoreDialect.POSTGRESQL]
+
+
+def test_a_claim_from_another_node_counts_until_it_expires(fresh_database: str) -> None:
+    """Another gateway host's pid cannot be looked at: its claim on a job holds while it
+    is renewed, and once it expired the job is taken over (queued) or lost (running)."""
+    from clinvk.core.jobs.model import JobKind, JobStatus
+
+    store = PostgresStore(fresh_database)
+    jobs = store.jobs
+    waiting = jobs.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
+    running = jobs.create(JobKind.PROMPT, {}, owner=None, backend="claude", max_queued=0)
+    with psycopg.connect(fresh_database) as conn:  # held by a process on another machine
+        for job, status in ((waiting, JobStatus.QUEUED), (running, JobStatus.RUNNING)):
+            conn.execute("UPDATE jobs SET status = %s, runner_pid = 1, runner_start = 'x', "
+                         "runner_node = 'gateway-2@ns', claim_expires = extract(epoch FROM "
+                         "now()) + 60 WHERE id = %s", (status, job.id))
+    assert not jobs.claim(waiting.id, os.getpid(), 30)
+    assert jobs.orphaned_running() == []
+    with psycopg.connect(fresh_database) as conn:  # its renewals stopped a while ago
+        conn.execute("UPDATE jobs SET claim_expires = extract(epoch FROM now()) - 1")
+    assert jobs.orphaned_running() == [running.id]
+    assert jobs.claim(waiting.id, os.getpid(), 30)
+    assert jobs.get(waiting.id).status is JobStatus.QUEUED
+    store.close()

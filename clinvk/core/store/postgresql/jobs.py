@@ -19,7 +19,7 @@ from clinvk.core.events import utc_timestamp
 from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobPage, JobStatus
 from clinvk.core.store.job_rows import LISTED_COLUMNS, job_page
 from clinvk.core.store.lease_owners import LEASE_NODE
-from clinvk.core.store.sqlite.jobs import process_start_time
+from clinvk.core.store.sqlite.jobs import DEFAULT_CLAIM_SECS, process_start_time, runner_gone
 
 if TYPE_CHECKING:
     from clinvk.core.store.postgresql.database import PostgresDatabase
@@ -123,14 +123,45 @@ class PostgresJobTable:
                             lambda conn: conn.execute(sql, (*params, limit + 1)).fetchall())
         return job_page(rows, limit)
 
-    def claim(self, job_id: str, pid: int) -> bool:
-        """queued -> running for process ``pid`` of this node; False if someone else took
-        it (or it was cancelled while waiting)."""
-        return self._count("claim a job",
-            "UPDATE jobs SET status = %s, started_at = %s, runner_pid = %s, "
-            "runner_start = %s, runner_node = %s WHERE id = %s AND status = %s",
-            (JobStatus.RUNNING, utc_timestamp(), pid, process_start_time(pid), LEASE_NODE,
-             job_id, JobStatus.QUEUED)) == 1
+    def claim(self, job_id: str, pid: int, ttl_secs: float = DEFAULT_CLAIM_SECS) -> bool:
+        """Take a queued job for process ``pid`` of this node to dispatch (it stays queued
+        until :meth:`start`): only when no live runner holds it — a runner on another
+        node counts as gone once its claim expired."""
+        now = time.time()
+
+        def take(conn: Any) -> bool:
+            row = conn.execute("SELECT runner_pid, runner_start, runner_node, claim_expires "
+                               "FROM jobs WHERE id = %s AND status = %s FOR UPDATE",
+                               (job_id, JobStatus.QUEUED)).fetchone()
+            if row is None or not runner_gone(row[0], row[1], row[3], now,
+                                              local=row[2] in (None, LEASE_NODE)):
+                return False
+            return conn.execute(
+                "UPDATE jobs SET runner_pid = %s, runner_start = %s, runner_node = %s, "
+                "claim_expires = %s WHERE id = %s",
+                (pid, process_start_time(pid), LEASE_NODE, now + ttl_secs, job_id)
+            ).rowcount == 1
+
+        return bool(self._db.run("claim a job", take))
+
+    def _mine(self) -> str:
+        return "runner_pid = %s AND runner_start IS NOT DISTINCT FROM %s AND runner_node = %s"
+
+    def renew_claim(self, job_id: str, pid: int, ttl_secs: float) -> bool:
+        """The runner's heartbeat; False once the claim is no longer this process's."""
+        return self._count("renew a job claim",
+            f"UPDATE jobs SET claim_expires = %s WHERE id = %s AND {self._mine()} "
+            "AND status = ANY(%s)",
+            (time.time() + ttl_secs, job_id, pid, process_start_time(pid), LEASE_NODE,
+             [JobStatus.QUEUED, JobStatus.RUNNING])) == 1
+
+    def start(self, job_id: str, pid: int) -> bool:
+        """queued -> running, by the process holding the claim, once its run started."""
+        return self._count("start a job",
+            f"UPDATE jobs SET status = %s, started_at = %s WHERE id = %s AND status = %s "
+            f"AND {self._mine()}",
+            (JobStatus.RUNNING, utc_timestamp(), job_id, JobStatus.QUEUED, pid,
+             process_start_time(pid), LEASE_NODE)) == 1
 
     def set_session(self, job_id: str, session_id: str | None, backend: str | None) -> None:
         self._count("update a job", "UPDATE jobs SET session_id = coalesce(%s, session_id), "
@@ -166,13 +197,15 @@ class PostgresJobTable:
         self._count("delete a job", "DELETE FROM jobs WHERE id = %s", (job_id,))  # + events
 
     def orphaned_running(self) -> list[str]:
-        """Running jobs of this node whose runner process is gone (dead, or pid reused)."""
+        """Running jobs whose runner is gone: its claim expired (any node), or its process
+        on this node is (dead, or pid reused)."""
         rows = self._rows(
-            "read running jobs", "SELECT id, runner_pid, runner_start FROM jobs "
-            "WHERE status = %s AND (runner_node = %s OR runner_node IS NULL)",
-            (JobStatus.RUNNING, LEASE_NODE))
-        return [r["id"] for r in rows if r["runner_pid"] is None
-                or process_start_time(r["runner_pid"]) != r["runner_start"]]
+            "read running jobs", "SELECT id, runner_pid, runner_start, runner_node, "
+            "claim_expires FROM jobs WHERE status = %s", (JobStatus.RUNNING,))
+        now = time.time()
+        return [r["id"] for r in rows
+                if runner_gone(r["runner_pid"], r["runner_start"], r["claim_expires"], now,
+                               local=r["runner_node"] in (None, LEASE_NODE))]
 
     def queued(self) -> list[str]:
         rows = self._rows("read queued jobs", "SELECT id FROM jobs WHERE status = %s "

@@ -23,6 +23,9 @@ from clinvk.core.events import utc_timestamp
 from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobPage, JobStatus
 from clinvk.core.store.job_rows import LISTED_COLUMNS, job_page
 
+#: How long a job runner's claim lasts unless renewed (``server.jobs_claim_timeout_secs``).
+DEFAULT_CLAIM_SECS = 30.0
+
 _COLUMNS = ("id, kind, status, owner, backend, request, created_at, started_at, finished_at, "
             "session_id, result, error, cancel_requested, last_sequence, dropped_through, "
             "callback_url, webhook")
@@ -37,6 +40,18 @@ def process_start_time(pid: int) -> str | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return None if fields[0] in ("Z", "X") else fields[19]  # a zombie runs nothing
+
+
+def runner_gone(pid: int | None, start: str | None, expires: float | None, now: float,
+                local: bool = True) -> bool:
+    """Whether the process holding a job is gone. On this node its pid says so for sure
+    (dead, or reused by another process); a process on another node cannot be looked at,
+    so there its claim counts, which it renews while it lives: gone once expired."""
+    if pid is None:
+        return True
+    if local:
+        return process_start_time(pid) != start
+    return expires is None or expires < now
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -145,16 +160,41 @@ class SqliteJobStore:
             rows = self._tuples.execute(sql, (*params, limit + 1)).fetchall()
         return job_page(rows, limit)
 
-    def claim(self, job_id: str, pid: int) -> bool:
-        """queued -> running for this process; False if someone else took it (or it was
-        cancelled while waiting)."""
+    def claim(self, job_id: str, pid: int, ttl_secs: float = DEFAULT_CLAIM_SECS) -> bool:
+        """Take a queued job for process ``pid`` to dispatch (it stays queued until
+        :meth:`start`): only when no live runner holds it; False otherwise (or when it
+        was cancelled meanwhile)."""
+        now = time.time()
         with self._tx() as conn:
+            row = conn.execute("SELECT runner_pid, runner_start, claim_expires FROM jobs "
+                               "WHERE id = ? AND status = ?", (job_id, JobStatus.QUEUED)
+                               ).fetchone()
+            if row is None or not runner_gone(row[0], row[1], row[2], now):
+                return False
             cur = conn.execute(
-                "UPDATE jobs SET status = ?, started_at = ?, runner_pid = ?, runner_start = ? "
-                "WHERE id = ? AND status = ?",
-                (JobStatus.RUNNING, utc_timestamp(), pid, process_start_time(pid), job_id,
-                 JobStatus.QUEUED))
+                "UPDATE jobs SET runner_pid = ?, runner_start = ?, claim_expires = ? "
+                "WHERE id = ? AND status = ? AND runner_pid IS ? AND runner_start IS ?",
+                (pid, process_start_time(pid), now + ttl_secs, job_id, JobStatus.QUEUED,
+                 row[0], row[1]))
             return cur.rowcount == 1
+
+    def renew_claim(self, job_id: str, pid: int, ttl_secs: float) -> bool:
+        """The runner's heartbeat; False once the claim is no longer this process's."""
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE jobs SET claim_expires = ? WHERE id = ? AND runner_pid = ? AND "
+                "runner_start IS ? AND status IN (?, ?)",
+                (time.time() + ttl_secs, job_id, pid, process_start_time(pid),
+                 JobStatus.QUEUED, JobStatus.RUNNING)).rowcount == 1
+
+    def start(self, job_id: str, pid: int) -> bool:
+        """queued -> running, by the process holding the claim, once its run started."""
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE jobs SET status = ?, started_at = ? WHERE id = ? AND status = ? "
+                "AND runner_pid = ? AND runner_start IS ?",
+                (JobStatus.RUNNING, utc_timestamp(), job_id, JobStatus.QUEUED, pid,
+                 process_start_time(pid))).rowcount == 1
 
     def set_session(self, job_id: str, session_id: str | None, backend: str | None) -> None:
         with self._tx() as conn:
@@ -197,11 +237,11 @@ class SqliteJobStore:
 
     def orphaned_running(self) -> list[str]:
         """Running jobs whose runner process is gone (pid dead, or reused by another)."""
-        rows = self._read("SELECT id, runner_pid, runner_start FROM jobs WHERE status = ?",
-                          (JobStatus.RUNNING,))
+        rows = self._read("SELECT id, runner_pid, runner_start, claim_expires FROM jobs "
+                          "WHERE status = ?", (JobStatus.RUNNING,))
+        now = time.time()
         return [r["id"] for r in rows
-                if r["runner_pid"] is None
-                or process_start_time(r["runner_pid"]) != r["runner_start"]]
+                if runner_gone(r["runner_pid"], r["runner_start"], r["claim_expires"], now)]
 
     def queued(self) -> list[str]:
         rows = self._read("SELECT id FROM jobs WHERE status = ? ORDER BY created_epoch",
