@@ -136,7 +136,9 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Install the servers the collected tests need before the first one starts (outside
-    every test's timeout)."""
+    every test's timeout). Under pytest-xdist every worker collects the whole suite and
+    gets here (the controller collects nothing); their installs take turns
+    (``install_turn``) and the second finds the first one's."""
     wanted: set[str] = set()
     for item in session.items:
         names = set(getattr(item, "fixturenames", ()))
