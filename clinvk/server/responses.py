@@ -41,3 +41,14 @@ def json_bytes(body: Any) -> bytes:
     except TypeError:  # orjson.JSONEncodeError: a type or key only the stdlib writes
         text = current_app.json.dumps(body, separators=(",", ":")) + "\n"
         return text.encode()
+
+
+def json_response_with_items(body: Any, key: str, items: list[bytes]) -> Response:
+    """``body`` as :func:`json_response` writes it, with the empty list under ``key`` (its
+    first occurrence in the body, as ``"key":[]``) holding ``items``, each already one
+    encoded JSON value: a listing's page without a Python object per item."""
+    raw = json_bytes(body)
+    marker = b'"' + key.encode() + b'":[]'
+    at = raw.index(marker) + len(marker) - 1
+    return current_app.response_class(raw[:at] + b",".join(items) + raw[at:], status=200,
+                                      mimetype="application/json")

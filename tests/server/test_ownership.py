@@ -124,6 +124,7 @@ def test_an_existing_database_gets_the_owner_column(tmp_path) -> None:
             conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX sessions_by_owner")
     conn.execute("ALTER TABLE sessions DROP COLUMN owner")
+    conn.execute("ALTER TABLE sessions DROP COLUMN record_json")  # added by 009
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from clinvk.core.events import TokenUsage, utc_timestamp
@@ -89,3 +90,77 @@ def test_plain_values_are_written_like_the_stdlib(app) -> None:
         assert json.loads(json_bytes(body)) == body
         assert json_bytes(body).decode() == json.dumps(
             body, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _old_list_body(store, **query) -> bytes:
+    """The listing body as it was built before record_json: each row's dict, trimmed of
+    its owner, then the whole body encoded at once."""
+    page = store.list(**query)
+    records = [{k: v for k, v in r.items() if k != "owner"} for r in page.records]
+    return json_bytes({"success": True, "data": {
+        "sessions": records, "total": page.total, "limit": page.limit,
+        "offset": page.offset, "next_cursor": page.next_cursor}})
+
+
+def test_list_body_is_byte_for_byte_the_records_body(app, filled) -> None:
+    store = app.extensions["clinvk"].store
+    first = filled.get("/api/v1/sessions?limit=3")
+    with app.app_context():
+        assert first.get_data() == _old_list_body(store, limit=3)
+        cursor = first.get_json()["data"]["next_cursor"]
+        rest = filled.get(f"/api/v1/sessions?limit=3&cursor={cursor}").get_data()
+        assert rest == _old_list_body(store, limit=3, cursor=cursor)
+        assert filled.get("/api/v1/sessions?tag=api").get_data() == _old_list_body(
+            store, tag="api")
+        empty = filled.get("/api/v1/sessions?backend=codex&status=paused").get_data()
+        assert empty == _old_list_body(store, backend="codex", status="paused")
+        assert b'"sessions":[]' in empty
+
+
+def _listed(client, sid: str) -> bytes:
+    """The session's item in the listing and its GET body, each re-encoded in order."""
+    items = client.get("/api/v1/sessions?limit=1000").get_json()["data"]["sessions"]
+    [item] = [s for s in items if s["id"] == sid]
+    return orjson.dumps(item)
+
+
+def test_a_row_changed_by_each_write_path_lists_what_get_shows(app, filled) -> None:
+    store = app.extensions["clinvk"].store
+
+    def same(sid: str) -> None:
+        shown = filled.get(f"/api/v1/sessions/{sid}").get_json()["data"]
+        assert _listed(filled, sid) == orjson.dumps(shown)
+
+    s = store.create(backend="claude", working_dir="/srv/w", tags=["x"], metadata={"a": 1},
+                     owner="key_9", initial_prompt="hello\nworld")
+    same(s.id)
+    store.record_turn(s.id, usage=TokenUsage(5, 7, 1, 2, 0.125), backend_session_id="n-1",
+                      model="opus", status="error", error_message="boom")
+    same(s.id)
+    store.record_turn(s.id, usage=TokenUsage(1, 1), status="completed", turns=0)
+    same(s.id)
+    for fields in ({"status": "paused"}, {"tags": ["y", "ü"]}, {"metadata": {"b": [1.5]}},
+                   {"title": "  new   title "}, {"error_message": "note"}):
+        store.update(s.id, **fields)
+        same(s.id)
+    with store.busy(s.id):
+        same(s.id)
+    lease = store.new_lease()
+    born = store.create(backend="codex", working_dir="/srv/w", lease=lease)
+    same(born.id)
+    store.record_turn(born.id, usage=TokenUsage(3, 4), release=lease)
+    same(born.id)
+
+
+def test_a_page_with_a_record_orjson_refuses_is_written_as_before(app, filled) -> None:
+    # Only a row written outside clinvk holds such a value (metadata text with a NaN, so
+    # the stdlib reads it, and an integer beyond 64 bits): its record_json is NULL and
+    # the page is built as records, which Flask's provider writes.
+    store = app.extensions["clinvk"].store
+    s = store.create(backend="claude", working_dir="/srv/w", metadata={"t": "é"})
+    store._conn().execute("UPDATE sessions SET metadata = ?, record_json = NULL WHERE id = ?",
+                          ('{"big": 1180591620717411303425, "x": NaN}', s.id))
+    raw = filled.get("/api/v1/sessions?limit=10").get_data()
+    with app.app_context():
+        assert raw == _old_list_body(store, limit=10)
+    assert b'"big":1180591620717411303425' in raw

@@ -58,6 +58,18 @@ def sql(store: Store, statement: str, params: tuple[Any, ...] = ()) -> list[tupl
         return cur.fetchall() if cur.description else []
 
 
+def stale_records(store: Store) -> list[str]:
+    """Ids of the session rows whose ``record_json`` is not what
+    :func:`~clinvk.core.store.encoded.encode_record` makes of the row's columns now: a
+    write path that changed a column without refreshing the encoding."""
+    from clinvk.core.store.encoded import encode_record
+    from clinvk.core.store.rows import COLUMNS
+
+    rows = sql(store, f"SELECT {', '.join(COLUMNS)}, record_json FROM sessions")
+    return [row[0] for row in rows
+            if (None if row[-1] is None else bytes(row[-1])) != encode_record(row[:-1])]
+
+
 def pg_database(server_url: str, name: str) -> str:
     """The URL of database ``name`` on the server of ``server_url`` (created if missing)."""
     import psycopg

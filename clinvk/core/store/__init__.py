@@ -1,11 +1,13 @@
 """Persistence of sessions and jobs behind one small interface (docs/sessions.md).
 
-* :mod:`records` — the records (``Session``, ``SessionPage``) and shared limits;
+* :mod:`records` — the records (``Session``, ``SessionPage``, ``SessionJsonPage``) and
+  shared limits; :mod:`encoded` — each row's record stored encoded, for listings;
 * :mod:`interface` — the ``Store`` protocol every caller types against;
 * :mod:`migrations` + ``sql/<dialect>/NNN_*.sql`` — the schema, one numbered file per step;
 * :mod:`sqlite` — the embedded implementation (the default); :mod:`postgresql` — the
   shared one (``store.url: postgresql://…``), with its own ``sql/postgresql`` directory;
-* :mod:`checks`, :mod:`lease_owners`, :mod:`cursor` — what every implementation shares.
+* :mod:`checks`, :mod:`lease_owners`, :mod:`job_runners`, :mod:`cursor` — what every
+  implementation shares.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from clinvk.core.store.records import (
     STATUSES,
     FirstTurn,
     Session,
+    SessionJsonPage,
     SessionPage,
     default_store_path,
     derive_title,
@@ -38,6 +41,7 @@ __all__ = [
     "FirstTurn",
     "JobTable",
     "Session",
+    "SessionJsonPage",
     "SessionLease",
     "SessionPage",
     "Store",

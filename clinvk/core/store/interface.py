@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from clinvk.core.events import TokenUsage
 from clinvk.core.ownership import Principal
-from clinvk.core.store.records import FirstTurn, Session, SessionPage
+from clinvk.core.store.records import FirstTurn, Session, SessionJsonPage, SessionPage
 from clinvk.core.types import SessionStatus
 
 if TYPE_CHECKING:
@@ -154,6 +154,14 @@ class Store(Protocol):
              tag: str | None = None, working_dir: str | None = None, limit: int = 100,
              offset: int = 0, visible_to: Principal | None = None,
              cursor: str | None = None) -> SessionPage: ...
+
+    def list_json(self, *, backend: str | None = None, status: str | None = None,
+                  tag: str | None = None, working_dir: str | None = None, limit: int = 100,
+                  offset: int = 0, visible_to: Principal | None = None,
+                  cursor: str | None = None) -> SessionJsonPage:
+        """The page :meth:`list` gives, as the rows' stored encodings: what an edge that
+        only serialises the records needs (no Python object per row)."""
+        ...
 
     def latest(self, *, backend: str | None = None, working_dir: str | None = None,
                resumable: bool = False, visible_to: Principal | None = None

@@ -18,6 +18,7 @@ __all__ = [
     "MIN_PREFIX_LENGTH",
     "STATUSES",
     "Session",
+    "SessionJsonPage",
     "SessionPage",
     "default_store_path",
     "derive_title",
@@ -173,3 +174,25 @@ class SessionPage:
             "offset": self.offset,
             "next_cursor": self.next_cursor,
         }
+
+
+@dataclass
+class SessionJsonPage:
+    """One page of a listing as encoded records (``record_json``), in page order, with the
+    same total, limit, offset and cursor as :class:`SessionPage`
+    (clinvk.core.store.encoded says what the bytes are).
+
+    An entry is ``None`` for a row orjson cannot encode; a caller that needs every entry
+    lists the page again as records (:meth:`Store.list`).
+    """
+
+    encoded: list[bytes | None]
+    total: int
+    limit: int
+    offset: int
+    next_cursor: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row of the page has its encoding."""
+        return None not in self.encoded

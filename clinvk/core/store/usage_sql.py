@@ -6,6 +6,7 @@ driver's placeholder (``?`` for sqlite3, ``%s`` for psycopg) and runs the text a
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from clinvk.core.types import UsageGroup
@@ -23,13 +24,17 @@ _GROUP_COLUMN = {UsageGroup.KEY: "key_id", UsageGroup.BACKEND: "backend",
                  UsageGroup.ORIGIN: "origin", UsageGroup.STATUS: "status"}
 
 
+@functools.cache
+def _insert_statement(mark: str) -> str:
+    return "INSERT INTO usage_runs ({}) VALUES ({})".format(
+        ", ".join(COLUMNS), ", ".join(mark for _ in COLUMNS))
+
+
 def insert(row: UsageRow, mark: str) -> tuple[str, tuple[Any, ...]]:
     values = (row.id, row.at, row.day, row.hour, row.key_id, row.backend, row.model,
               row.origin, row.status, row.exit_code, row.duration_ms, row.input_tokens,
               row.output_tokens, row.cached_tokens, row.cost_usd, row.session_id)
-    statement = "INSERT INTO usage_runs ({}) VALUES ({})".format(
-        ", ".join(COLUMNS), ", ".join(mark for _ in COLUMNS))
-    return statement, values
+    return _insert_statement(mark), values
 
 
 def prune(cutoff: float, mark: str) -> tuple[str, tuple[Any, ...]]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.stores import KINDS, FakeClock, open_at, pg_database, pg_empty
+from support.stores import KINDS, FakeClock, open_at, pg_database, pg_empty, stale_records
 
 from clinvk.core.store import Store
 from clinvk.core.store.sqlite import SqliteStore
@@ -40,11 +40,17 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(location: str, clock: FakeClock) -> Iterator[Store]:
     s = open_at(location, clock)
     yield s
-    s.close()
+    try:  # whatever the test did, every row's encoded record matches its columns
+        assert stale_records(s) == []
+    finally:
+        s.close()
 
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path, clock: FakeClock) -> Iterator[SqliteStore]:
     s = SqliteStore(tmp_path / "home" / "sessions.db", clock=clock)
     yield s
-    s.close()
+    try:
+        assert stale_records(s) == []
+    finally:
+        s.close()

@@ -23,8 +23,10 @@ from typing import Any, Self, TypeVar
 
 from clinvk.core.config.checks import mask_url_password
 from clinvk.core.errors import StoreError, StoreUnavailable
+from clinvk.core.store.encoded import BACKFILL_BATCH, RECORD_JSON_VERSION, refreshed
 from clinvk.core.store.migrations import latest_version, migrations
 from clinvk.core.store.pool import PoolSettings
+from clinvk.core.store.rows import COLUMNS
 from clinvk.core.types import StoreDialect
 
 try:
@@ -183,4 +185,20 @@ class PostgresDatabase:
                     details={"url": self.shown})
             for step in migrations(StoreDialect.POSTGRESQL)[version:]:
                 conn.execute(step.script.encode())  # a script: several statements, no params
+                if step.version == RECORD_JSON_VERSION:
+                    self._fill_record_json(conn)
                 conn.execute("UPDATE clinvk_schema SET version = %s", (step.version,))
+
+    @staticmethod
+    def _fill_record_json(conn: psycopg.Connection[Any]) -> None:
+        """Encode every existing session row's record (part of migration 009), in id
+        batches, each one UPDATE from two arrays."""
+        select = (f"SELECT {', '.join(COLUMNS)}, id FROM sessions WHERE id > %s "
+                  "ORDER BY id LIMIT %s")
+        last = ""
+        while rows := conn.execute(select, (last, BACKFILL_BATCH)).fetchall():
+            pairs = refreshed(rows)
+            conn.execute("UPDATE sessions AS s SET record_json = v.r "
+                         "FROM unnest(%s::bytea[], %s::text[]) AS v(r, id) WHERE s.id = v.id",
+                         ([p[0] for p in pairs], [p[1] for p in pairs]))
+            last = rows[-1][-1]

@@ -18,8 +18,8 @@ from psycopg.rows import dict_row
 from clinvk.core.events import utc_timestamp
 from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobPage, JobStatus
 from clinvk.core.store.job_rows import LISTED_COLUMNS, job_page
+from clinvk.core.store.job_runners import DEFAULT_CLAIM_SECS, process_start_time, runner_gone
 from clinvk.core.store.lease_owners import LEASE_NODE
-from clinvk.core.store.sqlite.jobs import DEFAULT_CLAIM_SECS, process_start_time, runner_gone
 
 if TYPE_CHECKING:
     from clinvk.core.store.postgresql.database import PostgresDatabase

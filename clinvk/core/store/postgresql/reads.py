@@ -9,14 +9,23 @@ from clinvk.core.ownership import Principal
 from clinvk.core.store.checks import check_int, check_status, normalize_id, owner_filter
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
 from clinvk.core.store.postgresql.database import PostgresDatabase
-from clinvk.core.store.records import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Session, SessionPage
+from clinvk.core.store.records import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    Session,
+    SessionJsonPage,
+    SessionPage,
+)
 from clinvk.core.store.rows import COLUMNS, row_to_record, row_to_session
 
 __all__ = ["SELECTED", "SessionReads", "count_sessions"]
 
 SELECTED = ", ".join(f"s.{c}" for c in COLUMNS)
 _AMBIGUOUS_SHOWN = 5
-_LAST_USED = COLUMNS.index("last_used")
+# Where a selected row holds (last_used, id): the next page's cursor.
+_ROW_KEY = (COLUMNS.index("last_used"), COLUMNS.index("id"))
+_JSON_SELECTED = "s.record_json, s.last_used, s.id"
+_JSON_KEY = (1, 2)
 
 
 def count_sessions(conn: Any, *, backend: str | None, status: str | None,
@@ -48,12 +57,15 @@ class SessionReads(PostgresDatabase):
             return key
         return self.get(key).id
 
-    def _fetch(self, conn: Any, session_id: str) -> Session:
+    def _fetch_row(self, conn: Any, session_id: str) -> tuple[Any, ...]:
         row = conn.execute(f"SELECT {SELECTED} FROM sessions AS s WHERE s.id = %s",
                            (session_id,)).fetchone()
         if row is None:
             raise NotFound(f"session not found: {session_id}", field="session_id")
-        return row_to_session(row)
+        return tuple(row)
+
+    def _fetch(self, conn: Any, session_id: str) -> Session:
+        return row_to_session(self._fetch_row(conn, session_id))
 
     def get(self, id_or_prefix: str, *, visible_to: Principal | None = None) -> Session:
         """A session by full id or unique prefix; one ``visible_to`` may not see is
@@ -92,6 +104,32 @@ class SessionReads(PostgresDatabase):
     ) -> SessionPage:
         """One page, most recently used first (ties by id, descending); ``cursor`` (a
         previous page's ``next_cursor``) starts just after that page's last row."""
+        rows, total, limit, offset, next_cursor = self._page(
+            SELECTED, _ROW_KEY, backend=backend, status=status, tag=tag,
+            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
+            cursor=cursor)
+        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
+
+    def list_json(
+        self, *, backend: str | None = None, status: str | None = None,
+        tag: str | None = None, working_dir: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT, offset: int = 0,
+        visible_to: Principal | None = None, cursor: str | None = None,
+    ) -> SessionJsonPage:
+        """The page :meth:`list` gives, as each row's stored ``record_json``."""
+        rows, total, limit, offset, next_cursor = self._page(
+            _JSON_SELECTED, _JSON_KEY, backend=backend, status=status, tag=tag,
+            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
+            cursor=cursor)
+        return SessionJsonPage([r[0] for r in rows], total, limit, offset, next_cursor)
+
+    def _page(
+        self, selected: str, key: tuple[int, int], *, backend: str | None,
+        status: str | None, tag: str | None, working_dir: str | None, limit: int,
+        offset: int, visible_to: Principal | None, cursor: str | None,
+    ) -> tuple[list[Any], int, int, int, str | None]:
+        """The rows (``selected`` columns, whose ``key`` positions hold last_used and id)
+        of one listing page, its total, limit, offset and next cursor."""
         limit = check_int(limit, "limit", 1, MAX_LIST_LIMIT)
         offset = check_int(offset, "offset", 0)
         after = decode_cursor(cursor, (float, str)) if cursor else None
@@ -117,7 +155,7 @@ class SessionReads(PostgresDatabase):
 
         def page(conn: Any) -> tuple[list[Any], int]:
             rows = conn.execute(
-                f"SELECT {SELECTED} FROM {source}{clause} ORDER BY {order} "
+                f"SELECT {selected} FROM {source}{clause} ORDER BY {order} "
                 "LIMIT %s OFFSET %s", (*params, limit, offset)).fetchall()
             if counted:
                 total = count_sessions(conn, backend=backend, status=status, tag=tag)
@@ -131,8 +169,8 @@ class SessionReads(PostgresDatabase):
         rows, total = self.run("list sessions", page)
         next_cursor = None
         if len(rows) == limit:
-            next_cursor = encode_cursor((rows[-1][_LAST_USED], rows[-1][0]))
-        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
+            next_cursor = encode_cursor((rows[-1][key[0]], rows[-1][key[1]]))
+        return rows, total, limit, offset, next_cursor
 
     def latest(self, *, backend: str | None = None, working_dir: str | None = None,
                resumable: bool = False, visible_to: Principal | None = None

@@ -19,6 +19,7 @@ from clinvk.core.events import TokenUsage
 from clinvk.core.ownership import Principal
 from clinvk.core.store.checks import check_int, check_optional_str, check_status, check_usage
 from clinvk.core.store.drafts import check_age, new_session, update_columns
+from clinvk.core.store.encoded import encode_record
 from clinvk.core.store.lease_owners import LIVE_OWNERS
 from clinvk.core.store.postgresql.jobs import PostgresJobTable
 from clinvk.core.store.postgresql.lease import PostgresLease
@@ -31,8 +32,12 @@ from clinvk.core.store.rows import COLUMNS, row_to_session, session_to_row
 __all__ = ["PostgresStore"]
 
 _RETURNING = ", ".join(COLUMNS)
-_INSERT = "INSERT INTO sessions ({}, lease_owner, lease_expires) VALUES ({})".format(
-    ", ".join(COLUMNS), ", ".join("%s" for _ in range(len(COLUMNS) + 2)))
+# A row is COLUMNS, its record_json (clinvk.core.store.encoded), then its lease.
+_INSERT = ("INSERT INTO sessions ({}, record_json, lease_owner, lease_expires) "
+           "VALUES ({})").format(", ".join(COLUMNS),
+                                 ", ".join("%s" for _ in range(len(COLUMNS) + 3)))
+# After a statement that changed a row's columns: its record_json from the row as returned.
+_REFRESH = "UPDATE sessions SET record_json = %s WHERE id = %s"
 _INSERT_TAG = ("INSERT INTO session_tags (session_id, tag, backend, status, last_used) "
                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
 # Casts: a NULL parameter has no type of its own for PostgreSQL to infer.
@@ -110,6 +115,7 @@ class PostgresStore(SessionReads):
             first_turn=first_turn)
         row = list(session_to_row(session))
         row[3] = row[4] = now  # full precision, not the millisecond string
+        row.append(encode_record(row))
         if lease is not None:
             if lease.held or lease.session_id is not None:
                 raise InvalidRequest("create() needs a fresh lease from new_lease()",
@@ -140,7 +146,7 @@ class PostgresStore(SessionReads):
         tag_rows: list[tuple[Any, ...]] = []
         for session in sessions:
             row = session_to_row(session)
-            rows.append((*row, None, None))
+            rows.append((*row, encode_record(row), None, None))
             tag_rows.extend(_tag_rows(session, row[4]))
 
         def insert(conn: Any) -> None:
@@ -172,8 +178,13 @@ class PostgresStore(SessionReads):
             "status": status, "err": check_optional_str(error_message, "error_message"),
             "model": check_optional_str(model, "model"), "owner": owner,
         }
-        row = self.run("record a turn",
-                       lambda conn: conn.execute(_RECORD_TURN, params).fetchone())
+        def account(conn: Any) -> Any:
+            row = conn.execute(_RECORD_TURN, params).fetchone()
+            if row is not None:
+                conn.execute(_REFRESH, (encode_record(row), sid))
+            return row
+
+        row = self.run("record a turn", account)
         if row is None:
             raise NotFound(f"session not found: {sid}", field="session_id")
         if owner is not None and release is not None:
@@ -199,7 +210,9 @@ class PostgresStore(SessionReads):
                 conn.execute("DELETE FROM session_tags WHERE session_id = %s", (sid,))
                 with conn.cursor() as cur:
                     cur.executemany(_INSERT_TAG, [(sid, t, *row) for t in sorted(tag_list)])
-            return self._fetch(conn, sid)
+            edited = self._fetch_row(conn, sid)
+            conn.execute(_REFRESH, (encode_record(edited), sid))
+            return row_to_session(edited)
 
         return self.run("update a session", edit)
 

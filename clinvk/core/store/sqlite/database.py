@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Self
 
 from clinvk.core.errors import StoreError, StoreUnavailable
+from clinvk.core.store.encoded import BACKFILL_BATCH, RECORD_JSON_VERSION, refreshed
 from clinvk.core.store.migrations import latest_version, migrations
 from clinvk.core.store.records import DEFAULT_BUSY_TIMEOUT
+from clinvk.core.store.rows import COLUMNS
 from clinvk.core.types import StoreDialect
 
 __all__ = ["SqliteDatabase", "split_script"]
@@ -245,5 +247,19 @@ class SqliteDatabase:
             for step in migrations(StoreDialect.SQLITE)[version:]:
                 for statement in split_script(step.script):
                     conn.execute(statement)
+                if step.version == RECORD_JSON_VERSION:
+                    self._fill_record_json(conn)
                 conn.execute(f"PRAGMA user_version = {step.version}")
+
+    @staticmethod
+    def _fill_record_json(conn: sqlite3.Connection) -> None:
+        """Encode every existing session row's record (part of migration 009), in rowid
+        batches: docs/sessions.md says how long a million rows take."""
+        select = (f"SELECT {', '.join(COLUMNS)}, rowid FROM sessions WHERE rowid > ? "
+                  "ORDER BY rowid LIMIT ?")
+        last = 0
+        while rows := conn.execute(select, (last, BACKFILL_BATCH)).fetchall():
+            conn.executemany("UPDATE sessions SET record_json = ? WHERE rowid = ?",
+                             refreshed(rows))
+            last = rows[-1][-1]
 

@@ -22,36 +22,11 @@ from clinvk.core.errors import StoreError
 from clinvk.core.events import utc_timestamp
 from clinvk.core.jobs.model import EVENTS_DROPPED, Job, JobKind, JobPage, JobStatus
 from clinvk.core.store.job_rows import LISTED_COLUMNS, job_page
-
-#: How long a job runner's claim lasts unless renewed (``server.jobs_claim_timeout_secs``).
-DEFAULT_CLAIM_SECS = 30.0
+from clinvk.core.store.job_runners import DEFAULT_CLAIM_SECS, process_start_time, runner_gone
 
 _COLUMNS = ("id, kind, status, owner, backend, request, created_at, started_at, finished_at, "
             "session_id, result, error, cancel_requested, last_sequence, dropped_through, "
             "callback_url, webhook")
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of a live ``pid`` (field 22 of /proc/PID/stat): with the pid
-    it names one process for good, so a reused pid is never mistaken for the runner."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie runs nothing
-
-
-def runner_gone(pid: int | None, start: str | None, expires: float | None, now: float,
-                local: bool = True) -> bool:
-    """Whether the process holding a job is gone. On this node its pid says so for sure
-    (dead, or reused by another process); a process on another node cannot be looked at,
-    so there its claim counts, which it renews while it lives: gone once expired."""
-    if pid is None:
-        return True
-    if local:
-        return process_start_time(pid) != start
-    return expires is None or expires < now
 
 
 def _job(row: sqlite3.Row) -> Job:

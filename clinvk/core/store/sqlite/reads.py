@@ -10,7 +10,13 @@ from clinvk.core.errors import AmbiguousPrefix, NotFound
 from clinvk.core.ownership import Principal
 from clinvk.core.store.checks import check_int, check_status, normalize_id, owner_filter
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
-from clinvk.core.store.records import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Session, SessionPage
+from clinvk.core.store.records import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    Session,
+    SessionJsonPage,
+    SessionPage,
+)
 from clinvk.core.store.sqlite.database import SqliteDatabase
 from clinvk.core.store.sqlite.rows import COLUMNS, SELECTED, row_to_record, row_to_session
 
@@ -64,6 +70,10 @@ class _ListQuery:
 __all__ = ["SessionReads"]
 
 _AMBIGUOUS_SHOWN = 5
+# Where a selected row holds (last_used, id): the next page's cursor.
+_ROW_KEY = (COLUMNS.index("last_used"), COLUMNS.index("id"))
+_JSON_SELECTED = "s.record_json, s.last_used, s.id"
+_JSON_KEY = (1, 2)
 
 
 class SessionReads(SqliteDatabase):
@@ -76,7 +86,7 @@ class SessionReads(SqliteDatabase):
             return key
         return self.get(key).id
 
-    def _fetch(self, session_id: str) -> Session:
+    def _fetch_row(self, session_id: str) -> tuple[Any, ...]:
         row = (
             self._conn()
             .execute(f"SELECT {SELECTED} FROM sessions AS s WHERE s.id = ?", (session_id,))
@@ -84,7 +94,10 @@ class SessionReads(SqliteDatabase):
         )
         if row is None:
             raise NotFound(f"session not found: {session_id}", field="session_id")
-        return row_to_session(row)
+        return tuple(row)
+
+    def _fetch(self, session_id: str) -> Session:
+        return row_to_session(self._fetch_row(session_id))
 
     # -- create / read ----------------------------------------------------------------
     def get(self, id_or_prefix: str, *, visible_to: Principal | None = None) -> Session:
@@ -143,6 +156,38 @@ class SessionReads(SqliteDatabase):
         with ``visible_to``, only the sessions that caller may see. ``cursor`` (a previous
         page's ``next_cursor``) starts the page just after that page's last row: the same
         index range scan at any depth, unlike ``offset``."""
+        rows, total, limit, offset, next_cursor = self._page(
+            SELECTED, _ROW_KEY, backend=backend, status=status, tag=tag,
+            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
+            cursor=cursor)
+        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
+
+    def list_json(
+        self,
+        *,
+        backend: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        working_dir: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+        offset: int = 0,
+        visible_to: Principal | None = None,
+        cursor: str | None = None,
+    ) -> SessionJsonPage:
+        """The page :meth:`list` gives, as each row's stored ``record_json``."""
+        rows, total, limit, offset, next_cursor = self._page(
+            _JSON_SELECTED, _JSON_KEY, backend=backend, status=status, tag=tag,
+            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
+            cursor=cursor)
+        return SessionJsonPage([r[0] for r in rows], total, limit, offset, next_cursor)
+
+    def _page(
+        self, selected: str, key: tuple[int, int], *, backend: str | None,
+        status: str | None, tag: str | None, working_dir: str | None, limit: int,
+        offset: int, visible_to: Principal | None, cursor: str | None,
+    ) -> tuple[list[Any], int, int, int, str | None]:
+        """The rows (``selected`` columns, whose ``key`` positions hold last_used and id)
+        of one listing page, its total, limit, offset and next cursor."""
         limit = check_int(limit, "limit", 1, MAX_LIST_LIMIT)
         offset = check_int(offset, "offset", 0)
         after = decode_cursor(cursor, (float, str)) if cursor else None
@@ -163,7 +208,7 @@ class SessionReads(SqliteDatabase):
             conn = self._conn()
             with self._snapshot(conn):
                 rows = conn.execute(
-                    f"SELECT {SELECTED} FROM {source}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                    f"SELECT {selected} FROM {source}{clause} ORDER BY {order} LIMIT ? OFFSET ?",
                     (*params, limit, offset),
                 ).fetchall()
                 if counted:
@@ -177,8 +222,8 @@ class SessionReads(SqliteDatabase):
         next_cursor = None
         if len(rows) == limit:
             last = rows[-1]
-            next_cursor = encode_cursor((last[COLUMNS.index("last_used")], last[0]))
-        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
+            next_cursor = encode_cursor((last[key[0]], last[key[1]]))
+        return rows, total, limit, offset, next_cursor
 
     def latest(
         self,

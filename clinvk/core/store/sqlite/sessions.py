@@ -28,6 +28,7 @@ from clinvk.core.store.checks import (
     dump_metadata,
 )
 from clinvk.core.store.drafts import new_session
+from clinvk.core.store.encoded import encode_record
 from clinvk.core.store.lease_owners import LIVE_OWNERS
 from clinvk.core.store.records import (
     DEFAULT_LEASE_SECONDS,
@@ -43,6 +44,7 @@ from clinvk.core.store.sqlite.rows import (
     INSERT,
     INSERT_LEASED,
     INSERT_TAG,
+    REFRESH,
     RETURNING,
     SELECTED,
     row_to_session,
@@ -148,6 +150,7 @@ class SqliteStore(SessionReads):
         tag_list = session.tags
         row = list(session_to_row(session))
         row[3] = row[4] = now  # keep full precision, not the millisecond string
+        row.append(encode_record(row))
         if lease is not None:
             if lease.held or lease._key is not None:
                 raise InvalidRequest("create() needs a fresh lease from new_lease()",
@@ -183,7 +186,7 @@ class SqliteStore(SessionReads):
         tag_rows: list[tuple[str, str, str, str, float]] = []
         for session in sessions:
             row = session_to_row(session)
-            rows.append(row)
+            rows.append((*row, encode_record(row)))
             tag_rows.extend(
                 (session.id, tag, session.backend, session.status, row[4]) for tag in session.tags
             )
@@ -244,6 +247,8 @@ class SqliteStore(SessionReads):
             conn = self._conn()
             with self._write(conn):
                 rows = conn.execute(_RECORD_TURN, params).fetchall()
+                if rows:
+                    conn.execute(REFRESH, (encode_record(rows[0]), sid))
         if not rows:
             raise NotFound(f"session not found: {sid}", field="session_id")
         if params["owner"] is not None and release is not None:
@@ -299,7 +304,9 @@ class SqliteStore(SessionReads):
                 )
                 if cur.rowcount != 1:
                     raise NotFound(f"session not found: {sid}", field="session_id")
-                session = self._fetch(sid)
+                row = self._fetch_row(sid)
+                conn.execute(REFRESH, (encode_record(row), sid))
+                session = row_to_session(row)
                 if tag_list is not None:
                     row = conn.execute(
                         "SELECT backend, status, last_used FROM sessions WHERE id = ?", (sid,)
