@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 from clinvk.core.process import procfs
@@ -20,121 +19,104 @@ from clinvk.core.process.terminate import signal_pids
 
 log = logging.getLogger("clinvk.core.process")
 
-#: How long the ledger's writer waits after a start before writing (see _write_loop).
-LEDGER_WRITE_DELAY_SECS = 0.02
+#: Bytes per line of the ledger file: a run's line is written into a slot of its own.
+SLOT_BYTES = 64
+BLANK_SLOT = b" " * (SLOT_BYTES - 1) + b"\n"
 
 
 class RunLedger:
     """The backend process groups of this process, mirrored in a small file.
 
     One line per running group: ``<pgid> <start time of its leader> <run marker>``; the
-    start time keeps a reused pid from being mistaken for one of ours, the marker finds
-    descendants that left the group. Writing never fails a run:
-    an unwritable ledger is logged once and ignored.
+    start time keeps a process group that is no longer ours from being killed, the marker
+    finds descendants that left the group. Writing never fails a run: an unwritable ledger
+    is logged once and ignored.
 
-    The file is written by one background thread: a run's start and end only update the
-    table and wake it, so request threads never wait for file I/O or for each other (why:
-    docs/performance.md, "Speed-ups"). Changes that arrive while a write is in progress
-    are coalesced into the next one.
+    Each run owns a fixed-width slot (a line padded with blanks to :data:`SLOT_BYTES`):
+    its start writes its line into a free slot and its end blanks the slot, each with one
+    ``pwrite`` on the caller's thread, before the call returns (no writer thread, no
+    rewrite of the file per change; why: docs/performance.md, "Structural changes"). A
+    blank line is no entry, so a reader needs nothing but the lines; the file is emptied
+    when no run is left. The start time is the caller's lower bound taken before the
+    spawn (:func:`procfs.boot_ticks`), so a start never waits on the new child's /proc.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        # pid -> (start time of the leader, or None until the writer has read it; marker)
-        self._groups: dict[int, tuple[int | None, str]] = {}
-        self._changed = threading.Condition(threading.Lock())
-        self._version = 0  # bumped on every change
-        self._written = 0  # the version the file holds
-        self._writer: threading.Thread | None = None
-        self._ended = False  # a run ended since the last write: write without the pause
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._slots: dict[int, tuple[int, bytes]] = {}  # pid -> (slot, its line)
+        self._free: list[int] = []  # slots below _used that no run holds
+        self._used = 0  # slots the file holds
         self._warned = False
 
-    def add(self, pid: int, marker: str = "-") -> None:
-        # The leader's start time is read by the writer, not here: right after Popen the
-        # child is still exec'ing, and reading its /proc/PID/stat would wait for that on
-        # the request's critical path.
-        with self._changed:
-            self._groups[pid] = (None, marker)
-            self._touch()
+    def add(self, pid: int, marker: str = "-", since: int | None = None) -> None:
+        """Mirror the group ``pid`` leads; ``since``: clock ticks since boot no later than
+        its leader's start (read from /proc when not given)."""
+        if since is None:
+            since = procfs.start_time(pid)
+            if since is None:  # gone already: nothing left to kill
+                return
+        line = f"{pid} {since} {marker}".encode().ljust(SLOT_BYTES - 1) + b"\n"
+        with self._lock:
+            if pid in self._slots:
+                slot = self._slots[pid][0]
+            elif self._free:
+                slot = self._free.pop()
+            else:
+                slot, self._used = self._used, self._used + 1
+            self._slots[pid] = (slot, line)
+            self._write(slot, line)
 
     def remove(self, pid: int) -> None:
-        with self._changed:
-            if self._groups.pop(pid, None) is not None:
-                self._ended = True
-                self._touch()
+        with self._lock:
+            entry = self._slots.pop(pid, None)
+            if entry is None:
+                return
+            if not self._slots:  # nothing runs: an empty file
+                self._free, self._used = [], 0
+                self._truncate()
+                return
+            self._free.append(entry[0])
+            self._write(entry[0], BLANK_SLOT)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until the file holds every change made so far; False on timeout."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._written >= self._version, timeout)
+        """The file holds every change once add() or remove() returned: nothing to wait
+        for (kept for callers that wait)."""
+        return True
 
-    def _touch(self) -> None:
-        """Under the condition's lock: record a change and make sure the writer runs."""
-        self._version += 1
-        if self._writer is None or not self._writer.is_alive():
-            self._writer = threading.Thread(target=self._write_loop, name="clinvk-run-ledger",
-                                            daemon=True)
-            self._writer.start()
-        self._changed.notify_all()
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._changed:
-                while self._written == self._version:
-                    self._changed.wait()
-                ended, self._ended = self._ended, False
-            # After a start, not at once: a write right away competes for the GIL with the
-            # request thread that has just started its run; after the pause that thread
-            # waits on its CLI, and bursts of starts coalesce. A worker killed within the
-            # pause leaves that run out of the file. After an end the file is brought up
-            # to date at once, so it never lags behind a finished request.
-            if not ended:
-                time.sleep(LEDGER_WRITE_DELAY_SECS)
-            version, text = self._render()
-            self._write(text)
-            with self._changed:
-                self._written = version
-                self._changed.notify_all()
-
-    def _render(self) -> tuple[int, str]:
-        """Fill in the leaders' start times (read off the lock) and render the file."""
-        with self._changed:
-            unknown = [pid for pid, (started, _) in self._groups.items() if started is None]
-        start_times = {pid: procfs.start_time(pid) for pid in unknown}
-        with self._changed:
-            for pid, started in start_times.items():
-                entry = self._groups.get(pid)
-                if entry is not None and entry[0] is None and started is not None:
-                    self._groups[pid] = (started, entry[1])
-            # a leader already gone (start time unreadable) has nothing left to kill
-            text = "".join(f"{pid} {started} {marker}\n"
-                           for pid, (started, marker) in self._groups.items()
-                           if started is not None)
-            return self._version, text
-
-    def _write(self, text: str) -> None:
-        # Plain os calls: the writer often runs while a request thread renders its
-        # response, and every Python step here holds the GIL that thread needs.
-        target = str(self.path)
-        tmp = target + ".tmp"
-        try:
+    def _open(self) -> int:
+        """Under the lock: the file's descriptor, opened (and emptied) on first use; an
+        open after a failed one writes the lines the file missed meanwhile."""
+        if self._fd < 0:
+            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                fd = os.open(self.path, flags, 0o600)
             except FileNotFoundError:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                data = memoryview(text.encode())
-                while data:
-                    data = data[os.write(fd, data):]
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
+                fd = os.open(self.path, flags, 0o600)
+            for slot, line in self._slots.values():
+                os.pwrite(fd, line, slot * SLOT_BYTES)
+            self._fd = fd
+        return self._fd
+
+    def _write(self, slot: int, data: bytes) -> None:
+        try:
+            os.pwrite(self._open(), data, slot * SLOT_BYTES)
         except OSError as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("cannot write the run ledger %s (%s): backends of this process "
-                            "are not cleaned up if it is killed", self.path, exc)
+            self._failed(exc)
+
+    def _truncate(self) -> None:
+        try:
+            os.ftruncate(self._open(), 0)
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("cannot write the run ledger %s (%s): backends of this process "
+                        "are not cleaned up if it is killed", self.path, exc)
 
 
 def kill_orphaned_groups(path: Path) -> int:

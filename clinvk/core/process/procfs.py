@@ -7,11 +7,14 @@ process that went away meanwhile): the callers treat "unknown" as "nothing to do
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 # Set in every backend's environment with a per-run value, so that descendants that leave
 # the process group (`setsid`) can still be found and stopped.
 RUN_MARKER_VAR = "CLINVK_RUN_ID"
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def marked_pids(marker: str) -> list[int]:
@@ -62,6 +65,17 @@ def _stat_fields(pid: int | str) -> list[str] | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()
+
+
+def boot_ticks() -> int | None:
+    """Now, in the unit of a process's start time (clock ticks since boot, as the kernel
+    truncates it): taken before a spawn, a lower bound of the child's start time that
+    costs no read of the child's /proc (which waits for its exec). None where the clock
+    is missing (not Linux)."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is None:
+        return None
+    return time.clock_gettime_ns(clock) // (1_000_000_000 // _CLOCK_TICKS)
 
 
 def start_time(pid: int) -> int | None:

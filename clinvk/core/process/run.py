@@ -21,7 +21,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from clinvk.core.errors import BackendUnavailable
-from clinvk.core.process import state
+from clinvk.core.process import procfs, state
+from clinvk.core.process.ledger import RunLedger
 from clinvk.core.process.procfs import RUN_MARKER_VAR
 from clinvk.core.process.terminate import lower_priority, signal_group, terminate
 from clinvk.core.types import EndReason
@@ -102,6 +103,7 @@ class ProcessRun:
         self._reading = False
         self._lock = threading.Lock()
         self._finished = threading.Event()
+        self._ledger: RunLedger | None = None  # where the start was mirrored
         # Inherited by every descendant, also those that leave the process group.
         self.marker = uuid.uuid4().hex
 
@@ -118,6 +120,8 @@ class ProcessRun:
         # The run's own variable on top of what it inherits (the backend's prepared
         # environment, else this process's).
         env = {**(os.environ if self.env is None else self.env), RUN_MARKER_VAR: self.marker}
+        ledger = state.ledger
+        since = procfs.boot_ticks() if ledger is not None else None  # before the spawn
         try:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -140,8 +144,9 @@ class ProcessRun:
             if self.limits.nice > 0:
                 lower_priority(self.proc.pid, self.limits.nice)
             state.register(self)
-            if state.ledger is not None:
-                state.ledger.add(self.proc.pid, self.marker)
+            if ledger is not None:
+                self._ledger = ledger
+                ledger.add(self.proc.pid, self.marker, since)
             self._feed_stdin(data)
         except BaseException:
             self.abort()
@@ -365,8 +370,8 @@ class ProcessRun:
                 stream.close()
         self._close_wake_pipe()
         state.unregister(self)
-        if state.ledger is not None:
-            state.ledger.remove(self.proc.pid)
+        if self._ledger is not None:
+            self._ledger.remove(self.proc.pid)
 
     def _close_wake_pipe(self) -> None:
         with self._lock:

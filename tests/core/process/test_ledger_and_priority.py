@@ -12,12 +12,14 @@ import pytest
 
 
 def _ledger_lines(path) -> set[str]:
-    return set(path.read_text().splitlines()) if path.exists() else set()
+    """The entries of a ledger file (a blank slot is none)."""
+    text = path.read_text() if path.exists() else ""
+    return {" ".join(line.split()) for line in text.splitlines() if line.strip()}
 
 
 def test_run_ledger_mirrors_concurrent_starts_and_ends(tmp_path) -> None:
-    """Written by a background thread now: many runs starting and ending at once all end
-    up in the file, and flush() waits for it."""
+    """Many runs starting and ending at once from many threads: each change is in the
+    file when its call returns, and the last end leaves an empty file."""
     import subprocess
 
     from clinvk.core.process import RunLedger
@@ -143,21 +145,52 @@ def test_backend_nice_is_a_server_setting(tmp_path) -> None:
     assert cli.limits(cli.prepare(request)).nice == 0  # the CLI runs at the user's priority
 
 
-def test_run_ledger_reads_start_times_off_the_request_path(tmp_path, monkeypatch) -> None:
-    """add() does not read /proc (the writer does, after a pause); a leader that is gone
-    by then is left out of the file and still removed cleanly."""
+def test_run_ledger_add_reads_no_proc_and_writes_before_returning(tmp_path,
+                                                                  monkeypatch) -> None:
+    """With the start bound taken before the spawn, add() reads nothing under /proc; each
+    add and remove is in the file when it returns (one slot per run, reused), and the
+    master's kill accepts the bound."""
+    import subprocess
+
+    from clinvk.core.process import RunLedger, kill_orphaned_groups, procfs
+    from clinvk.core.process.ledger import SLOT_BYTES
+
+    reads: list[int] = []
+    real = procfs.start_time
+    monkeypatch.setattr(procfs, "start_time", lambda pid: reads.append(pid) or real(pid))
+    ledger = RunLedger(tmp_path / "worker.runs")
+    since = procfs.boot_ticks()
+    procs = [subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(3)]
+    try:
+        assert all(since <= real(p.pid) for p in procs)  # a lower bound of each start
+        for i, p in enumerate(procs):
+            ledger.add(p.pid, f"m{i}", since)
+        assert reads == []
+        assert _ledger_lines(ledger.path) == {f"{p.pid} {since} m{i}"
+                                              for i, p in enumerate(procs)}
+        assert ledger.path.stat().st_size == 3 * SLOT_BYTES
+        ledger.remove(procs[1].pid)
+        assert _ledger_lines(ledger.path) == {f"{procs[0].pid} {since} m0",
+                                              f"{procs[2].pid} {since} m2"}
+        ledger.add(procs[1].pid, "again", since)  # into the freed slot
+        assert ledger.path.stat().st_size == 3 * SLOT_BYTES
+        assert f"{procs[1].pid} {since} again" in _ledger_lines(ledger.path)
+        assert kill_orphaned_groups(ledger.path) == 3
+        assert [p.wait(timeout=5) for p in procs] == [-9, -9, -9]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_run_ledger_without_a_bound_reads_the_start_time(tmp_path) -> None:
+    """add() without a bound reads the leader's start time; a leader already gone is left
+    out (nothing to kill) and removed cleanly."""
     import subprocess
 
     from clinvk.core.process import RunLedger, procfs
 
-    reads: list[tuple[int, str]] = []
-    real = procfs.start_time
-
-    def spy(pid: int):
-        reads.append((pid, threading.current_thread().name))
-        return real(pid)
-
-    monkeypatch.setattr(procfs, "start_time", spy)
     ledger = RunLedger(tmp_path / "worker.runs")
     alive = subprocess.Popen(["sleep", "30"], start_new_session=True)
     gone = subprocess.Popen(["true"], start_new_session=True)
@@ -165,14 +198,48 @@ def test_run_ledger_reads_start_times_off_the_request_path(tmp_path, monkeypatch
     try:
         ledger.add(alive.pid, "m1")
         ledger.add(gone.pid, "m2")
-        assert reads == []  # nothing read on the caller's thread
-        assert ledger.flush()
-        assert {name for _, name in reads} == {"clinvk-run-ledger"}
-        assert ledger.path.read_text() == f"{alive.pid} {real(alive.pid)} m1\n"
+        assert _ledger_lines(ledger.path) == {f"{alive.pid} {procfs.start_time(alive.pid)} m1"}
         ledger.remove(gone.pid)
         ledger.remove(alive.pid)
-        assert ledger.flush()
         assert ledger.path.read_text() == ""
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_run_ledger_written_again_once_writable(tmp_path, caplog) -> None:
+    """A ledger that could not be opened writes every running entry once it can."""
+    from clinvk.core.process import RunLedger
+
+    blocker = tmp_path / "run"
+    blocker.write_text("not a directory")
+    ledger = RunLedger(blocker / "worker.runs")
+    ledger.add(101, "m1", 5)
+    assert sum("cannot write the run ledger" in r.getMessage() for r in caplog.records) == 1
+    blocker.unlink()
+    ledger.add(102, "m2", 6)
+    assert _ledger_lines(ledger.path) == {"101 5 m1", "102 6 m2"}
+
+
+def test_a_run_is_in_the_ledger_while_it_runs(tmp_path) -> None:
+    """A ProcessRun under a ledger: its group is in the file from its start (bound taken
+    before the spawn, no later than the leader's start) until it ends."""
+    from clinvk.core.process import Limits, ProcessRun, RunLedger, procfs, state
+
+    ledger = RunLedger(tmp_path / "worker.runs")
+    previous = state.ledger
+    state.use_ledger(ledger)
+    try:
+        run = ProcessRun([sys.executable, "-c", "print('up', flush=True); input()"],
+                         stdin="", limits=Limits(timeout=20))
+        lines = run.lines()
+        assert next(lines) == "up"
+        (entry,) = _ledger_lines(ledger.path)
+        pid, since, marker = entry.split()
+        assert int(pid) == run.proc.pid and marker == run.marker
+        assert int(since) <= procfs.start_time(run.proc.pid)
+        for _ in lines:
+            pass
+        assert ledger.path.read_text() == ""
+    finally:
+        state.use_ledger(previous)
