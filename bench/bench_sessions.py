@@ -166,6 +166,10 @@ def run(n: int, repeats: int = 200, fresh: bool = False, seed: int = 1) -> dict:
         ("list: deep page (`offset=N/2`)", lambda: store.list(offset=n // 2)),
         ("list: deep page by cursor (depth N/2, `limit=100`)",
          lambda: store.list(limit=100, cursor=deep_cursor)),
+        # What GET /api/v1/sessions reads: each row's stored record_json, no dict per row.
+        ("list_json: first page (`limit=100`)", lambda: store.list_json(limit=100)),
+        ("list_json: deep page by cursor (depth N/2, `limit=100`)",
+         lambda: store.list_json(limit=100, cursor=deep_cursor)),
         ("get: full id", lambda: store.get(pick())),
         ("get: 8-character prefix", lambda: get_prefix(store, pick()[:8])),
         ("latest(backend, working_dir)",

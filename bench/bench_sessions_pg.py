@@ -60,6 +60,10 @@ def checks(store: PostgresStore, n: int, rng: random.Random
     return [
         ("list: first page (`limit=100`)", lambda: store.list(limit=100)),
         ("list: page at depth N/2 by cursor", lambda: store.list(limit=100, cursor=middle)),
+        # What GET /api/v1/sessions reads: each row's stored record_json, no dict per row.
+        ("list_json: first page (`limit=100`)", lambda: store.list_json(limit=100)),
+        ("list_json: page at depth N/2 by cursor",
+         lambda: store.list_json(limit=100, cursor=middle)),
         ("list: deep page (`offset=N/2`)", lambda: store.list(limit=100, offset=n // 2)),
         ("list: `backend=..., status=...`", lambda: store.list(backend="codex", status="error")),
         ("list: `tag='ci'` (10 % of sessions)", lambda: store.list(tag="ci")),

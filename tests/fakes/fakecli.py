@@ -43,6 +43,7 @@ MAX_LIFETIME = float(os.environ.get("FAKE_CLI_MAX_LIFETIME") or 900)
 KNOB_KEYS = (
     "reply",
     "delay",
+    "wait_for",
     "chunk_delay",
     "pause_after_first",
     "error",
@@ -146,6 +147,13 @@ def ms_since(t: float) -> int:
 def sleep(seconds: float) -> None:
     if seconds and seconds > 0:
         time.sleep(seconds)
+
+
+def wait_for_file(path: str) -> None:
+    """Hold the run until the test creates ``path`` (a gate), bounded by MAX_LIFETIME."""
+    deadline = time.time() + MAX_LIFETIME
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.05)
 
 
 def stdin_is_tty() -> bool:
@@ -382,6 +390,8 @@ class Run:
             _MUTED.append(True)
             raise Exit(0)
         sleep(k.num("delay"))
+        if k.get("wait_for"):
+            wait_for_file(str(k.get("wait_for")))
 
     # -- stream hooks ----------------------------------------------------------------------
     def garbage(self, where: str) -> None:

@@ -820,6 +820,16 @@ def test_delay_chunk_delay_and_pause(sb):
     assert deltas[4][0] - deltas[1][0] >= 0.12  # three chunk delays
 
 
+def test_wait_for_holds_the_run_until_the_gate_file_exists(sb, tmp_path):
+    gate = tmp_path / "gate"
+    proc = sb.popen(["claude", "-p", "hi FAKE" + json.dumps({"wait_for": str(gate)})])
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(0.5)  # held: no output, still running
+    gate.touch()
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and text(out) == "Hello from stub (turn 1)\n"
+
+
 def test_error_exit_codes(sb):
     cases = [
         (["claude", "-p", "hi", "--output-format", "json"], 1),

@@ -28,6 +28,8 @@ from realcli.sandbox import clean_environ
 
 _problems: list[str] = []  # reasons the suite was skipped, repeated in the terminal summary
 _details: list[str] = []  # npm's output behind them
+_SKIP_PREFIX = "real-CLI suite skipped: "
+_DETAIL = "realcli-skip-detail"  # the user property that carries a detail to the banner
 # The environment as pytest got it: npm needs the machine's registry/proxy settings, which
 # the CLIs themselves must not see (see _scrubbed_environ).
 _ORIGINAL_ENVIRON = dict(os.environ)
@@ -47,6 +49,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(300))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    """npm's output behind a skip travels with the skip's report: under pytest-xdist the
+    banner is written by the controller, which sees the workers' reports and nothing else."""
+    report = yield
+    if report.skipped and _details:
+        report.user_properties.extend((_DETAIL, detail) for detail in dict.fromkeys(_details))
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the banner from the reports (the controller's and a serial run's view alike)."""
+    if not report.skipped or not isinstance(report.longrepr, tuple):
+        return
+    reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+    if reason.startswith(_SKIP_PREFIX) and reason not in _problems:
+        # One detail per reason: each xdist worker that tried npm sends its own copy.
+        _problems.append(reason)
+        _details.extend([value for name, value in report.user_properties
+                         if name == _DETAIL][:1])
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _problems:
         return
@@ -61,8 +86,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def _skip(reason: str) -> None:
-    message = f"real-CLI suite skipped: {reason}"
-    _problems.append(message)
+    message = _SKIP_PREFIX + reason
     if _ORIGINAL_ENVIRON.get("CLINVK_REALCLI_REQUIRED", "").strip() in ("1", "true", "yes"):
         pytest.fail(message + " (CLINVK_REALCLI_REQUIRED is set)", pytrace=False)
     pytest.skip(message)

@@ -9,6 +9,7 @@ the reason elsewhere.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -29,12 +30,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def apt_install(package: str) -> str | None:
-    """Install a Debian package; returns why it failed, or None."""
+@contextlib.contextmanager
+def install_turn() -> Iterator[None]:
+    """Hold the machine's one installer turn: the test processes (the two pytest-xdist
+    workers, another checkout's run) install one at a time, and each checks again inside
+    its turn, so the second finds what the first installed instead of racing apt/dpkg."""
+    path = Path(tempfile.gettempdir()) / "clinvk-tests-install.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def apt_install(package: str, present: Callable[[], object] | None = None) -> str | None:
+    """Install a Debian package in the installer turn, unless ``present()`` (asked inside
+    the turn) says another process installed it meanwhile; returns why it failed, or None."""
     if not shutil.which("apt-get"):
         return "apt-get is not available"
     if os.geteuid() != 0:
         return "installing needs root"
+    with install_turn():
+        if present is not None and present():
+            return None
+        return _apt_get(package)
+
+
+def _apt_get(package: str) -> str | None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     lock = ["-o", "DPkg::Lock::Timeout=600"]
     for cmd in (["apt-get", *lock, "update"], ["apt-get", *lock, "install", "-y", package]):
@@ -54,7 +77,7 @@ def require(find: Callable[[], str | None], package: str) -> str:
     found = find()
     if found:
         return found
-    reason = apt_install(package)
+    reason = apt_install(package, present=find)
     found = find()
     if found:
         return found
@@ -132,9 +155,9 @@ def install_missing(wanted: set[str]) -> None:
     it inside the first test's fixture would fail that test on a fresh machine. Failures
     are left to :func:`require`, which reports them when a test asks for the server."""
     if "redis" in wanted and not shutil.which("redis-server"):
-        apt_install("redis-server")
+        apt_install("redis-server", present=lambda: shutil.which("redis-server"))
     if "postgresql" in wanted and _postgres_bin() is None:
-        apt_install("postgresql")
+        apt_install("postgresql", present=_postgres_bin)
 
 
 class PostgresCluster:

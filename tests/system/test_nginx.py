@@ -41,7 +41,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from support.fakes import REPO, fake
 from support.procs import wait_until
-from support.services import free_port
+from support.services import free_port, install_turn
 
 DEPLOYMENT_DOC = REPO / "docs" / "deployment.md"
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
@@ -63,12 +63,18 @@ def _install_nginx() -> str | None:
 
     Services must not start during the install (the package would start a system nginx
     on port 80 that outlives the tests): a ``policy-rc.d`` that forbids it is put in
-    place for the install when the machine has none.
+    place for the install when the machine has none. The install waits for the machine's
+    installer turn and is skipped when another test process installed nginx meanwhile.
     """
     if not shutil.which("apt-get"):
         return "apt-get is not available"
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         return "installing needs root"
+    with install_turn():
+        return None if _nginx_binary() else _apt_get_nginx()
+
+
+def _apt_get_nginx() -> str | None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     policy = Path("/usr/sbin/policy-rc.d")
     placed = False
@@ -78,8 +84,9 @@ def _install_nginx() -> str | None:
         policy.chmod(0o755)
         placed = True
     try:
-        for cmd in (["apt-get", "update"],
-                    ["apt-get", "install", "-y", "--no-install-recommends", "nginx"]):
+        lock = ["-o", "DPkg::Lock::Timeout=600"]  # an apt outside the tests may hold it
+        for cmd in (["apt-get", *lock, "update"],
+                    ["apt-get", *lock, "install", "-y", "--no-install-recommends", "nginx"]):
             try:
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                                       env=env, timeout=600, check=False)

@@ -82,26 +82,44 @@ def topo(tmp_path_factory, server_factory, postgres_url) -> Iterator[Topology]:
                 host.stop()
 
 
-def test_load_spreads_over_both_hosts_and_the_rest_waits_in_the_queue(topo: Topology) -> None:
-    words = [marker() for _ in range(6)]  # four slots in all: two runs must wait
+def test_load_spreads_over_both_hosts_and_the_rest_waits_in_the_queue(topo: Topology,
+                                                                      tmp_path: Path) -> None:
+    """Six runs, four slots in all (two per host): four run, two wait in the queue.
+
+    The runs are held behind a gate file until that state is seen, rather than for a fixed
+    time: on a loaded machine the six requests may take longer to arrive than a fixed
+    delay lasts, and the first runs would end before the last ones were queued."""
+    words = [marker() for _ in range(6)]
+    gate, pidfile = tmp_path / "gate", tmp_path / "pids"
     codes: list[int] = []
-    depths: list[int] = []
 
     def one(word: str) -> None:
-        codes.append(topo.prompt(fake(f"spread {word}", delay=1.5)).status_code)
+        prompt = fake(f"spread {word}", wait_for=str(gate), pidfile=str(pidfile))
+        codes.append(topo.prompt(prompt).status_code)
+
+    def queued() -> int:
+        health = requests.get(topo.gateway.url("/health"), timeout=10).json()
+        return health["execution"]["queues"]["clinvk.backend.claude"]
+
+    def four_run_two_wait() -> bool:
+        return len(pids_alive(pidfile)) == 4 and queued() == 2
 
     threads = [threading.Thread(target=one, args=(w,)) for w in words]
     for thread in threads:
         thread.start()
-    while any(t.is_alive() for t in threads):
-        health = requests.get(topo.gateway.url("/health"), timeout=10).json()
-        depths.append(health["execution"]["queues"]["clinvk.backend.claude"])
-        time.sleep(0.2)
+    try:
+        settled = wait_until(four_run_two_wait, 45, interval=0.2)
+        # a busy host takes no more than its slots: the two stay in the queue meanwhile
+        held = settled and not wait_until(lambda: not four_run_two_wait(), 1.0, interval=0.2)
+        state = (len(pids_alive(pidfile)), queued())
+    finally:
+        gate.touch()
+        for thread in threads:
+            thread.join(60)
+    assert settled and held, f"(running, queued) = {state}"
     assert codes == [200] * 6
-    # two slots per host: the runs cannot all fit on one, and a busy host holds no more
-    # than its slots (the waiting ones stay visible in the queue)
+    # two slots per host: four runs at once cannot all fit on one
     assert {topo.host_of(w) for w in words} == {"h1", "h2"}
-    assert max(depths) == 2, depths
 
 
 def test_resume_goes_to_the_host_of_its_session(topo: Topology) -> None:

@@ -3,7 +3,8 @@
 The same behaviour as the embedded SQLite store, for several gateways and hosts at once:
 
 * ``record_turn`` is one ``UPDATE ... RETURNING`` with ``x = x + n`` arithmetic, so two
-  turns finishing at once both count;
+  turns finishing at once both count (the row's ``record_json`` follows in the same
+  transaction, as with every write);
 * ``busy()`` is the lease in the session row (``lease_owner``/``lease_expires``), claimed
   with a conditional UPDATE: it excludes other threads, processes and hosts, and expires;
 * ``count()`` reads the counter tables that triggers keep exact.
@@ -178,6 +179,7 @@ class PostgresStore(SessionReads):
             "status": status, "err": check_optional_str(error_message, "error_message"),
             "model": check_optional_str(model, "model"), "owner": owner,
         }
+
         def account(conn: Any) -> Any:
             row = conn.execute(_RECORD_TURN, params).fetchone()
             if row is not None:

@@ -250,6 +250,9 @@ class SqliteDatabase:
                 if step.version == RECORD_JSON_VERSION:
                     self._fill_record_json(conn)
                 conn.execute(f"PRAGMA user_version = {step.version}")
+        # A migration may rewrite a whole table (009 does): its pages sit in the -wal file,
+        # which a checkpoint copies back but never shrinks while a connection stays open.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     @staticmethod
     def _fill_record_json(conn: sqlite3.Connection) -> None:

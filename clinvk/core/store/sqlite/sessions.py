@@ -1,7 +1,8 @@
 """The embedded store: sessions (and, through :attr:`SqliteStore.jobs`, jobs) in SQLite.
 
 * ``record_turn`` is one ``UPDATE ... RETURNING`` with ``x = x + ?`` arithmetic, so two
-  turns finishing at once both count.
+  turns finishing at once both count; the returned row's ``record_json``
+  (:mod:`clinvk.core.store.encoded`) is written in the same transaction, as by every write.
 * ``busy()`` is a lease stored in the row itself (``lease_owner``/``lease_expires``),
   which works across processes and expires, so a crashed worker cannot lock a session
   forever; a lease whose holder is a dead process of this host is taken over at once.
@@ -209,7 +210,8 @@ class SqliteStore(SessionReads):
         turns: int = 1,
         release: Lease | None = None,
     ) -> Session:
-        """Account one finished turn in a single UPDATE (no lost update under concurrency).
+        """Account one finished turn in a single UPDATE (no lost update under concurrency),
+        then write the row's new ``record_json`` in the same transaction.
 
         Adds 1 turn and ``usage``, sets ``last_used`` to now, and overwrites
         ``backend_session_id``/``status``/``error_message``/``model`` only when given. A
