@@ -134,9 +134,30 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+WORKERS = 2  # the CI machine's cores
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Iterator[object]:
+    """Two pytest-xdist workers, one test file at a time each (``--dist loadfile``: a
+    module-scoped gunicorn, redis or PostgreSQL is built once per file), unless the command
+    line says otherwise: ``-n N`` / ``-n 0`` win, ``-p no:xdist`` and ``--pdb`` run
+    serially. A wrapper, so the default is in place before xdist reads the options."""
+    option = config.option
+    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")
+            and getattr(option, "numprocesses", None) is None
+            and not option.usepdb and not option.collectonly):
+        option.numprocesses = WORKERS
+        if option.dist == "no":
+            option.dist = "loadfile"
+    return (yield)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Install the servers the collected tests need before the first one starts (outside
-    every test's timeout)."""
+    every test's timeout). Under pytest-xdist every worker collects the whole suite and
+    gets here (the controller collects nothing); their installs take turns
+    (``install_turn``) and the second finds the first one's."""
     wanted: set[str] = set()
     for item in session.items:
         names = set(getattr(item, "fixturenames", ()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sysconfig
 import time
@@ -28,6 +29,10 @@ def _entry_point() -> str:
 
 
 CLINVK = _entry_point()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _alive(pid: int) -> bool:
@@ -66,8 +71,14 @@ class Cli:
         )
 
     def popen(self, *args: str, cwd: Path | None = None, **kw: Any) -> subprocess.Popen:
+        """``clinvk`` running as a shell starts it in the foreground, so a test's SIGINT is a
+        Ctrl-C: SIGINT is reset to its default in the child. A background job of a
+        non-interactive shell (a CI runner, ``cmd &``) starts pytest with SIGINT ignored,
+        and an ignored signal stays ignored across exec, so without the reset clinvk (like
+        any well-behaved program) would keep ignoring it."""
         return subprocess.Popen([CLINVK, *args], env=self.env, cwd=cwd or self.tmp,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=_default_sigint, **kw)
 
     def __call__(self, *args: str, input: str | None = None, cwd: Path | None = None,
                  timeout: float = 60) -> subprocess.CompletedProcess:
