@@ -534,3 +534,29 @@ def test_error_statuses_cost_one_layer_at_request_time(app) -> None:
         "OpenAIError")
     native = paths["/api/v1/prompt"]["post"]["responses"]
     assert native["502"]["content"]["application/json"]["schema"]["$ref"].endswith("ApiError")
+
+
+def test_the_openapi_document_is_built_on_first_read_once(app) -> None:
+    """No spec is built at start-up; concurrent first readers all get the whole document,
+    and later reads the same one."""
+    import threading
+
+    api = app.extensions["clinvk.api"]
+    assert api._doc_steps, "something built the OpenAPI document at start-up"
+    bodies: list[bytes] = []
+
+    def read() -> None:
+        resp = app.test_client().get("/openapi.json")
+        assert resp.status_code == 200
+        bodies.append(resp.get_data())
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    read()
+    assert len(set(bodies)) == 1 and len(bodies) == 5
+    document = app.test_client().get("/openapi.json").get_json()
+    assert "/api/v1/prompt" in document["paths"] and "ApiKeyHeader" in str(document)
+    assert api._doc_steps == []
