@@ -303,9 +303,9 @@ def test_a_new_session_is_busy_during_its_first_turn(env):
 
 
 def _session_writes(engine) -> list[str]:
-    """The write transactions this thread's store connection begins from now on."""
+    """The write transactions the store's write connection begins from now on."""
     begun: list[str] = []
-    engine.store._conn().set_trace_callback(
+    engine.store._writer_conn().set_trace_callback(
         lambda sql: begun.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
     return begun
 

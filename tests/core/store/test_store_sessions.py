@@ -1010,6 +1010,41 @@ def test_connection_per_thread(sqlite_store: SqliteStore) -> None:
     assert sqlite_store.count() == 0  # reopens lazily after close()
 
 
+def test_a_thread_that_only_writes_opens_no_connection(sqlite_store: SqliteStore) -> None:
+    """Writes share the store's write connection: a thread that only writes (a vendor-API
+    run recording its usage row) holds no connection, and no page cache, of its own."""
+    session = sqlite_store.create(backend="claude", working_dir=WD)
+    held = len(sqlite_store._holders)
+
+    errors: list[BaseException] = []
+    written, done = threading.Barrier(5), threading.Event()
+
+    def writes() -> None:
+        try:
+            own = sqlite_store.create(backend="claude", working_dir=WD)
+            sqlite_store.record_turn(session.id)
+            sqlite_store.update(session.id, title="written by another thread")
+            with sqlite_store.busy(own.id) as lease:
+                lease.renew()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        written.wait(10)
+        done.wait(10)  # alive while counted: a dead thread's connection is collected
+
+    threads = [threading.Thread(target=writes) for _ in range(4)]
+    for t in threads:
+        t.start()
+    written.wait(10)
+    holders = len(sqlite_store._holders)
+    done.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert holders == held
+    got = sqlite_store.get(session.id)
+    assert (got.title, got.turn_count) == ("written by another thread", 4)
+
+
 # --------------------------------------------------------------------------- schema & errors
 
 
@@ -1082,7 +1117,7 @@ def test_store_error_newer_schema(tmp_path: Path) -> None:
 
 def test_store_error_disk_full(sqlite_store: SqliteStore) -> None:
     """A failing write (here: the file may not grow) surfaces as StoreError, not sqlite3."""
-    conn = sqlite_store._conn()
+    conn = sqlite_store._writer_conn()
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StoreError) as exc:
@@ -1099,7 +1134,7 @@ def test_store_error_disk_full(sqlite_store: SqliteStore) -> None:
 
 def test_store_error_read_only_connection(sqlite_store: SqliteStore) -> None:
     s = sqlite_store.create(backend="claude", working_dir=WD)
-    sqlite_store._conn().execute("PRAGMA query_only = ON")
+    sqlite_store._writer_conn().execute("PRAGMA query_only = ON")
     with pytest.raises(StoreError) as exc:
         sqlite_store.record_turn(s.id)
     assert str(sqlite_store.path) in str(exc.value)

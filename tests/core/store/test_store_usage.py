@@ -68,8 +68,7 @@ def test_a_run_row_queues_behind_the_same_process_session_write(tmp_path) -> Non
     inside, release = threading.Event(), threading.Event()
 
     def hold_a_write() -> None:
-        conn = store._conn()
-        with store._write(conn):
+        with store._write() as conn:
             conn.execute("UPDATE sessions SET title = 'held' WHERE id = ?", (session.id,))
             inside.set()
             release.wait(5)

@@ -2,8 +2,12 @@
 
 * WAL mode + ``busy_timeout``: readers never block the single writer and writers queue
   politely instead of failing at once.
-* One connection per thread (``threading.local``): ``sqlite3`` connections must not be
-  shared between threads mid-statement; a fork drops the parent's connections.
+* Reads use one connection per thread (``threading.local``): ``sqlite3`` connections must
+  not be shared between threads mid-statement, and WAL lets readers run side by side.
+* Writes use one connection per process, taken with the process's write lock: SQLite has
+  one writer at a time anyway, and a thread that only writes (a vendor-API run recording
+  its usage row) opens no connection, and no page cache, of its own.
+* A fork drops the parent's connections.
 * The schema is the numbered scripts in ``clinvk/core/store/sql/sqlite``; the database's
   ``user_version`` is the last one applied.
 """
@@ -103,6 +107,7 @@ class SqliteDatabase:
         self.busy_timeout = float(busy_timeout)
         self._clock: Callable[[], float] = clock or time.time
         self._local = threading.local()
+        self._writer: _Holder | None = None
         self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
         # This process's writers queue here, and the next one starts the moment the lock
         # is free. Left to SQLite, a writer that finds the database locked polls with
@@ -139,6 +144,7 @@ class SqliteDatabase:
         for holder in list(self._holders):
             holder.close()
         self._local = threading.local()
+        self._writer = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -155,13 +161,24 @@ class SqliteDatabase:
         conn.execute("PRAGMA cache_size = -8192")
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        holder: _Holder | None = getattr(self._local, "holder", None)
+    def _held(self, holder: _Holder | None) -> _Holder:
+        """``holder`` if it holds a connection of this process, else a new one."""
         if holder is None or holder.conn is None or holder.pid != os.getpid():
             holder = _Holder(self._connect())
-            self._local.holder = holder
             self._holders.add(holder)
             _ALL_HOLDERS.add(holder)
+        return holder
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, for reads."""
+        holder = self._held(getattr(self._local, "holder", None))
+        self._local.holder = holder
+        assert holder.conn is not None
+        return holder.conn
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        """The process's write connection; only under ``_write_lock``."""
+        self._writer = holder = self._held(self._writer)
         assert holder.conn is not None
         return holder.conn
 
@@ -193,12 +210,15 @@ class SqliteDatabase:
             ) from exc
 
     @contextmanager
-    def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """A write transaction that takes the lock up front (no deadlock on upgrade)."""
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the write connection, which it yields; it takes the lock
+        up front (no deadlock on upgrade). Reads inside it go through that connection: the
+        thread's own one does not see the transaction's changes."""
         with self._write_lock:
+            conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 # Also after a failed COMMIT: never leave this thread's connection inside a
@@ -241,7 +261,7 @@ class SqliteDatabase:
                 f"clinvk understands ({latest}); upgrade clinvk",
                 details={"path": str(self.path)},
             )
-        with self._write(conn):
+        with self._write() as conn:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for step in migrations(StoreDialect.SQLITE)[version:]:

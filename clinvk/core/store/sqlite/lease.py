@@ -62,8 +62,8 @@ class Lease:
         now = store._clock()
         expires = now + self.ttl_seconds
         row = None
-        with store._guard("claim the session"):
-            conn = store._conn()
+        with store._guard("claim the session"), store._write_lock:
+            conn = store._writer_conn()
             cur = conn.execute(
                 "UPDATE sessions SET lease_owner = ?, lease_expires = ? "
                 "WHERE id = ? AND (lease_owner IS NULL OR lease_expires < ?)",
@@ -104,8 +104,8 @@ class Lease:
             raise SessionBusy(f"lease on session {self.session_id} is not held")
         ttl = self.ttl_seconds if ttl_seconds is None else check_ttl(ttl_seconds)
         expires = self._store._clock() + ttl
-        with self._store._guard("renew the session lease"):
-            cur = self._store._conn().execute(
+        with self._store._guard("renew the session lease"), self._store._write_lock:
+            cur = self._store._writer_conn().execute(
                 "UPDATE sessions SET lease_expires = ? WHERE id = ? AND lease_owner = ?",
                 (expires, self.session_id, self.owner),
             )
@@ -123,8 +123,8 @@ class Lease:
             return
         self._held = False
         LIVE_OWNERS.discard(self.owner)  # given up even if the write below fails
-        with self._store._guard("release the session lease"):
-            self._store._conn().execute(
+        with self._store._guard("release the session lease"), self._store._write_lock:
+            self._store._writer_conn().execute(
                 "UPDATE sessions SET lease_owner = NULL, lease_expires = NULL "
                 "WHERE id = ? AND lease_owner = ?",
                 (self.session_id, self.owner),

@@ -86,9 +86,11 @@ class SessionReads(SqliteDatabase):
             return key
         return self.get(key).id
 
-    def _fetch_row(self, session_id: str) -> tuple[Any, ...]:
+    def _fetch_row(self, session_id: str, conn: sqlite3.Connection | None = None
+                   ) -> tuple[Any, ...]:
+        """The row of ``session_id``, read on ``conn`` (inside a write: its connection)."""
         row = (
-            self._conn()
+            (conn or self._conn())
             .execute(f"SELECT {SELECTED} FROM sessions AS s WHERE s.id = ?", (session_id,))
             .fetchone()
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from clinvk.core.jobs.responses import ResponseRecord
@@ -23,7 +22,8 @@ __all__ = ["SqliteResponseTable"]
 
 
 class SqliteResponseTable:
-    """Thread-safe: each thread uses its own connection of the store's database."""
+    """Thread-safe: reads use the thread's connection of the store's database, writes the
+    store's write connection."""
 
     def __init__(self, database: SqliteDatabase) -> None:
         self._db = database  # the session database: migrated before this opens
@@ -33,9 +33,13 @@ class SqliteResponseTable:
 
     def _execute(self, action: str, sql: str, params: tuple[Any, ...], *, write: bool = False
                  ) -> sqlite3.Cursor:
-        """One statement on this thread's connection; a write queues on the store's lock."""
-        with self._db._guard(action), self._db._write_lock if write else nullcontext():
-            return self._db._conn().execute(sql, params)
+        """One statement: a read on this thread's connection, a write on the store's write
+        connection, queued on its lock."""
+        with self._db._guard(action):
+            if not write:
+                return self._db._conn().execute(sql, params)
+            with self._db._write_lock:
+                return self._db._writer_conn().execute(sql, params)
 
     def save(self, record: ResponseRecord) -> None:
         """Insert, or replace the record with the same id (a finished foreground turn)."""

@@ -173,8 +173,7 @@ class SqliteStore(SessionReads):
     def _insert(self, row: list[Any], leased: bool, session: Session, tag_list: list[str],
                 now: float) -> None:
         with self._guard("create a session"):
-            conn = self._conn()
-            with self._write(conn):
+            with self._write() as conn:
                 conn.execute(INSERT_LEASED if leased else INSERT, row)
                 conn.executemany(
                     INSERT_TAG,
@@ -192,8 +191,7 @@ class SqliteStore(SessionReads):
                 (session.id, tag, session.backend, session.status, row[4]) for tag in session.tags
             )
         with self._guard("insert sessions"):
-            conn = self._conn()
-            with self._write(conn):
+            with self._write() as conn:
                 conn.executemany(INSERT, rows)
                 conn.executemany(INSERT_TAG, tag_rows)
         return len(rows)
@@ -246,8 +244,7 @@ class SqliteStore(SessionReads):
             "owner": release.owner if release is not None and release.held else None,
         }
         with self._guard("record a turn"):
-            conn = self._conn()
-            with self._write(conn):
+            with self._write() as conn:
                 rows = conn.execute(_RECORD_TURN, params).fetchall()
                 if rows:
                     conn.execute(REFRESH, (encode_record(rows[0]), sid))
@@ -297,16 +294,15 @@ class SqliteStore(SessionReads):
             params.append(check_optional_str(fields["error_message"], "error_message"))
         sid = self._resolve(session_id)
         with self._guard("update a session"):
-            conn = self._conn()
             if not sets:
                 return self._fetch(sid)
-            with self._write(conn):
+            with self._write() as conn:
                 cur = conn.execute(
                     f"UPDATE sessions SET {', '.join(sets)} WHERE id = ?", (*params, sid)
                 )
                 if cur.rowcount != 1:
                     raise NotFound(f"session not found: {sid}", field="session_id")
-                row = self._fetch_row(sid)
+                row = self._fetch_row(sid, conn)
                 conn.execute(REFRESH, (encode_record(row), sid))
                 session = row_to_session(row)
                 if tag_list is not None:
@@ -326,8 +322,7 @@ class SqliteStore(SessionReads):
             else self._resolve(id_or_prefix)
         now = self._clock()
         with self._guard("delete a session"):
-            conn = self._conn()
-            with self._write(conn):
+            with self._write() as conn:
                 rows = conn.execute(
                     f"DELETE FROM sessions WHERE id = ? AND "
                     f"(? OR lease_owner IS NULL OR lease_expires < ?) RETURNING {RETURNING}",
@@ -365,15 +360,14 @@ class SqliteStore(SessionReads):
         cutoff = now - float(age)
         condition = "last_used < ? AND (lease_owner IS NULL OR lease_expires < ?)"
         with self._guard("clean up sessions"):
-            conn = self._conn()
             if dry_run:
-                rows = conn.execute(
+                rows = self._conn().execute(
                     f"SELECT {SELECTED} FROM sessions AS s WHERE {condition} "
                     "ORDER BY last_used DESC, id DESC",
                     (cutoff, now),
                 ).fetchall()
             else:
-                with self._write(conn):
+                with self._write() as conn:
                     rows = conn.execute(
                         f"DELETE FROM sessions WHERE {condition} RETURNING {RETURNING}",
                         (cutoff, now),

@@ -24,16 +24,22 @@ _MARK = "?"
 
 
 class SqliteUsageTable:
-    """Thread-safe: each thread uses its own connection of the store's database."""
+    """Thread-safe: reads use the thread's connection of the store's database, writes the
+    store's write connection."""
 
     def __init__(self, database: SqliteDatabase) -> None:
         self._db = database  # the session database: migrated before this opens
         self.path = database.path
 
     @contextmanager
-    def _use(self, action: str) -> Iterator[sqlite3.Connection]:
+    def _use(self, action: str, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, or for a write the store's, under its write lock."""
         try:
-            yield self._db._conn()
+            if write:
+                with self._db._write_lock:
+                    yield self._db._writer_conn()
+            else:
+                yield self._db._conn()
         except sqlite3.Error as exc:
             raise StoreError(f"usage ledger {self.path}: cannot {action}: {exc}",
                              details={"path": str(self.path)}) from exc
@@ -43,12 +49,12 @@ class SqliteUsageTable:
 
     def insert(self, row: UsageRow) -> None:
         statement, params = usage_sql.insert(row, _MARK)
-        with self._use("record a run") as conn, self._db._write_lock:
+        with self._use("record a run", write=True) as conn:
             conn.execute(statement, params)
 
     def delete_before(self, cutoff: float) -> int:
         statement, params = usage_sql.prune(cutoff, _MARK)
-        with self._use("prune old rows") as conn, self._db._write_lock:
+        with self._use("prune old rows", write=True) as conn:
             return conn.execute(statement, params).rowcount
 
     def sums(self, group_by: tuple[str, ...], *, since: float | None, until: float | None,
