@@ -7,7 +7,7 @@ alternating A/B ``--rounds`` times so that both see the same machine load. Per r
 reports the server workers' CPU time per request (utime + stime of the gunicorn worker,
 not of the CLIs; the number machine load moves least) and the client's p50 latency.
 
-    python3 bench/compare_cpu.py --before HEAD~1 --rounds 3 --requests 150
+    python3 bench/compare_cpu.py --before HEAD~1 [--after COMMIT] --rounds 3 --requests 150
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def measure(src: str, route: str, concurrency: int, requests: int, root: Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default="HEAD", help="commit to compare with")
+    parser.add_argument("--after", help="commit to compare (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=150)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -94,6 +95,11 @@ def main() -> None:
         before.mkdir()
         export(args.before, before)
         trees = {"before": str(before), "after": str(REPO)}
+        if args.after:
+            after = Path(tmp) / "after"
+            after.mkdir()
+            export(args.after, after)
+            trees["after"] = str(after)
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         print(f"load average at start: {os.getloadavg()[0]:.2f}")
         for rnd in range(args.rounds):
@@ -104,8 +110,8 @@ def main() -> None:
                     results.setdefault((route, label), []).append(
                         measure(trees[label], route, args.concurrency, requests, root))
         print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    print(f"\nbefore = {args.before}, after = working tree; concurrency {args.concurrency}, "
-          f"{args.rounds} rounds (median, [min-max])\n")
+    print(f"\nbefore = {args.before}, after = {args.after or 'working tree'}; "
+          f"concurrency {args.concurrency}, {args.rounds} rounds (median, [min-max])\n")
     print("| route | CPU ms/request before | after | p50 ms before | after |")
     print("|---|---:|---:|---:|---:|")
     for route in routes:

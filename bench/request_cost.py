@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,32 +37,43 @@ REQUESTS = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", help="source tree holding the clinvk package to measure")
-    parser.add_argument("--requests", type=int, default=100)
-    args = parser.parse_args()
-    if args.src:
-        sys.path.insert(0, args.src)
+def route_calls(src: str | None) -> dict[str, Callable[[], None]]:
+    """One callable per route in :data:`REQUESTS`: a request through the Flask test client
+    of an app built from ``src`` (or the installed tree) in a fresh temporary home."""
+    if src:
+        sys.path.insert(0, src)
     root = Path(tempfile.mkdtemp(prefix="clinvk-cost-"))
     env = bench_env(root)
     os.environ.clear()
     os.environ.update(env)
     os.chdir(root / "work")
-    import clinvk
     from clinvk.core.config import load_config
     from clinvk.server.app import create_app
 
     client = create_app(load_config(None, env)).test_client()
-    out: dict[str, dict[str, float]] = {}
-    for name, (path, body, headers) in REQUESTS.items():
-        def call(path=path, body=body, headers=headers) -> None:
+
+    def caller(path: str, body: dict | None, headers: dict[str, str]) -> Callable[[], None]:
+        def call() -> None:
             if body is None:
                 resp = client.get(path, headers=headers)
             else:
                 resp = client.post(path, json=body, headers=headers)
             assert resp.status_code == 200, resp.get_data()[:300]
+        return call
 
+    return {name: caller(*request) for name, request in REQUESTS.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", help="source tree holding the clinvk package to measure")
+    parser.add_argument("--requests", type=int, default=100)
+    args = parser.parse_args()
+    routes = route_calls(args.src)
+    import clinvk
+
+    out: dict[str, dict[str, float]] = {}
+    for name, call in routes.items():
         for _ in range(3):
             call()
         calls = [0]

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import click
 
 from clinvk.core.config import Config, clinvk_home, load_config
-from clinvk.core.store import Store, configured_store
 
 if TYPE_CHECKING:
     from clinvk.core.engine import Engine
+    from clinvk.core.store import Store
 
 
 class AppContext:
@@ -36,6 +36,8 @@ class AppContext:
     def store(self) -> Store:
         if self._store is None:
             _ = self.config  # a broken or missing --config fails every command, not only runs
+            from clinvk.core.store import configured_store  # not in the gunicorn master
+
             self._store = configured_store(self.config, clinvk_home())
         return self._store
 

@@ -107,11 +107,16 @@ class Event:
     session_id: str | None = None
     timestamp: str = ""
     sequence: int = 0
+    # When the run emitted it (epoch seconds); ``timestamp`` is formatted from it when the
+    # event is first written out: a run read to completion writes none of its events.
+    at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type, "backend": self.backend}
         if self.session_id:
             data["session_id"] = self.session_id
+        if not self.timestamp and self.at:
+            self.timestamp = utc_timestamp(self.at)
         data["timestamp"] = self.timestamp
         data["sequence"] = self.sequence
         data["content"] = self.content

@@ -16,8 +16,11 @@ from __future__ import annotations
 import importlib
 import logging
 import socket
+import threading
+from collections.abc import Callable
 from typing import Any
 
+from apispec import APISpec
 from flask import Flask, Response, request
 from flask_smorest import Api
 
@@ -65,9 +68,51 @@ API_DESCRIPTION = (
 
 
 class GatewayApi(Api):
-    """flask-smorest ``Api`` documenting the native error body as the default error."""
+    """flask-smorest ``Api`` documenting the native error body as the default error.
+
+    The OpenAPI document is built when it is first read (``/openapi.json``, ``/docs``), not
+    at start-up: each blueprint's part, and each layer's (:meth:`document`), is kept as a
+    step and the steps run in registration order on the first read of :attr:`spec`, so the
+    document is the one an eager build gives, and an idle worker holds no spec (memory:
+    docs/performance.md, "Structural changes").
+    """
 
     ERROR_SCHEMA = ApiErrorSchema
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._doc_steps: list[Callable[[], None]] = []
+        self._doc_lock = threading.RLock()  # steps run once, by the first reader
+        super().__init__(*args, **kwargs)
+
+    @property
+    def spec(self) -> APISpec:
+        with self._doc_lock:
+            steps, self._doc_steps = self._doc_steps, []
+            for step in steps:  # a step reading spec itself finds the list taken
+                step()
+            return self._spec
+
+    @spec.setter
+    def spec(self, value: APISpec) -> None:
+        self._spec = value
+
+    def document(self, step: Callable[[], None]) -> None:
+        """Add to the document when it is built (after everything registered before)."""
+        with self._doc_lock:
+            self._doc_steps.append(step)
+
+    def register_blueprint(self, blp: Any, *, parameters: Any = None, **options: Any) -> None:
+        """flask-smorest's registration, with the blueprint's documentation as a step."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+
+        def step() -> None:
+            blp.register_views_in_doc(self, self._app, self.spec, name=name,
+                                      parameters=parameters)
+            self.spec.tag({"name": name, "description": blp.description})
+
+        self.document(step)
 
 
 def _load(path: str) -> Any:

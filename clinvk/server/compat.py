@@ -29,6 +29,7 @@ from marshmallow import ValidationError, fields
 
 from clinvk.core.errors import InvalidRequest
 from clinvk.core.events import Event
+from clinvk.server.apidoc import error_responses
 from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.gateway import current_gateway
 
@@ -328,12 +329,5 @@ class TextJoiner:
 def document_errors(blp: Any, schema: Any, statuses: Mapping[int, str]
                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """OpenAPI: the vendor's error body for ``statuses`` and as the default response."""
-
-    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-        for status, text in statuses.items():
-            func = blp.alt_response(status, schema=schema, description=text)(func)
-        return blp.doc(responses={"default": {
-            "description": "Any other error, in the same format.",
-            "content": {"application/json": {"schema": schema}}}})(func)
-
-    return decorator
+    return error_responses(blp, schema, statuses,
+                           default="Any other error, in the same format.")

@@ -207,8 +207,8 @@ def _document(app: Flask, config: Config) -> None:
     if not config.server.metrics_require_auth:
         operation["security"] = []
     rule = next((r for r in app.url_map.iter_rules() if r.rule == METRICS_PATH), None)
-    if rule is not None:
-        api.spec.path(rule=rule, operations={"get": operation})
+    if rule is not None:  # added when the document is first built
+        api.document(lambda: api.spec.path(rule=rule, operations={"get": operation}))
 
 
 # --------------------------------------------------------------------------- request ids

@@ -51,6 +51,17 @@ def test_the_gunicorn_master_loads_no_web_framework(tmp_path: Path) -> None:
     assert _loaded(MASTER, tmp_path) == []
 
 
+# Engine parts the master never uses; a worker imports them itself (what a master holds is
+# counted again in every worker's RSS: docs/performance.md, "Structural changes").
+MASTER_FREE_OF = ("clinvk.core.store", "clinvk.core.usage.ledger", "clinvk.core.usage.budgets",
+                  "clinvk.core.usage.rows", "clinvk.core.engine", "sqlite3")
+
+
+def test_the_gunicorn_master_loads_no_store_and_no_usage_ledger(tmp_path: Path) -> None:
+    code = MASTER.replace("m.split(\".\")[0] in {web}", f"m.startswith({MASTER_FREE_OF!r})")
+    assert _loaded(code, tmp_path) == []
+
+
 def test_a_worker_loads_the_rate_limiter_only_when_limits_are_on(tmp_path: Path) -> None:
     off = _loaded(WORKER, tmp_path)
     assert "flask" in off and "flask_limiter" not in off and "limits" not in off

@@ -35,3 +35,16 @@ def test_timestamps_round_like_an_aware_datetime_over_many_values() -> None:
 def test_now_is_utc_with_milliseconds() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", utc_timestamp())
     assert utc_timestamp(1_800_000_000.25) == "2027-01-15T08:00:00.250Z"
+
+
+def test_an_event_is_formatted_from_when_it_was_emitted_once_written_out() -> None:
+    """The run stamps the emission time; the text is made when the event is written out
+    (a run read to completion writes none), and it stays what it was first written as."""
+    from clinvk.core.events import message
+
+    event = message("hi")
+    event.at = 1_765_000_000.1234
+    assert event.timestamp == ""
+    assert event.to_dict()["timestamp"] == utc_timestamp(1_765_000_000.1234)
+    event.at = 0.5
+    assert event.to_dict()["timestamp"] == utc_timestamp(1_765_000_000.1234)

@@ -517,3 +517,46 @@ def test_requests_build_no_schema(client, monkeypatch) -> None:
         assert post(client, "/api/v1/prompt", {"backend": "nope", "prompt": "x"}
                     ).status_code == 400  # validation runs on the shared instance
     assert built == []
+
+
+def test_error_statuses_cost_one_layer_at_request_time(app) -> None:
+    """flask-smorest runs each decorator's wrapper on every request; a route's documented
+    error statuses are one ``Blueprint.doc`` (clinvk/server/apidoc.py), not one each."""
+    for endpoint in ("openai.ChatCompletions", "anthropic.Messages", "native.Prompt"):
+        view, depth = app.view_functions[endpoint].view_class.post, 0
+        while hasattr(view, "__wrapped__"):
+            view, depth = view.__wrapped__, depth + 1
+        assert depth <= 6, endpoint  # arguments, response, stream variant, doc, errors, …
+    paths = app.test_client().get("/openapi.json").get_json()["paths"]
+    openai = paths["/openai/v1/chat/completions"]["post"]["responses"]
+    assert {"400", "401", "429", "502", "503", "default"} <= set(openai)
+    assert openai["429"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "OpenAIError")
+    native = paths["/api/v1/prompt"]["post"]["responses"]
+    assert native["502"]["content"]["application/json"]["schema"]["$ref"].endswith("ApiError")
+
+
+def test_the_openapi_document_is_built_on_first_read_once(app) -> None:
+    """No spec is built at start-up; concurrent first readers all get the whole document,
+    and later reads the same one."""
+    import threading
+
+    api = app.extensions["clinvk.api"]
+    assert api._doc_steps, "something built the OpenAPI document at start-up"
+    bodies: list[bytes] = []
+
+    def read() -> None:
+        resp = app.test_client().get("/openapi.json")
+        assert resp.status_code == 200
+        bodies.append(resp.get_data())
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    read()
+    assert len(set(bodies)) == 1 and len(bodies) == 5
+    document = app.test_client().get("/openapi.json").get_json()
+    assert "/api/v1/prompt" in document["paths"] and "ApiKeyHeader" in str(document)
+    assert api._doc_steps == []

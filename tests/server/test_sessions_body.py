@@ -92,14 +92,14 @@ def test_plain_values_are_written_like_the_stdlib(app) -> None:
             body, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _old_list_body(store, **query) -> bytes:
+def _old_list_body(store, envelope: bool = True, **query) -> bytes:
     """The listing body as it was built before record_json: each row's dict, trimmed of
     its owner, then the whole body encoded at once."""
     page = store.list(**query)
     records = [{k: v for k, v in r.items() if k != "owner"} for r in page.records]
-    return json_bytes({"success": True, "data": {
-        "sessions": records, "total": page.total, "limit": page.limit,
-        "offset": page.offset, "next_cursor": page.next_cursor}})
+    data = {"sessions": records, "total": page.total, "limit": page.limit,
+            "offset": page.offset, "next_cursor": page.next_cursor}
+    return json_bytes({"success": True, "data": data} if envelope else data)
 
 
 def test_list_body_is_byte_for_byte_the_records_body(app, filled) -> None:
@@ -115,6 +115,16 @@ def test_list_body_is_byte_for_byte_the_records_body(app, filled) -> None:
         empty = filled.get("/api/v1/sessions?backend=codex&status=paused").get_data()
         assert empty == _old_list_body(store, backend="codex", status="paused")
         assert b'"sessions":[]' in empty
+
+
+def test_list_body_without_the_envelope_is_the_records_body(app_factory) -> None:
+    app = app_factory({"server.response_envelope": False})
+    store = app.extensions["clinvk"].store
+    store._insert_many(_sessions())
+    raw = app.test_client().get("/api/v1/sessions?limit=3").get_data()
+    with app.app_context():
+        assert raw == _old_list_body(store, envelope=False, limit=3)
+    assert raw.startswith(b'{"sessions":[{"id":"03')
 
 
 def _listed(client, sid: str) -> bytes:

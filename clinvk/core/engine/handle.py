@@ -156,7 +156,7 @@ class RunHandle:
         self._sequence += 1
         event.backend = self.prepared.backend.name
         event.session_id = self._session_id
-        event.timestamp = events.utc_timestamp()
+        event.at = time.time()
         event.sequence = self._sequence
         return event
 

@@ -35,14 +35,27 @@ def pids_marked_with(markers: set[str]) -> list[int]:
     for name in names:
         if not name.isdigit() or int(name) == own:
             continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                environ = fh.read()
-        except OSError:
-            continue
-        if _marker_value(environ, prefix) in wanted:
+        environ = _read_environ(name)
+        if environ and _marker_value(environ, prefix) in wanted:
             found.append(int(name))
     return found
+
+
+def _read_environ(pid: str) -> bytes | None:
+    """A process's environment block; plain os calls, as a scan makes one read per process."""
+    try:
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _marker_value(environ: bytes, prefix: bytes) -> bytes | None:

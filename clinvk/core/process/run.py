@@ -3,14 +3,15 @@
 A :class:`ProcessRun` owns one child and everything it spawns: the child starts in a
 new session (its own process group), so any kill — timeout, idle watchdog, output cap,
 cancellation from another thread, server shutdown — reaches the whole group through the
-ladder in :mod:`clinvk.core.process.terminate`. Output is read with a selector on the
+ladder in :mod:`clinvk.core.process.terminate`. Output is read with ``poll()`` on the
 calling thread (no reader threads), which is also where the limits are enforced.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import selectors
+import select
 import signal
 import subprocess
 import threading
@@ -217,11 +218,12 @@ class ProcessRun:
                 raise RuntimeError("the output of a run is read once")
             self._reading = True
         assert self.proc and self.proc.stdout and self.proc.stderr
-        sel = selectors.DefaultSelector()
+        # poll(), not a selector object: nothing to create and close per run, no limit on
+        # descriptor numbers (select() fails above 1023 in a busy worker).
+        poller = select.poll()
         out_fd, err_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
-        sel.register(out_fd, selectors.EVENT_READ, "out")
-        sel.register(err_fd, selectors.EVENT_READ, "err")
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        for fd in (out_fd, err_fd, self._wake_r):
+            poller.register(fd, select.POLLIN)
         st = _ReadState(out_fd, {out_fd, err_fd}, self._started, self._started)
         completed = False
         try:
@@ -229,9 +231,10 @@ class ProcessRun:
                 now = time.monotonic()
                 if self._must_stop(st, now):
                     break
-                ready = sel.select(self._select_timeout(st, now, heartbeat))
+                wait = self._select_timeout(st, now, heartbeat)
+                ready = poller.poll(math.ceil(wait * 1000))
                 if ready:
-                    yield from self._read_ready(st, sel, ready)
+                    yield from self._read_ready(st, poller, ready)
                 elif heartbeat and time.monotonic() - st.last_yield >= heartbeat:
                     st.last_yield = time.monotonic()
                     yield None
@@ -241,7 +244,6 @@ class ProcessRun:
                 yield bytes(st.buf).decode("utf-8", errors="replace")
             completed = True
         finally:
-            sel.close()
             if not completed:
                 # Stopped early by our caller (client gone): that is a cancellation.
                 self._set_reason(EndReason.CANCELLED)
@@ -276,19 +278,19 @@ class ProcessRun:
             wait = min(wait, st.last_yield + heartbeat - now)
         return max(wait, 0.0)
 
-    def _read_ready(self, st: _ReadState, sel: selectors.BaseSelector,
-                    ready: list[tuple[selectors.SelectorKey, int]]) -> Iterator[str]:
+    def _read_ready(self, st: _ReadState, poller: select.poll,
+                    ready: list[tuple[int, int]]) -> Iterator[str]:
         """Read every ready pipe once; yield the complete stdout lines; stop at a limit."""
-        for key, _ in ready:
-            if key.data == "wake":
-                os.read(self._wake_r, 64)
+        for fd, _ in ready:
+            if fd == self._wake_r:
+                os.read(fd, 64)
                 continue
-            chunk = os.read(key.fd, 65536)
+            chunk = os.read(fd, 65536)
             if not chunk:
-                sel.unregister(key.fd)
-                st.open_fds.discard(key.fd)
+                poller.unregister(fd)
+                st.open_fds.discard(fd)
                 continue
-            if key.data == "err":
+            if fd != st.out_fd:
                 self._keep_stderr(chunk)
                 continue
             st.last_activity = time.monotonic()
@@ -327,17 +329,14 @@ class ProcessRun:
     def _drain_stderr(self, fd: int | None) -> None:
         if fd is None:
             return
-        sel = selectors.DefaultSelector()
-        sel.register(fd, selectors.EVENT_READ)
-        try:
-            deadline = time.monotonic() + 0.2
-            while time.monotonic() < deadline and sel.select(0.05):
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                self._keep_stderr(chunk)
-        finally:
-            sel.close()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline and poller.poll(50):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._keep_stderr(chunk)
 
     # -- ending -------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from clinvk.core.process import procfs
 from clinvk.core.process.terminate import signal_pids
@@ -13,6 +14,10 @@ log = logging.getLogger("clinvk.core.process")
 
 #: How long after a run's normal end the processes it left behind are looked for.
 SWEEP_DELAY_SECS = 0.1
+#: The least time from one scan's start to the next: under load, runs end faster than
+#: this and one scan handles every run that ended meanwhile (a scan reads every process's
+#: environment; its cost per request: docs/performance.md, "Structural changes").
+SWEEP_INTERVAL_SECS = 0.5
 
 
 class LeftoverSweeper:
@@ -22,7 +27,8 @@ class LeftoverSweeper:
     started with ``setsid`` (its own session) is not in it. Such processes still carry the
     run's marker variable; finding them means reading every process's environment under
     /proc, so it happens on one background thread :data:`SWEEP_DELAY_SECS` after the run's
-    end, once the request thread that ended it has answered, with the markers of runs that
+    end, once the request thread that ended it has answered, and no sooner than
+    :data:`SWEEP_INTERVAL_SECS` after the previous scan began, with the markers of runs that
     ended meanwhile handled in one scan (the cost: docs/performance.md). A scan is repeated
     (at most :attr:`passes` times) until it finds nothing, for a daemon that was still
     forking. Processes of runs still going carry other markers and are left alone.
@@ -36,6 +42,7 @@ class LeftoverSweeper:
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._hurry = threading.Event()  # set once someone waits: no more pauses
+        self._last_scan = float("-inf")  # monotonic start of the previous scan
 
     def sweep(self, marker: str) -> None:
         with self._cond:
@@ -57,7 +64,9 @@ class LeftoverSweeper:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
-            self._hurry.wait(SWEEP_DELAY_SECS)
+            pause = max(SWEEP_DELAY_SECS, self._last_scan + SWEEP_INTERVAL_SECS - time.monotonic())
+            self._hurry.wait(pause)
+            self._last_scan = time.monotonic()
             with self._cond:
                 markers, self._pending = self._pending, set()
                 self._busy = True

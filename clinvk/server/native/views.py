@@ -20,6 +20,7 @@ from clinvk.core.errors import InvalidRequest
 from clinvk.core.plans import run_plan
 from clinvk.core.store import Session, SessionJsonPage, SessionPage
 from clinvk.core.types import JobKind, RunStatus
+from clinvk.server.apidoc import error_responses
 from clinvk.server.errors import ApiError, ApiException
 from clinvk.server.gateway import current_gateway
 from clinvk.server.native.plans import PLAN_BUILDERS
@@ -78,13 +79,8 @@ _ERROR_TEXT = {
 def documents_errors(*statuses: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add the native error body to the OpenAPI document for these statuses."""
 
-    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-        for status in statuses:
-            func = blp.alt_response(status, schema=ApiErrorSchema,
-                                    description=_ERROR_TEXT.get(status, "Error"))(func)
-        return func
-
-    return decorator
+    return error_responses(blp, ApiErrorSchema,
+                           {status: _ERROR_TEXT.get(status, "Error") for status in statuses})
 
 
 # --------------------------------------------------------------------------- helpers

@@ -99,9 +99,13 @@ def _document(app: Flask, state: SecurityState) -> None:
     api = app.extensions.get("clinvk.api")
     if api is None:
         return
-    components = api.spec.components
-    components.security_scheme("ApiKeyHeader", {"type": "apiKey", "in": "header",
-                                                "name": "X-Api-Key"})
-    components.security_scheme("BearerAuth", {"type": "http", "scheme": "bearer"})
-    if state.keys.enabled:
-        api.spec.options["security"] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
+
+    def step() -> None:
+        components = api.spec.components
+        components.security_scheme("ApiKeyHeader", {"type": "apiKey", "in": "header",
+                                                    "name": "X-Api-Key"})
+        components.security_scheme("BearerAuth", {"type": "http", "scheme": "bearer"})
+        if state.keys.enabled:
+            api.spec.options["security"] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
+
+    api.document(step)  # when the document is first built

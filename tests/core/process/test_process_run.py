@@ -264,3 +264,29 @@ def test_orphaned_ledger_kills_escaped_descendants_too(tmp_path):
     finally:
         leader.kill()
         leader.wait()
+
+
+def test_leftover_scans_are_spaced_and_batch_the_runs_that_ended_meanwhile(monkeypatch):
+    """Under load one scan serves every run that ended since the previous one, and scans
+    start at least SWEEP_INTERVAL_SECS apart (each reads every process's environment)."""
+    from clinvk.core.process import procfs, sweeper
+
+    scans: list[tuple[float, set[str]]] = []
+    scanned = threading.Event()
+
+    def record(markers: set[str]) -> list[int]:
+        scans.append((time.monotonic(), set(markers)))
+        scanned.set()
+        return []
+
+    monkeypatch.setattr(procfs, "pids_marked_with", record)
+    sweeps = sweeper.LeftoverSweeper()
+    sweeps.sweep("a")
+    assert scanned.wait(5)
+    sweeps.sweep("b")
+    sweeps.sweep("c")
+    deadline = time.monotonic() + 5
+    while len(scans) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [markers for _, markers in scans] == [{"a"}, {"b", "c"}]
+    assert scans[1][0] - scans[0][0] >= sweeper.SWEEP_INTERVAL_SECS - 0.01
