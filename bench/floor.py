@@ -7,7 +7,8 @@ routes:
 
 * ``GET /health`` — the floor answers a constant JSON object;
 * ``GET /api/v1/sessions?limit=100`` — the floor selects the newest 100 rows of clinvk's
-  own session table with ``sqlite3`` and returns them as JSON;
+  own session table with ``sqlite3`` and joins their stored records (``record_json``, the
+  listed JSON of each row since migration 009) into one JSON body;
 * ``POST /api/v1/prompt`` and ``POST /openai/v1/chat/completions`` — the floor spawns the
   same fake CLI with ``subprocess.run`` (prompt on stdin) and returns its result text.
 
@@ -79,12 +80,13 @@ def health():
 @app.get("/api/v1/sessions")
 def sessions():
     conn = sqlite3.connect(DB)
-    conn.row_factory = sqlite3.Row
     try:
-        rows = conn.execute("SELECT * FROM sessions ORDER BY rowid DESC LIMIT 100").fetchall()
+        rows = conn.execute(
+            "SELECT record_json FROM sessions ORDER BY rowid DESC LIMIT 100").fetchall()
     finally:
         conn.close()
-    return {"sessions": [dict(r) for r in rows]}
+    body = b'{"sessions":[' + b",".join(r[0] for r in rows) + b"]}"
+    return app.response_class(body, mimetype="application/json")
 
 
 @app.post("/api/v1/prompt")
