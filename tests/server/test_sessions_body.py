@@ -163,14 +163,15 @@ def test_a_row_changed_by_each_write_path_lists_what_get_shows(app, filled) -> N
 
 
 def test_a_page_with_a_record_orjson_refuses_is_written_as_before(app, filled) -> None:
-    # Only a row written outside clinvk holds such a value (metadata text with a NaN, so
-    # the stdlib reads it, and an integer beyond 64 bits): its record_json is NULL and
-    # the page is built as records, which Flask's provider writes.
+    # An integer beyond 64 bits in metadata: orjson cannot encode it, so the row's
+    # record_json is NULL and its page is built as records, which Flask's provider writes.
     store = app.extensions["clinvk"].store
-    s = store.create(backend="claude", working_dir="/srv/w", metadata={"t": "é"})
-    store._conn().execute("UPDATE sessions SET metadata = ?, record_json = NULL WHERE id = ?",
-                          ('{"big": 1180591620717411303425, "x": NaN}', s.id))
+    s = store.create(backend="claude", working_dir="/srv/w", metadata={"big": 2**70 + 1})
     raw = filled.get("/api/v1/sessions?limit=10").get_data()
     with app.app_context():
         assert raw == _old_list_body(store, limit=10)
-    assert b'"big":1180591620717411303425' in raw
+    assert b'"big":1180591620717411303425' in raw  # exact, not 1.1805916207174113e+21
+    shown = filled.get(f"/api/v1/sessions/{s.id}").get_data()
+    assert b'"big":1180591620717411303425' in shown
+
+

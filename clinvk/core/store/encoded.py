@@ -9,9 +9,8 @@ The bytes are ``orjson.dumps`` of :func:`~clinvk.core.store.rows.row_to_record` 
 the ``owner`` (who may see a session is not part of what it shows: the owner stays in its
 own column, where listings filter on it). Every store computes them with
 :func:`encode_record` from the row as it is after the write, so the shape is defined
-once; ``None`` (NULL in the column) is a record orjson refuses to encode (an integer
-beyond 64 bits from metadata text only the stdlib parses, e.g. with a NaN: only a row
-written outside clinvk holds it), whose page a listing then builds the old way.
+once; ``None`` (NULL in the column) is a record orjson refuses to encode (metadata
+holding an integer beyond 64 bits), whose page a listing then builds the old way.
 
 Every statement that changes a session column must refresh the column in the same
 transaction; tests/core/store check after every store operation that each row's

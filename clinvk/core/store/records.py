@@ -151,9 +151,9 @@ class SessionPage:
     """One page of a listing plus the total match count, for pagination UIs.
 
     The page holds its sessions as JSON-ready records (:meth:`Session.to_dict` shape),
-    built straight from the store's rows: a listing over HTTP serialises them as they are,
-    without a :class:`Session` per row. ``sessions`` gives the objects when a caller wants
-    them (built once, on first use).
+    built straight from the store's rows, without a :class:`Session` per row; ``sessions``
+    gives the objects when a caller wants them (built once, on first use). The HTTP
+    listing reads :class:`SessionJsonPage` instead (no Python object per row at all).
     """
 
     records: list[dict[str, Any]]

@@ -8,6 +8,7 @@ and metadata are JSON text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,13 +44,21 @@ COLUMNS = (
     "owner",
 )
 
+# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float
+# (2**70 + 1 would come back as 1.1805916207174113e+21): such text goes to the stdlib.
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
 def load_json(text: str) -> Any:
-    """A JSON column's value. orjson reads it (a listing reads two per row); what only the
-    stdlib reads (integers beyond 64 bits, which metadata may hold) falls back to it."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    """A JSON column's value, exactly as written. orjson reads it; text with a number too
+    long for orjson to keep exact (integers beyond 64 bits, which metadata may hold) and
+    what orjson refuses go to the stdlib."""
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def row_to_record(row: Sequence[Any]) -> dict[str, Any]:

@@ -179,20 +179,51 @@ class BackgroundLines(logging.Handler):
             self._write_pending()
 
     def _write_pending(self) -> None:
+        records: list[logging.LogRecord] = []
         while True:
             try:  # the writer and the exit hook may both drain: pop, never test-then-pop
-                record = self._pending.popleft()
+                records.append(self._pending.popleft())
             except IndexError:
-                return
-            for target in self.targets:
-                if record.levelno >= target.level:
-                    target.handle(record)
+                break
+        if not records:
+            return
+        for target in self.targets:
+            # exactly these types: a subclass may do more per record (rotation, reopening)
+            if type(target) in _BATCHABLE and getattr(target, "stream", None) is not None:
+                _write_batch(target, records)
+            else:
+                for record in records:
+                    if record.levelno >= target.level:
+                        target.handle(record)
 
     def _stop(self, writer: threading.Thread) -> None:
         self._stopping = True
         self._wake.set()
         writer.join(timeout=2 * ACCESS_FLUSH_SECS + 1)
         self._write_pending()  # whatever came after the writer's last batch
+
+
+_BATCHABLE = (logging.StreamHandler, logging.FileHandler)
+
+
+def _write_batch(target: logging.StreamHandler, records: list[logging.LogRecord]) -> None:
+    """A batch's lines as one write to a stream target: each write by this thread gives up
+    the GIL and waits to take it back from the request threads (a switch per write)."""
+    lines = []
+    for record in records:
+        if record.levelno >= target.level and target.filter(record):
+            try:
+                lines.append(target.format(record) + target.terminator)
+            except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+                target.handleError(record)
+    if not lines:
+        return
+    with target.lock:  # type: ignore[union-attr] - created by Handler.__init__
+        try:
+            target.stream.write("".join(lines))
+            target.flush()
+        except Exception:  # noqa: BLE001
+            target.handleError(records[-1])
 
 
 class RedactingGunicornLogger(GunicornLogger):

@@ -120,7 +120,9 @@ def test_create_optional_fields(store: Store) -> None:
 
 def test_metadata_beyond_64_bit_integers_and_unicode_read_back_exactly(store: Store) -> None:
     # JSON columns are read by orjson, which stops at 64-bit integers; the rest is the stdlib's.
-    metadata = {"big": 2**70, "neg": -(2**65), "text": "naïve ☃ \u2028", "f": 0.1 + 0.2}
+    # "odd" and "below" as floats would compare unequal (2**70 alone would not notice).
+    metadata = {"big": 2**70, "neg": -(2**65), "text": "naïve ☃ \u2028", "f": 0.1 + 0.2,
+                "odd": 2**70 + 1, "u64": 2**64 - 1, "below": -(2**63) - 1}
     s = store.create(backend="claude", working_dir=WD, tags=["ü", "日本"], metadata=metadata)
     assert store.get(s.id).metadata == metadata
     [listed] = [r for r in store.list(limit=100).records if r["id"] == s.id]

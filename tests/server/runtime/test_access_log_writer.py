@@ -94,3 +94,32 @@ def test_buffered_lines_are_written_at_exit_by_a_fork_and_by_its_parent() -> Non
     assert [line for line in lines if line.startswith("worker")] == \
         [f"worker {i}" for i in range(50)]
     assert lines[-1] == "master after"
+
+
+def test_a_batch_reaches_a_stream_in_one_write_and_others_line_by_line(tmp_path) -> None:
+    """A stream (stdout, a log file) gets each batch as one write; a handler that does more
+    per record (here: a rotating file) still gets every record through its own emit."""
+    import logging.handlers
+
+    class Counting:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> None:
+            self.writes.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = Counting()
+    plain = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    rotating = logging.handlers.RotatingFileHandler(tmp_path / "access.log")
+    handler = BackgroundLines([plain, rotating])
+    handler.setFormatter(logging.Formatter("<%(message)s>"))
+    records = [logging.LogRecord("a", logging.INFO, __file__, 1, f"line {i}", None, None)
+               for i in range(50)]
+    handler._pending.extend(records)
+    handler._write_pending()
+    rotating.close()
+    assert stream.writes == ["".join(f"<line {i}>\n" for i in range(50))]
+    assert (tmp_path / "access.log").read_text() == "".join(f"<line {i}>\n" for i in range(50))
