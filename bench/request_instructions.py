@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""The gateway's own work per request as machine instructions: a count machine load cannot move.
+"""The gateway's own work per request as machine instructions, counted by callgrind.
 
 Runs the routes of ``request_cost.py`` (the Flask app in-process, the fake ``claude``)
 under valgrind's callgrind and reports, per route, the instructions the gateway process
 executes per request: its request thread and its background threads (ledger, access log),
 not the CLI, which runs outside valgrind. A segment starts at each ``eval("0")`` marker
 (``--dump-before=builtin_eval``), so the start-up and the warm-up are not counted. The
-count repeats to within a fraction of a percent whatever else the machine does, which a
-before/after of a few percent needs on a shared machine. Timers of background threads
-tick in wall time, which valgrind stretches about fifty-fold: their share is counted
-but small.
+count does not depend on the CPU's speed, but it is not fixed either: poll loops and
+background timers tick in wall time, which valgrind stretches about fifty-fold, and how a
+CLI's output falls into reads varies. Repeated runs of one tree differed by 3-9 % on a
+loaded machine; compare two trees run side by side, several times.
 
     python3 bench/request_instructions.py [--src DIR] [--requests 20] [--routes openai,health]
 """
