@@ -6,8 +6,8 @@
 * :mod:`migrations` + ``sql/<dialect>/NNN_*.sql`` — the schema, one numbered file per step;
 * :mod:`sqlite` — the embedded implementation (the default); :mod:`postgresql` — the
   shared one (``store.url: postgresql://…``), with its own ``sql/postgresql`` directory;
-* :mod:`checks`, :mod:`lease_owners`, :mod:`job_runners`, :mod:`cursor` — what every
-  implementation shares.
+* :mod:`checks`, :mod:`lease_owners`, :mod:`job_runners`, :mod:`cursor`, :mod:`listing` —
+  what every implementation shares.
 """
 
 from __future__ import annotations

@@ -8,24 +8,17 @@ from clinvk.core.errors import AmbiguousPrefix, NotFound
 from clinvk.core.ownership import Principal
 from clinvk.core.store.checks import check_int, check_status, normalize_id, owner_filter
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
+from clinvk.core.store.listing import SELECTED, Listings, Page
 from clinvk.core.store.postgresql.database import PostgresDatabase
 from clinvk.core.store.records import (
-    DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     Session,
-    SessionJsonPage,
-    SessionPage,
 )
-from clinvk.core.store.rows import COLUMNS, row_to_record, row_to_session
+from clinvk.core.store.rows import row_to_session
 
 __all__ = ["SELECTED", "SessionReads", "count_sessions"]
 
-SELECTED = ", ".join(f"s.{c}" for c in COLUMNS)
 _AMBIGUOUS_SHOWN = 5
-# Where a selected row holds (last_used, id): the next page's cursor.
-_ROW_KEY = (COLUMNS.index("last_used"), COLUMNS.index("id"))
-_JSON_SELECTED = "s.record_json, s.last_used, s.id"
-_JSON_KEY = (1, 2)
 
 
 def count_sessions(conn: Any, *, backend: str | None, status: str | None,
@@ -47,7 +40,7 @@ def count_sessions(conn: Any, *, backend: str | None, status: str | None,
     return int(row[0])
 
 
-class SessionReads(PostgresDatabase):
+class SessionReads(Listings, PostgresDatabase):
     """The read half of the PostgreSQL session store."""
 
     def _resolve(self, id_or_prefix: str) -> str:
@@ -96,40 +89,11 @@ class SessionReads(PostgresDatabase):
                 field="session_id", details={"candidates": candidates})
         return row_to_session(rows[0])
 
-    def list(
-        self, *, backend: str | None = None, status: str | None = None,
-        tag: str | None = None, working_dir: str | None = None,
-        limit: int = DEFAULT_LIST_LIMIT, offset: int = 0,
-        visible_to: Principal | None = None, cursor: str | None = None,
-    ) -> SessionPage:
-        """One page, most recently used first (ties by id, descending); ``cursor`` (a
-        previous page's ``next_cursor``) starts just after that page's last row."""
-        rows, total, limit, offset, next_cursor = self._page(
-            SELECTED, _ROW_KEY, backend=backend, status=status, tag=tag,
-            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
-            cursor=cursor)
-        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
-
-    def list_json(
-        self, *, backend: str | None = None, status: str | None = None,
-        tag: str | None = None, working_dir: str | None = None,
-        limit: int = DEFAULT_LIST_LIMIT, offset: int = 0,
-        visible_to: Principal | None = None, cursor: str | None = None,
-    ) -> SessionJsonPage:
-        """The page :meth:`list` gives, as each row's stored ``record_json``."""
-        rows, total, limit, offset, next_cursor = self._page(
-            _JSON_SELECTED, _JSON_KEY, backend=backend, status=status, tag=tag,
-            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
-            cursor=cursor)
-        return SessionJsonPage([r[0] for r in rows], total, limit, offset, next_cursor)
-
     def _page(
         self, selected: str, key: tuple[int, int], *, backend: str | None,
         status: str | None, tag: str | None, working_dir: str | None, limit: int,
         offset: int, visible_to: Principal | None, cursor: str | None,
-    ) -> tuple[list[Any], int, int, int, str | None]:
-        """The rows (``selected`` columns, whose ``key`` positions hold last_used and id)
-        of one listing page, its total, limit, offset and next cursor."""
+    ) -> Page:
         limit = check_int(limit, "limit", 1, MAX_LIST_LIMIT)
         offset = check_int(offset, "offset", 0)
         after = decode_cursor(cursor, (float, str)) if cursor else None

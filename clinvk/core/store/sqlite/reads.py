@@ -10,15 +10,13 @@ from clinvk.core.errors import AmbiguousPrefix, NotFound
 from clinvk.core.ownership import Principal
 from clinvk.core.store.checks import check_int, check_status, normalize_id, owner_filter
 from clinvk.core.store.cursor import decode_cursor, encode_cursor
+from clinvk.core.store.listing import Listings, Page
 from clinvk.core.store.records import (
-    DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     Session,
-    SessionJsonPage,
-    SessionPage,
 )
 from clinvk.core.store.sqlite.database import SqliteDatabase
-from clinvk.core.store.sqlite.rows import COLUMNS, SELECTED, row_to_record, row_to_session
+from clinvk.core.store.sqlite.rows import SELECTED, row_to_session
 
 
 @dataclass
@@ -67,16 +65,13 @@ class _ListQuery:
         self.where.append(condition)
         self.params.append(value)
 
+
 __all__ = ["SessionReads"]
 
 _AMBIGUOUS_SHOWN = 5
-# Where a selected row holds (last_used, id): the next page's cursor.
-_ROW_KEY = (COLUMNS.index("last_used"), COLUMNS.index("id"))
-_JSON_SELECTED = "s.record_json, s.last_used, s.id"
-_JSON_KEY = (1, 2)
 
 
-class SessionReads(SqliteDatabase):
+class SessionReads(Listings, SqliteDatabase):
     """The read half of the SQLite session store."""
 
     def _resolve(self, id_or_prefix: str) -> str:
@@ -142,54 +137,11 @@ class SessionReads(SqliteDatabase):
             )
         return row_to_session(rows[0])
 
-    def list(
-        self,
-        *,
-        backend: str | None = None,
-        status: str | None = None,
-        tag: str | None = None,
-        working_dir: str | None = None,
-        limit: int = DEFAULT_LIST_LIMIT,
-        offset: int = 0,
-        visible_to: Principal | None = None,
-        cursor: str | None = None,
-    ) -> SessionPage:
-        """One page of sessions, most recently used first (ties broken by id, descending);
-        with ``visible_to``, only the sessions that caller may see. ``cursor`` (a previous
-        page's ``next_cursor``) starts the page just after that page's last row: the same
-        index range scan at any depth, unlike ``offset``."""
-        rows, total, limit, offset, next_cursor = self._page(
-            SELECTED, _ROW_KEY, backend=backend, status=status, tag=tag,
-            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
-            cursor=cursor)
-        return SessionPage([row_to_record(r) for r in rows], total, limit, offset, next_cursor)
-
-    def list_json(
-        self,
-        *,
-        backend: str | None = None,
-        status: str | None = None,
-        tag: str | None = None,
-        working_dir: str | None = None,
-        limit: int = DEFAULT_LIST_LIMIT,
-        offset: int = 0,
-        visible_to: Principal | None = None,
-        cursor: str | None = None,
-    ) -> SessionJsonPage:
-        """The page :meth:`list` gives, as each row's stored ``record_json``."""
-        rows, total, limit, offset, next_cursor = self._page(
-            _JSON_SELECTED, _JSON_KEY, backend=backend, status=status, tag=tag,
-            working_dir=working_dir, limit=limit, offset=offset, visible_to=visible_to,
-            cursor=cursor)
-        return SessionJsonPage([r[0] for r in rows], total, limit, offset, next_cursor)
-
     def _page(
         self, selected: str, key: tuple[int, int], *, backend: str | None,
         status: str | None, tag: str | None, working_dir: str | None, limit: int,
         offset: int, visible_to: Principal | None, cursor: str | None,
-    ) -> tuple[list[Any], int, int, int, str | None]:
-        """The rows (``selected`` columns, whose ``key`` positions hold last_used and id)
-        of one listing page, its total, limit, offset and next cursor."""
+    ) -> Page:
         limit = check_int(limit, "limit", 1, MAX_LIST_LIMIT)
         offset = check_int(offset, "offset", 0)
         after = decode_cursor(cursor, (float, str)) if cursor else None

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+from clinvk.core.store.listing import SELECTED
 from clinvk.core.store.rows import COLUMNS, row_to_record, row_to_session, session_to_row
 
 __all__ = ["COLUMNS", "INSERT", "INSERT_LEASED", "INSERT_TAG", "REFRESH", "RETURNING",
            "SELECTED", "row_to_record", "row_to_session", "session_to_row"]
 
-SELECTED = ", ".join(f"s.{c}" for c in COLUMNS)
 RETURNING = ", ".join(COLUMNS)
 # A row is COLUMNS then its record_json (clinvk.core.store.encoded).
 INSERT = "INSERT INTO sessions ({}, record_json) VALUES ({})".format(
