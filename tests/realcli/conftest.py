@@ -3,8 +3,9 @@
 The suite is part of the normal ``python3 -m pytest``. It installs the pinned CLIs from npm
 into a cache (see ``installer.py``) on first use. When the npm registry cannot be reached
 the tests are skipped with npm's error as the reason, and a banner repeats it at the end of
-the run; ``CLINVK_REALCLI_REQUIRED=1`` turns that skip into a failure (for CI jobs that must
-prove compatibility), ``CLINVK_REALCLI_SKIP=1`` skips the suite on purpose.
+the run; ``CLINVK_REALCLI_REQUIRED=1`` turns that skip into a failure, and so does
+``CI=true`` (CI must prove compatibility with the pinned CLIs, as it must run the real
+redis and PostgreSQL); ``CLINVK_REALCLI_SKIP=1`` skips the suite on purpose.
 
 Every test gets a fresh :class:`World`: three stub model APIs on loopback, one sandbox per
 backend (temp HOME, CODEX_HOME, TMPDIR, config files), a clinvk config pointing each backend
@@ -85,10 +86,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         "to make this a failure.", red=True)
 
 
-def _skip(reason: str) -> None:
+def _skip(reason: str, *, asked: bool = False) -> None:
+    """Skip the suite for ``reason``, or fail where it is required. A skip someone
+    ``asked`` for (``CLINVK_REALCLI_SKIP``) is not refused by CI, only by REQUIRED."""
     message = _SKIP_PREFIX + reason
     if _ORIGINAL_ENVIRON.get("CLINVK_REALCLI_REQUIRED", "").strip() in ("1", "true", "yes"):
         pytest.fail(message + " (CLINVK_REALCLI_REQUIRED is set)", pytrace=False)
+    if not asked and _ORIGINAL_ENVIRON.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(message + " (CI is set)", pytrace=False)
     pytest.skip(message)
 
 
@@ -96,7 +101,7 @@ def _skip(reason: str) -> None:
 def cli_binaries() -> dict[str, Path]:
     """Backend name -> path of the installed pinned CLI (installing it on first use)."""
     if _ORIGINAL_ENVIRON.get("CLINVK_REALCLI_SKIP", "").strip() in ("1", "true", "yes"):
-        _skip("CLINVK_REALCLI_SKIP is set")
+        _skip("CLINVK_REALCLI_SKIP is set", asked=True)
     if not sys.platform.startswith("linux"):
         _skip(f"it needs Linux (/proc for the process checks), not {sys.platform}")
     if _problems:
