@@ -114,32 +114,47 @@ def _wait_ready(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: P
 
 @contextlib.contextmanager
 def redis_server(directory: Path) -> Iterator[str]:
-    """A private redis-server; yields its URL."""
+    """A private redis-server; yields its URL.
+
+    :func:`free_port` only finds a port that was free a moment ago: another test process
+    (a second pytest-xdist worker) may take it first. So the server counts as ready only
+    when the redis answering on the port is this process's, and a start that lost its port
+    is retried on another.
+    """
     binary = require(lambda: shutil.which("redis-server"), "redis-server")
     import redis
 
-    port = free_port()
-    log = directory / "redis.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory), "--protected-mode", "yes"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    for attempt in range(3):
+        port = free_port()
+        log = directory / "redis.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(directory), "--protected-mode", "yes"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
 
-    def ready() -> bool:
+        def ready(client: redis.Redis = client, pid: int = proc.pid) -> bool:
+            try:
+                return int(client.info("server")["process_id"]) == pid
+            except redis.RedisError:
+                return False
+
         try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
-    try:
-        _wait_ready(ready, proc, log)
-        client.close()
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
+            _wait_ready(ready, proc, log)
+        except RuntimeError:
+            _stop(proc)
+            if attempt == 2:
+                raise
+            continue
+        finally:
+            client.close()
+        try:
+            yield f"redis://127.0.0.1:{port}"
+        finally:
+            _stop(proc)
+        return
 
 
 def _postgres_bin() -> Path | None:
@@ -171,8 +186,7 @@ class PostgresCluster:
         self.home = Path(tempfile.mkdtemp(prefix="clinvk-pg-"))
         self.data = self.home / "data"
         self.log = directory / "postgres.log"
-        self.port = free_port()
-        self.url = f"postgresql://clinvk@127.0.0.1:{self.port}/clinvk"
+        self.use_port(free_port())
         self.proc: subprocess.Popen[bytes] | None = None
         # PostgreSQL refuses to run as root, so as root the cluster belongs to the
         # ``postgres`` system user that the Debian package creates.
@@ -196,13 +210,18 @@ class PostgresCluster:
         _wait_ready(self._ready, self.proc, self.log)
 
     def _ready(self) -> bool:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", self.port)) != 0:
-                return False
-        probe = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1",
-                                "-p", str(self.port)], capture_output=True, check=False)
-        return probe.returncode == 0
+        """This cluster's postmaster says it accepts connections on its port (its
+        ``postmaster.pid``): another test process's server on the same port is not ours."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[3].strip() == str(self.port) \
+            and lines[7].strip() == "ready"
+
+    def use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"postgresql://clinvk@127.0.0.1:{port}/clinvk"
 
     def stop(self) -> None:
         """Fast shutdown, sent to the whole group: runuser does not pass SIGINT on, and a
@@ -226,7 +245,15 @@ def postgres_cluster(directory: Path) -> Iterator[PostgresCluster]:
     """A started :class:`PostgresCluster` with database ``clinvk``, removed at the end."""
     cluster = PostgresCluster(directory)
     try:
-        cluster.start()
+        for attempt in range(3):  # the port found free may be taken first (redis_server)
+            try:
+                cluster.start()
+                break
+            except RuntimeError:
+                cluster.stop()
+                if attempt == 2:
+                    raise
+                cluster.use_port(free_port())
         cluster.createdb("clinvk")
         yield cluster
     finally:
