@@ -122,6 +122,9 @@ class RunLedger:
 def kill_orphaned_groups(path: Path) -> int:
     """Read a dead process's ledger, SIGKILL every group of it still alive, remove it.
 
+    A group is the run's when it has a live member started no earlier than the run and,
+    for a line with a run marker, a member that carries the marker.
+
     Returns how many groups were killed.
     """
     path = Path(path)
@@ -135,15 +138,19 @@ def kill_orphaned_groups(path: Path) -> int:
         if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]):
             continue
         pgid, since = int(parts[0]), int(parts[1])
-        if pgid > 1 and procfs.group_members(pgid, since):
+        marker = parts[2] if len(parts) == 3 and len(parts[2]) == 32 else None
+        marked = procfs.marked_pids(marker) if marker else []
+        members = procfs.group_members(pgid, since) if pgid > 1 else []
+        # A group none of whose members carries the run's marker is not that run's: its
+        # leader's pid was reused meanwhile, perhaps by a CLI of a sibling worker.
+        if members and (marker is None or not set(members).isdisjoint(marked)):
             try:
                 os.killpg(pgid, signal.SIGKILL)
                 killed += 1
             except (ProcessLookupError, PermissionError):
                 pass
-        if len(parts) == 3 and len(parts[2]) == 32:
-            # Tools the run started with setsid are in no group of ours.
-            signal_pids(procfs.marked_pids(parts[2]), signal.SIGKILL)
+        # Tools the run started with setsid are in no group of ours.
+        signal_pids(marked, signal.SIGKILL)
     for stale in (path, path.with_name(path.name + ".tmp")):
         try:
             stale.unlink()

@@ -72,6 +72,33 @@ def test_run_ledger_kill_orphaned_groups_reads_what_was_flushed(tmp_path) -> Non
             proc.wait()
 
 
+def test_a_reused_leader_pid_without_the_run_marker_is_not_killed(tmp_path) -> None:
+    """A group whose members lack the run's marker is someone else's (the run's leader
+    pid was reused, e.g. by a sibling worker's CLI); the run's own group is killed."""
+    import subprocess
+
+    from clinvk.core.process import RunLedger, kill_orphaned_groups
+    from clinvk.core.process.procfs import RUN_MARKER_VAR
+
+    ours, theirs = "a" * 32, "b" * 32
+    ledger = RunLedger(tmp_path / "worker.runs")
+    run = subprocess.Popen(["sleep", "30"], start_new_session=True,
+                           env={**os.environ, RUN_MARKER_VAR: ours})
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True,
+                                env={**os.environ, RUN_MARKER_VAR: theirs})
+    try:
+        ledger.add(run.pid, ours)
+        ledger.add(stranger.pid, ours)  # as if the stranger had taken a recorded pid
+        assert kill_orphaned_groups(ledger.path) == 1
+        assert run.wait(timeout=5) == -9
+        assert stranger.poll() is None
+    finally:
+        for proc in (run, stranger):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_run_ledger_unwritable_never_blocks_or_fails_a_run(tmp_path, caplog) -> None:
     from clinvk.core.process import RunLedger
 
