@@ -221,7 +221,7 @@ class SqliteDatabase:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                # Also after a failed COMMIT: never leave this thread's connection inside a
+                # Also after a failed COMMIT: never leave the write connection inside a
                 # transaction, or its next BEGIN would fail too.
                 if conn.in_transaction:
                     try:
@@ -261,18 +261,21 @@ class SqliteDatabase:
                 f"clinvk understands ({latest}); upgrade clinvk",
                 details={"path": str(self.path)},
             )
-        with self._write() as conn:
+        with self._write() as writer:
             # Re-read under the write lock: another process may have migrated meanwhile.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = writer.execute("PRAGMA user_version").fetchone()[0]
             for step in migrations(StoreDialect.SQLITE)[version:]:
                 for statement in split_script(step.script):
-                    conn.execute(statement)
+                    writer.execute(statement)
                 if step.version == RECORD_JSON_VERSION:
-                    self._fill_record_json(conn)
-                conn.execute(f"PRAGMA user_version = {step.version}")
+                    self._fill_record_json(writer)
+                writer.execute(f"PRAGMA user_version = {step.version}")
         # A migration may rewrite a whole table (009 does): its pages sit in the -wal file,
         # which a checkpoint copies back but never shrinks while a connection stays open.
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        # Outside the transaction (a checkpoint cannot run in one), still under the lock
+        # that the write connection is only ever used with.
+        with self._write_lock:
+            writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     @staticmethod
     def _fill_record_json(conn: sqlite3.Connection) -> None:
